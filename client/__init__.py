@@ -1,0 +1,1 @@
+"""elang.client: submit texts to an elang-serve Triton server and collect routing statistics."""

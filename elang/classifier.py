@@ -1,0 +1,116 @@
+"""Text classifier over an ONNX model and a Hugging Face fast tokenizer.
+
+The Swift and Super Triton models are thin adapters around :class:`OnnxTextClassifier`;
+the tests and offline tools use it directly. Tokenization pads to the longest text of
+the batch (or to ``max_length`` when ``pad_to_max_length`` is set, as the native ONNX
+ensemble needs) and truncates at ``max_length`` tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILE = "tokenizer.json"
+ONNX_FILE = "model.onnx"
+# Tensor names of the tokenizer -> ONNX step (HF convention, also the native ensemble's).
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _pad_token(model_dir: Path, tokenizer) -> tuple[int, str]:  # noqa: ANN001 - tokenizers.Tokenizer
+    cfg_path = model_dir / "tokenizer_config.json"
+    candidates: list[str] = []
+    if cfg_path.is_file():
+        pad = json.loads(cfg_path.read_text()).get("pad_token")
+        if isinstance(pad, dict):
+            pad = pad.get("content")
+        if isinstance(pad, str):
+            candidates.append(pad)
+    candidates += ["[PAD]", "<pad>"]
+    for tok in candidates:
+        tid = tokenizer.token_to_id(tok)
+        if tid is not None:
+            return tid, tok
+    raise ValueError(f"{model_dir / TOKENIZER_FILE}: no pad token found (tried {candidates})")
+
+
+class TextTokenizer:
+    """A fast tokenizer loaded from ``tokenizer.json`` that returns numpy int64 arrays."""
+
+    def __init__(self, model_dir: str | Path, max_length: int, pad_to_max_length: bool = False) -> None:
+        from tokenizers import Tokenizer
+
+        model_dir = Path(model_dir)
+        path = model_dir / TOKENIZER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: a model folder needs the tokenizer's {TOKENIZER_FILE}")
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {max_length}")
+        self.tokenizer = Tokenizer.from_file(str(path))
+        self.max_length = int(max_length)
+        pad_id, pad_tok = _pad_token(model_dir, self.tokenizer)
+        self.tokenizer.enable_truncation(max_length=self.max_length)
+        if pad_to_max_length:
+            self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_tok, length=self.max_length)
+        else:
+            self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_tok)
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        encs = self.tokenizer.encode_batch(texts)
+        return {
+            "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64),
+        }
+
+
+def make_session(onnx_path: str | Path, intra_op_threads: int = 0, providers: list[str] | None = None):  # noqa: ANN201
+    """An onnxruntime InferenceSession with the given thread count and providers (CPU default)."""
+    import onnxruntime as ort
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"{onnx_path} not found")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(intra_op_threads)
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    available = ort.get_available_providers()
+    wanted = providers or ["CPUExecutionProvider"]
+    chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+    if chosen != wanted:
+        log.warning("providers %s requested, %s available; using %s", wanted, available, chosen)
+    return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=chosen)
+
+
+class OnnxTextClassifier:
+    """Texts in, logits out: tokenizer + ONNX Runtime session from one model folder."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        max_length: int = 128,
+        intra_op_threads: int = 0,
+        providers: list[str] | None = None,
+    ) -> None:
+        model_dir = Path(model_dir)
+        self.tokenizer = TextTokenizer(model_dir, max_length)
+        self.session = make_session(model_dir / ONNX_FILE, intra_op_threads, providers)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        unknown = [n for n in self.input_names if n not in TOKEN_INPUTS]
+        if unknown:
+            raise ValueError(f"{model_dir / ONNX_FILE}: unexpected inputs {unknown}; expected a subset of {TOKEN_INPUTS}")
+        last = self.session.get_outputs()[0].shape[-1]
+        self.num_labels = last if isinstance(last, int) else None
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.num_labels or 0), dtype=np.float32)
+        feeds = self.tokenizer(texts)
+        out = self.session.run(None, {n: feeds[n] for n in self.input_names})[0]
+        return np.asarray(out, dtype=np.float32)

@@ -1,0 +1,91 @@
+"""The serving contract: model names, tensor names, dtypes, parameters and route codes.
+
+Every other part of elang-serve (the Triton adapters, the repository writer, the
+client and the tests) reads names from here, so the contract lives in one place.
+Only the standard library and numpy are imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Model names in a generated repository.
+ROUTER_MODEL = "elang"
+SWIFT_MODEL = "swift"
+SUPER_MODEL = "super"
+# Stage order of the cascade: ROUTE holds an index into this tuple.
+STAGES: tuple[str, ...] = (SWIFT_MODEL, SUPER_MODEL)
+
+# Tensor names.
+TEXT = "TEXT"
+LABEL = "LABEL"
+LOGITS = "LOGITS"
+ENERGY = "ENERGY"
+ROUTE = "ROUTE"
+
+# Route codes (index of the stage that answered).
+ROUTE_SWIFT = 0
+ROUTE_SUPER = 1
+
+# Request parameter that overrides the router's threshold for one request.
+THRESHOLD_PARAM = "elang_threshold"
+
+# Keys of the router's config.pbtxt `parameters`.
+PARAM_POLICY = "policy"
+PARAM_THRESHOLD = "threshold"
+PARAM_TEMPERATURE = "temperature"
+PARAM_STAGES = "stages"
+PARAM_NUM_LABELS = "num_labels"
+PARAM_STAGE_TIMEOUT_S = "stage_timeout_s"
+PARAM_CALIBRATION_VERSION = "calibration_version"
+
+# Keys of a classifier model's config.pbtxt `parameters`.
+PARAM_MAX_LENGTH = "max_length"
+PARAM_INTRA_OP_THREADS = "intra_op_threads"
+PARAM_MAX_TEXT_BYTES = "max_text_bytes"
+PARAM_LABELS = "labels"
+
+# Defaults.
+DEFAULT_MAX_LENGTH = 128
+DEFAULT_MAX_TEXT_BYTES = 1 << 20
+DEFAULT_STAGE_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of the contract: name, Triton dtype, numpy dtype and per-row dims."""
+
+    name: str
+    triton_dtype: str  # as in config.pbtxt, e.g. "TYPE_FP32"
+    numpy_dtype: type
+    dims: tuple[int, ...]  # per row, without the batch dimension; -1 = variable
+
+    @property
+    def wire_dtype(self) -> str:
+        """Datatype name on the KServe v2 wire (tritonclient), e.g. "FP32"."""
+        return self.triton_dtype.removeprefix("TYPE_").replace("STRING", "BYTES")
+
+
+def text_input() -> TensorSpec:
+    return TensorSpec(TEXT, "TYPE_STRING", np.object_, (1,))
+
+
+def logits_output(num_labels: int) -> TensorSpec:
+    return TensorSpec(LOGITS, "TYPE_FP32", np.float32, (num_labels,))
+
+
+def classifier_outputs(num_labels: int) -> list[TensorSpec]:
+    """Outputs of `swift` and `super`: text in, logits out."""
+    return [logits_output(num_labels)]
+
+
+def router_outputs(num_labels: int) -> list[TensorSpec]:
+    """Outputs of the public `elang` entry point."""
+    return [
+        TensorSpec(LABEL, "TYPE_INT64", np.int64, (1,)),
+        logits_output(num_labels),
+        TensorSpec(ENERGY, "TYPE_FP32", np.float32, (1,)),
+        TensorSpec(ROUTE, "TYPE_INT32", np.int32, (1,)),
+    ]

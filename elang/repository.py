@@ -1,0 +1,300 @@
+"""Model repository writer: turns Swift/Super model folders into a Triton repository.
+
+A model folder holds ``model.onnx`` (text-classification logits), ``tokenizer.json``
+and optionally the other Hugging Face tokenizer/config files. For each stage the
+writer emits, by runtime:
+
+* ``python-ort`` (runs everywhere, including the CPU-only server from PyPI): one
+  Python-backend model that tokenizes and runs ONNX Runtime in one step;
+* ``onnxruntime`` (NGC container): an ensemble ``NAME`` of ``NAME_tokenizer``
+  (Python backend) and ``NAME_onnx`` (``platform: "onnxruntime_onnx"``).
+
+Both answer the same contract (TEXT -> LOGITS) under the stage's name, and the
+`elang` router (Python backend, BLS) calls the stages by name. Configs are built
+as ``ModelConfig`` protobufs and written with ``text_format``, so they always parse.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from elang import contract as c
+from elang.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("python-ort", "onnxruntime")
+# Files copied from a model folder next to the model (the ONNX file is handled apart).
+SIDE_FILES = (
+    TOKENIZER_FILE,
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "config.json",
+    "labels.json",
+)
+_DTYPE = {"TYPE_STRING": mc.TYPE_STRING, "TYPE_FP32": mc.TYPE_FP32, "TYPE_INT64": mc.TYPE_INT64, "TYPE_INT32": mc.TYPE_INT32}
+
+
+class RepositoryError(ValueError):
+    """A model folder or setting cannot make a valid repository; the message says which."""
+
+
+@dataclass
+class ClassifierSpec:
+    """One stage (Swift or Super) of the repository."""
+
+    source: Path
+    runtime: str = "python-ort"
+    max_length: int = c.DEFAULT_MAX_LENGTH
+    max_batch_size: int = 64
+    max_queue_delay_us: int = 500
+    instances: int = 1
+    intra_op_threads: int = 0
+    gpu: bool = False
+
+
+@dataclass
+class RouterSpec:
+    """The `elang` router entry point."""
+
+    policy: str = "energy"
+    threshold: str = "0.0"
+    temperature: float = 1.0
+    stages: tuple[str, ...] = c.STAGES
+    max_batch_size: int = 64
+    max_queue_delay_us: int = 500
+    instances: int = 1
+    stage_timeout_s: float = c.DEFAULT_STAGE_TIMEOUT_S
+    calibration_version: str = "uncalibrated"
+    extra_parameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelFolderInfo:
+    """What the writer learns from a model folder."""
+
+    input_names: tuple[str, ...]
+    output_name: str
+    num_labels: int
+    labels: tuple[str, ...]
+
+
+def inspect_model_folder(folder: Path) -> ModelFolderInfo:
+    """Check that ``folder`` holds a usable model and read its inputs, output and labels."""
+    import onnx
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RepositoryError(f"model folder {folder} does not exist")
+    for need in (ONNX_FILE, TOKENIZER_FILE):
+        if not (folder / need).is_file():
+            raise RepositoryError(f"model folder {folder} has no {need}")
+    try:
+        graph = onnx.load(str(folder / ONNX_FILE), load_external_data=False).graph
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad model file
+        raise RepositoryError(f"{folder / ONNX_FILE} is not a readable ONNX model: {exc}") from None
+    initializers = {i.name for i in graph.initializer}
+    inputs = tuple(i.name for i in graph.input if i.name not in initializers)
+    unknown = [n for n in inputs if n not in TOKEN_INPUTS]
+    if unknown:
+        raise RepositoryError(f"{folder / ONNX_FILE}: inputs {unknown} are not tokenizer outputs {TOKEN_INPUTS}")
+    out = graph.output[0]
+    dims = out.type.tensor_type.shape.dim
+    if len(dims) != 2 or not dims[1].dim_value:
+        raise RepositoryError(f"{folder / ONNX_FILE}: output {out.name!r} must be [batch, num_labels] logits")
+    num_labels = int(dims[1].dim_value)
+    labels = tuple(str(i) for i in range(num_labels))
+    cfg = folder / "config.json"
+    if cfg.is_file():
+        id2label = json.loads(cfg.read_text()).get("id2label") or {}
+        if len(id2label) == num_labels:
+            labels = tuple(str(id2label.get(str(i), id2label.get(i, i))) for i in range(num_labels))
+    return ModelFolderInfo(inputs, out.name, num_labels, labels)
+
+
+def _params(config: mc.ModelConfig, values: dict[str, object]) -> None:
+    for key, value in values.items():
+        config.parameters[key].string_value = str(value)
+
+
+def _tensor(container, spec: c.TensorSpec) -> None:  # noqa: ANN001 - a repeated ModelInput/ModelOutput field
+    t = container.add()
+    t.name = spec.name
+    t.data_type = _DTYPE[spec.triton_dtype]
+    t.dims.extend(spec.dims)
+
+
+def _batching(config: mc.ModelConfig, max_batch_size: int, delay_us: int) -> None:
+    if max_batch_size < 1:
+        raise RepositoryError(f"{config.name}: max_batch_size must be >= 1, got {max_batch_size}")
+    config.max_batch_size = max_batch_size
+    config.dynamic_batching.max_queue_delay_microseconds = delay_us
+
+
+def _instances(config: mc.ModelConfig, count: int, gpu: bool = False) -> None:
+    group = config.instance_group.add()
+    group.count = count
+    group.kind = mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU
+
+
+def _write_model(repo: Path, config: mc.ModelConfig, python_class: str | None = None) -> Path:
+    folder = repo / config.name
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    (folder / "config.pbtxt").write_text(render_config(config))
+    if python_class:
+        module, cls = python_class.rsplit(".", 1)
+        (folder / "1" / "model.py").write_text(
+            f'"""Triton adapter generated by elang-serve: the logic lives in {module}."""\n\n'
+            f"from {module} import {cls}  # noqa: F401\n"
+        )
+    return folder / "1"
+
+
+def render_config(config: mc.ModelConfig) -> str:
+    """The config.pbtxt text of a ModelConfig."""
+    return text_format.MessageToString(config)
+
+
+def parse_config(text: str) -> mc.ModelConfig:
+    """Parse config.pbtxt text (raises text_format.ParseError with the line on bad input)."""
+    return text_format.Parse(text, mc.ModelConfig())
+
+
+def _copy_side_files(source: Path, dest: Path) -> None:
+    for name in SIDE_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, dest / name)
+
+
+def write_classifier(repo: Path, name: str, spec: ClassifierSpec) -> ModelFolderInfo:
+    """Write stage ``name`` (TEXT -> LOGITS) into ``repo`` for ``spec.runtime``."""
+    if spec.runtime not in RUNTIMES:
+        raise RepositoryError(f"unknown runtime {spec.runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    spec.source = Path(spec.source)
+    info = inspect_model_folder(spec.source)
+    repo = Path(repo)
+    shutil.rmtree(repo / name, ignore_errors=True)
+    common = {
+        c.PARAM_MAX_LENGTH: spec.max_length,
+        c.PARAM_MAX_TEXT_BYTES: c.DEFAULT_MAX_TEXT_BYTES,
+        c.PARAM_LABELS: json.dumps(list(info.labels)),
+    }
+    if spec.runtime == "python-ort":
+        cfg = mc.ModelConfig(name=name, backend="python")
+        _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
+        _tensor(cfg.input, c.text_input())
+        for out in c.classifier_outputs(info.num_labels):
+            _tensor(cfg.output, out)
+        _instances(cfg, spec.instances)
+        providers = "CUDAExecutionProvider,CPUExecutionProvider" if spec.gpu else "CPUExecutionProvider"
+        _params(cfg, {**common, c.PARAM_INTRA_OP_THREADS: spec.intra_op_threads, "providers": providers})
+        version = _write_model(repo, cfg, "elang.triton.classifier_model.TritonPythonModel")
+        shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
+        _copy_side_files(spec.source, version)
+        return info
+    _write_native(repo, name, spec, info, common)
+    return info
+
+
+def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolderInfo, common: dict) -> None:
+    tok_name, onnx_name = f"{name}_tokenizer", f"{name}_onnx"
+    for sub in (tok_name, onnx_name):
+        shutil.rmtree(repo / sub, ignore_errors=True)
+    token_specs = [c.TensorSpec(n, "TYPE_INT64", int, (spec.max_length,)) for n in info.input_names]
+
+    tok = mc.ModelConfig(name=tok_name, backend="python")
+    _batching(tok, spec.max_batch_size, spec.max_queue_delay_us)
+    _tensor(tok.input, c.text_input())
+    for t in token_specs:
+        _tensor(tok.output, t)
+    _instances(tok, spec.instances)
+    _params(tok, {**common, "outputs": ",".join(info.input_names)})
+    version = _write_model(repo, tok, "elang.triton.tokenizer_model.TritonPythonModel")
+    _copy_side_files(spec.source, version)
+
+    onnx_cfg = mc.ModelConfig(name=onnx_name, platform="onnxruntime_onnx")
+    _batching(onnx_cfg, spec.max_batch_size, spec.max_queue_delay_us)
+    for t in token_specs:
+        _tensor(onnx_cfg.input, t)
+    _tensor(onnx_cfg.output, c.TensorSpec(info.output_name, "TYPE_FP32", float, (info.num_labels,)))
+    _instances(onnx_cfg, spec.instances, gpu=spec.gpu)
+    if spec.intra_op_threads:
+        _params(onnx_cfg, {"intra_op_thread_count": spec.intra_op_threads})
+    version = _write_model(repo, onnx_cfg)
+    shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
+
+    ens = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=spec.max_batch_size)
+    _tensor(ens.input, c.text_input())
+    for out in c.classifier_outputs(info.num_labels):
+        _tensor(ens.output, out)
+    step = ens.ensemble_scheduling.step.add(model_name=tok_name, model_version=-1)
+    step.input_map[c.TEXT] = c.TEXT
+    for n in info.input_names:
+        step.output_map[n] = f"_{n}"
+    step = ens.ensemble_scheduling.step.add(model_name=onnx_name, model_version=-1)
+    for n in info.input_names:
+        step.input_map[n] = f"_{n}"
+    step.output_map[info.output_name] = c.LOGITS
+    _params(ens, {c.PARAM_LABELS: common[c.PARAM_LABELS]})
+    _write_model(repo, ens)
+
+
+def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
+    """Write the `elang` entry point (Python backend, BLS over the stages)."""
+    from elang.router import RouterSettings
+
+    params = {
+        c.PARAM_STAGES: ",".join(spec.stages),
+        c.PARAM_POLICY: spec.policy,
+        c.PARAM_THRESHOLD: spec.threshold,
+        c.PARAM_TEMPERATURE: spec.temperature,
+        c.PARAM_STAGE_TIMEOUT_S: spec.stage_timeout_s,
+        c.PARAM_MAX_TEXT_BYTES: c.DEFAULT_MAX_TEXT_BYTES,
+        c.PARAM_CALIBRATION_VERSION: spec.calibration_version,
+        c.PARAM_NUM_LABELS: len(labels),
+        c.PARAM_LABELS: json.dumps(list(labels)),
+        **spec.extra_parameters,
+    }
+    try:  # refuse settings the router would refuse at load time
+        RouterSettings.from_parameters({k: str(v) for k, v in params.items()})
+    except ValueError as exc:
+        raise RepositoryError(str(exc)) from None
+    cfg = mc.ModelConfig(name=c.ROUTER_MODEL, backend="python")
+    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
+    _tensor(cfg.input, c.text_input())
+    for out in c.router_outputs(len(labels)):
+        _tensor(cfg.output, out)
+    _instances(cfg, spec.instances)
+    _params(cfg, params)
+    _write_model(Path(repo), cfg, "elang.triton.router_model.TritonPythonModel")
+
+
+def write_repository(
+    repo: Path, swift: ClassifierSpec, super_: ClassifierSpec, router: RouterSpec | None = None
+) -> Path:
+    """Write a complete repository: `swift`, `super` and the `elang` router."""
+    repo = Path(repo)
+    repo.mkdir(parents=True, exist_ok=True)
+    s_info = write_classifier(repo, c.SWIFT_MODEL, swift)
+    p_info = write_classifier(repo, c.SUPER_MODEL, super_)
+    if s_info.num_labels != p_info.num_labels or s_info.labels != p_info.labels:
+        raise RepositoryError(
+            f"swift labels {list(s_info.labels)} differ from super labels {list(p_info.labels)}; "
+            "both models must predict the same label set in the same order"
+        )
+    write_router(repo, router or RouterSpec(), s_info.labels)
+    log.info("wrote model repository %s", repo)
+    return repo
+
+
+def model_names(repo: Path) -> list[str]:
+    """Names of the models in a repository (folders holding a config.pbtxt)."""
+    return sorted(p.parent.name for p in Path(repo).glob("*/config.pbtxt"))

@@ -1,0 +1,226 @@
+"""Routing maths: energy, confidence scores, policies and the cascade.
+
+numpy only: imported by the Triton router, the client, the calibration tools
+and the tests alike. Conventions:
+
+* ``logits`` has shape ``[rows, num_labels]``; every score is per row.
+* A policy turns logits into a score and escalates a row to the next stage when
+  the score is on the "unsure" side of the threshold: above it for energy and
+  entropy, below it for the maximum softmax probability.
+* The cascade runs stage 0 on all rows and each further stage only on the rows
+  the previous stage escalated, so a two-stage Swift/Super pair and a longer
+  cascade share one code path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _as_logits(logits: np.ndarray) -> np.ndarray:
+    arr = np.asarray(logits, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"logits must have shape [rows, labels], got shape {arr.shape}")
+    if arr.shape[1] == 0:
+        raise ValueError("logits must have at least one label column")
+    return arr
+
+
+def _check_temperature(temperature: float) -> float:
+    t = float(temperature)
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return t
+
+
+def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Stable log(sum(exp(x))) along ``axis``."""
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return np.squeeze(out, axis=axis)
+
+
+def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """E-LANG energy ``E(x) = -T * logsumexp(logits / T)`` per row (float64)."""
+    t = _check_temperature(temperature)
+    return -t * logsumexp(_as_logits(logits) / t)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / T`` (float64)."""
+    t = _check_temperature(temperature)
+    z = _as_logits(logits) / t
+    z = z - np.max(z, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def max_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Maximum class probability per row."""
+    return np.max(softmax(logits, temperature), axis=-1)
+
+
+def entropy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Shannon entropy (nats) of the softmax of ``logits / T`` per row."""
+    t = _check_temperature(temperature)
+    z = _as_logits(logits) / t
+    logp = z - logsumexp(z)[:, None]
+    p = np.exp(logp)
+    return -np.sum(np.where(p > 0, p * logp, 0.0), axis=-1)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A routing criterion: a per-row score and the side of the threshold that escalates."""
+
+    name: str
+    score_fn: Callable[[np.ndarray, float], np.ndarray]
+    escalate_above: bool  # True: escalate when score > threshold; False: when score < threshold
+    description: str
+
+    def score(self, logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        return self.score_fn(logits, temperature)
+
+    def escalate(self, scores: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
+        """Boolean mask of rows to send to the next stage. NaN scores always escalate."""
+        s = np.asarray(scores, dtype=np.float64)
+        thr = np.asarray(threshold, dtype=np.float64)
+        unsure = s > thr if self.escalate_above else s < thr
+        return unsure | np.isnan(s)
+
+
+POLICIES: dict[str, Policy] = {
+    p.name: p
+    for p in (
+        Policy("energy", energy, True, "escalate when -T*logsumexp(logits/T) > threshold"),
+        Policy("softmax", max_softmax, False, "escalate when max softmax probability < threshold"),
+        Policy("entropy", entropy, True, "escalate when softmax entropy (nats) > threshold"),
+    )
+}
+
+
+def get_policy(name: str) -> Policy:
+    """Look a policy up by name, with an error that lists the known ones."""
+    try:
+        return POLICIES[name]
+    except KeyError:
+        known = ", ".join(sorted(POLICIES))
+        raise ValueError(f"unknown routing policy {name!r}; known policies: {known}") from None
+
+
+def parse_threshold(value: object) -> float:
+    """Parse a threshold given as a number or a string ("0.5", "inf", "-inf").
+
+    Booleans, NaN and anything that is not a number are refused with a ValueError
+    that names the value.
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"threshold must be a number or 'inf'/'-inf', got {value!r}")
+    if isinstance(value, (int, float)):
+        out = float(value)
+    elif isinstance(value, str):
+        try:
+            out = float(value.strip())
+        except ValueError:
+            raise ValueError(f"threshold must be a number or 'inf'/'-inf', got {value!r}") from None
+    else:
+        raise ValueError(f"threshold must be a number or 'inf'/'-inf', got {type(value).__name__}")
+    if math.isnan(out):
+        raise ValueError("threshold must not be NaN")
+    return out
+
+
+def parse_thresholds(value: object, count: int) -> list[float]:
+    """Parse ``count`` thresholds: one number, or a comma-separated string of ``count`` numbers."""
+    if isinstance(value, str) and "," in value:
+        parts: list[object] = [p for p in value.split(",")]
+    else:
+        parts = [value]
+    if len(parts) != count:
+        raise ValueError(f"expected {count} threshold(s), one per escalation step, got {len(parts)}: {value!r}")
+    return [parse_threshold(p) for p in parts]
+
+
+@dataclass
+class StageFailure:
+    """Stage ``stage`` failed for ``rows``; those rows have no answer."""
+
+    stage: int
+    rows: np.ndarray
+    message: str
+
+
+@dataclass
+class CascadeResult:
+    """Per-row outcome of a cascade."""
+
+    logits: np.ndarray  # [rows, labels] float32, from the stage that answered
+    route: np.ndarray  # [rows] int32, index of the stage that answered; -1 where a stage failed
+    first_logits: np.ndarray  # [rows, labels] float32, stage 0's logits (for energy/stats)
+    failures: list[StageFailure]
+
+    @property
+    def failed(self) -> np.ndarray:
+        return self.route < 0
+
+
+class StageError(RuntimeError):
+    """Stage 0 failed, so no row has an answer."""
+
+
+def run_cascade(
+    n_rows: int,
+    stages: Sequence[Callable[[np.ndarray], np.ndarray]],
+    policy: Policy,
+    thresholds: Sequence[np.ndarray | float],
+    temperature: float = 1.0,
+) -> CascadeResult:
+    """Route ``n_rows`` through ``stages``.
+
+    ``stages[k](rows)`` returns logits for the given row indices.
+    ``thresholds[k]`` (a scalar or one value per row) decides escalation from stage
+    k to k+1, so ``len(thresholds) == len(stages) - 1``. If stage 0 fails,
+    :class:`StageError` is raised; if a later stage fails, its rows are marked
+    failed (route -1) with a :class:`StageFailure`, and every other row keeps its answer.
+    """
+    if len(stages) < 1:
+        raise ValueError("a cascade needs at least one stage")
+    if len(thresholds) != len(stages) - 1:
+        raise ValueError(f"{len(stages)} stages need {len(stages) - 1} thresholds, got {len(thresholds)}")
+    all_rows = np.arange(n_rows)
+    try:
+        first = _call_stage(stages[0], all_rows, None)
+    except Exception as exc:
+        raise StageError(f"stage 0 failed: {exc}") from exc
+    logits = first.copy()
+    route = np.zeros(n_rows, dtype=np.int32)
+    failures: list[StageFailure] = []
+    active = all_rows
+    for k in range(1, len(stages)):
+        thr = np.broadcast_to(np.asarray(thresholds[k - 1], dtype=np.float64), (n_rows,))[active]
+        mask = policy.escalate(policy.score(logits[active], temperature), thr)
+        active = active[mask]
+        if active.size == 0:
+            break
+        try:
+            logits[active] = _call_stage(stages[k], active, first.shape[1])
+        except Exception as exc:  # noqa: BLE001 - a later stage's failure fails only its rows
+            failures.append(StageFailure(k, active, f"stage {k} failed: {exc}"))
+            route[active] = -1
+            break
+        route[active] = k
+    return CascadeResult(logits=logits, route=route, first_logits=first, failures=failures)
+
+
+def _call_stage(stage: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, n_labels: int | None) -> np.ndarray:
+    out = np.asarray(stage(rows), dtype=np.float32)
+    if out.ndim != 2 or out.shape[0] != rows.size:
+        raise ValueError(f"returned logits of shape {list(out.shape)} for {rows.size} rows")
+    if n_labels is not None and out.shape[1] != n_labels:
+        raise ValueError(f"returned {out.shape[1]} labels where the first stage returned {n_labels}")
+    return out

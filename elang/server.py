@@ -1,0 +1,208 @@
+"""Launcher for the real Triton Inference Server bundled in ``nvidia-pytriton``.
+
+``TritonServer`` prepares a writable backend directory (the Python backend plus the
+stub built for this interpreter), sets the library path and PATH the stub needs
+(see docs/ARCHITECTURE.md), starts ``tritonserver`` bound to 127.0.0.1 on free
+ports by default, waits for readiness and stops the process it started by PID.
+Used by ``elang serve``, the tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class ServerError(RuntimeError):
+    """The server could not be found, started, or did not become ready."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _pytriton_root() -> tuple[Path, Path]:
+    try:
+        import pytriton
+    except ImportError:
+        raise ServerError("nvidia-pytriton is not installed: pip install 'nvidia-pytriton==0.7.0'") from None
+    pkg = Path(pytriton.__file__).parent
+    root = pkg / "tritonserver"
+    libs = pkg.parent / "nvidia_pytriton.libs"
+    if not (root / "bin" / "tritonserver").is_file():
+        raise ServerError(f"no tritonserver binary under {root}; reinstall nvidia-pytriton==0.7.0")
+    return root, libs
+
+
+def prepare_backends(cache_dir: Path | None = None) -> Path:
+    """A writable backend directory holding the Python backend and this interpreter's stub."""
+    root, _ = _pytriton_root()
+    pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / pyver / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise ServerError(f"nvidia-pytriton has no Python backend stub for Python {pyver} ({stub})")
+    base = Path(cache_dir or os.environ.get("ELANG_CACHE", Path.home() / ".cache" / "elang"))
+    dest = base / f"triton-backends-py{pyver}"
+    python_dir = dest / "python"
+    marker = python_dir / ".source"
+    if not (marker.is_file() and marker.read_text() == str(root)):
+        tmp = Path(tempfile.mkdtemp(dir=base if base.exists() else None))
+        shutil.copytree(root / "backends" / "python", tmp / "python", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(stub, tmp / "python" / "triton_python_backend_stub")
+        (tmp / "python" / ".source").write_text(str(root))
+        base.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest) if tmp.parent == base else shutil.move(str(tmp), dest)
+    return dest
+
+
+def server_environment() -> dict[str, str]:
+    """The environment the server and its Python stubs need (see the module doc)."""
+    _, libs = _pytriton_root()
+    env = dict(os.environ)
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, str(libs), env.get("LD_LIBRARY_PATH", "")) if p)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+@dataclass
+class TritonServer:
+    """The real ``tritonserver`` as a context manager.
+
+    >>> with TritonServer("repo") as server:   # doctest: +SKIP
+    ...     server.grpc_url, server.http_url
+    """
+
+    model_repository: Path
+    host: str = "127.0.0.1"
+    http_port: int | None = None
+    grpc_port: int | None = None
+    metrics_port: int | None = None
+    startup_timeout_s: float = 120.0
+    log_path: Path | None = None
+    log_verbose: int = 0
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+    def command(self) -> list[str]:
+        root, _ = _pytriton_root()
+        return [
+            str(root / "bin" / "tritonserver"),
+            f"--model-repository={Path(self.model_repository).resolve()}",
+            f"--backend-directory={prepare_backends()}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-gpu-metrics=false",
+            f"--log-verbose={self.log_verbose}",
+            *self.extra_args,
+        ]
+
+    def start(self) -> TritonServer:
+        repo = Path(self.model_repository)
+        if not repo.is_dir():
+            raise ServerError(f"model repository {repo} does not exist")
+        self.http_port = self.http_port or free_port(self.host)
+        self.grpc_port = self.grpc_port or free_port(self.host)
+        self.metrics_port = self.metrics_port or free_port(self.host)
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        cmd = self.command()
+        log.info("starting %s", " ".join(cmd))
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=server_environment(), start_new_session=True
+            )
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _get(self, path: str, timeout: float = 2.0) -> int:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=timeout) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as e:
+            return int(e.code)
+        except (urllib.error.URLError, OSError):
+            return 0
+
+    def is_ready(self) -> bool:
+        return self._get("/v2/health/ready") == 200
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerError(
+                    f"tritonserver exited with code {self.process.returncode} during startup; "
+                    f"last log lines:\n{self.log_tail()}"
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.2)
+        raise ServerError(f"tritonserver not ready after {self.startup_timeout_s:.0f} s; log:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path or not Path(self.log_path).is_file():
+            return ""
+        text = Path(self.log_path).read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM the server this object started (by PID), SIGKILL after ``timeout_s``."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return None if proc is None else proc.returncode
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("tritonserver pid %d did not stop in %.0f s; killing it", proc.pid, timeout_s)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait(10)
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
