@@ -104,7 +104,9 @@ class OnnxTextClassifier:
         self.input_names = [i.name for i in self.session.get_inputs()]
         unknown = [n for n in self.input_names if n not in TOKEN_INPUTS]
         if unknown:
-            raise ValueError(f"{model_dir / ONNX_FILE}: unexpected inputs {unknown}; expected a subset of {TOKEN_INPUTS}")
+            raise ValueError(
+                f"{model_dir / ONNX_FILE}: unexpected inputs {unknown}; expected a subset of {TOKEN_INPUTS}"
+            )
         last = self.session.get_outputs()[0].shape[-1]
         self.num_labels = last if isinstance(last, int) else None
 

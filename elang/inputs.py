@@ -41,9 +41,7 @@ def decode_texts(array: np.ndarray | None, max_text_bytes: int = DEFAULT_MAX_TEX
         else:
             raise InputError(f"input {TEXT} row {i} is {type(item).__name__}, expected UTF-8 bytes")
         if len(raw) > max_text_bytes:
-            raise InputError(
-                f"input {TEXT} row {i} is {len(raw)} bytes, over the limit of {max_text_bytes} bytes"
-            )
+            raise InputError(f"input {TEXT} row {i} is {len(raw)} bytes, over the limit of {max_text_bytes} bytes")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -40,7 +40,12 @@ SIDE_FILES = (
     "config.json",
     "labels.json",
 )
-_DTYPE = {"TYPE_STRING": mc.TYPE_STRING, "TYPE_FP32": mc.TYPE_FP32, "TYPE_INT64": mc.TYPE_INT64, "TYPE_INT32": mc.TYPE_INT32}
+_DTYPE = {
+    "TYPE_STRING": mc.TYPE_STRING,
+    "TYPE_FP32": mc.TYPE_FP32,
+    "TYPE_INT64": mc.TYPE_INT64,
+    "TYPE_INT32": mc.TYPE_INT32,
+}
 
 
 class RepositoryError(ValueError):

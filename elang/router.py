@@ -36,7 +36,9 @@ class RouterSettings:
         if len(self.stages) < 2:
             raise ValueError(f"the router needs at least two stages, got {list(self.stages)}")
         if len(self.thresholds) != len(self.stages) - 1:
-            raise ValueError(f"{len(self.stages)} stages need {len(self.stages) - 1} thresholds, got {list(self.thresholds)}")
+            raise ValueError(
+                f"{len(self.stages)} stages need {len(self.stages) - 1} thresholds, got {list(self.thresholds)}"
+            )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not self.stage_timeout_s > 0:

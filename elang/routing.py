@@ -224,3 +224,24 @@ def _call_stage(stage: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, n_l
     if n_labels is not None and out.shape[1] != n_labels:
         raise ValueError(f"returned {out.shape[1]} labels where the first stage returned {n_labels}")
     return out
+
+
+def threshold_for_fraction(scores: np.ndarray, fraction: float, policy: Policy) -> float:
+    """The threshold that escalates ``round(fraction * n)`` of ``scores`` (RouteLLM-style).
+
+    Placed halfway between the last escalated and the first kept score, so the share
+    is exact on these scores when they have no ties at the cut.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be within [0, 1], got {fraction}")
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if s.size == 0:
+        raise ValueError("need at least one score to place a threshold")
+    # Order from most to least unsure.
+    order = np.sort(s)[::-1] if policy.escalate_above else np.sort(s)
+    k = int(round(fraction * s.size))
+    if k == 0:
+        return float(order[0])
+    if k == s.size:
+        return float("-inf") if policy.escalate_above else float("inf")
+    return float((order[k - 1] + order[k]) / 2)

@@ -87,7 +87,7 @@ def make_tiny_checkpoint(out_dir: str | Path, spec: TinySpec, corpus: list[str] 
         num_labels=len(spec.labels),
         id2label=dict(enumerate(spec.labels)),
         label2id={lab: i for i, lab in enumerate(spec.labels)},
-        initializer_range=0.5,  # wide init so energies spread and routing thresholds matter
+        initializer_range=0.3,  # wide init so energies spread and routing thresholds matter
     )
     model = BertForSequenceClassification(config).eval()
     model.save_pretrained(out)

@@ -1,0 +1,270 @@
+"""ElangClient: classify texts through an elang-serve Triton server, in batches, concurrently.
+
+Needs numpy and tritonclient only. Calls the `elang` router by default; calling `swift`
+or `super` directly gives the same per-text records (energy computed here from the
+model's logits, route = that model's stage index), which is how Swift-only and
+Super-only baselines are measured.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from elang.client.stats import RoutingStats
+
+from elang import contract as c
+from elang.inputs import InputError, decode_texts, encode_texts
+from elang.routing import energy
+
+PROTOCOLS = ("grpc", "http")
+
+
+class ClientError(RuntimeError):
+    """The server is unreachable, or a request failed; the message says which and why."""
+
+
+@dataclass
+class Prediction:
+    """One text's answer, or its error."""
+
+    index: int
+    label: int | None = None
+    label_name: str | None = None
+    logits: np.ndarray | None = None
+    energy: float | None = None
+    route: int | None = None
+    latency_s: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "label": self.label,
+            "label_name": self.label_name,
+            "energy": self.energy,
+            "route": self.route,
+            "latency_ms": None if self.latency_s is None else self.latency_s * 1e3,
+            "logits": None if self.logits is None else [float(x) for x in self.logits],
+            "error": self.error,
+        }
+
+
+@dataclass
+class ClassifyResult:
+    predictions: list[Prediction]
+    stats: RoutingStats
+
+    @property
+    def failed(self) -> list[Prediction]:
+        return [p for p in self.predictions if not p.ok]
+
+
+def _tritonclient(protocol: str):  # noqa: ANN202 - the tritonclient.grpc or .http module
+    if protocol == "grpc":
+        import tritonclient.grpc as tc
+    elif protocol == "http":
+        import tritonclient.http as tc
+    else:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    return tc
+
+
+class ElangClient:
+    """A client for one server. Thread-safe: each thread gets its own tritonclient connection."""
+
+    def __init__(self, url: str, protocol: str = "grpc", model: str = c.ROUTER_MODEL, timeout_s: float = 60.0) -> None:
+        self.url = url.removeprefix("http://").removeprefix("grpc://")
+        self.protocol = protocol
+        self.model = model
+        self.timeout_s = float(timeout_s)
+        self._tc = _tritonclient(protocol)
+        self._local = threading.local()
+        self._labels: list[str] | None = None
+
+    # connection -------------------------------------------------------------------
+    def _client(self):  # noqa: ANN202
+        cl = getattr(self._local, "client", None)
+        if cl is None:
+            if self.protocol == "http":
+                cl = self._tc.InferenceServerClient(
+                    self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
+                )
+            else:
+                cl = self._tc.InferenceServerClient(self.url)
+            self._local.client = cl
+        return cl
+
+    def _wrap(self, what: str, fn: Callable):  # noqa: ANN202
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return fn()
+        except InferenceServerException as exc:
+            raise ClientError(f"{what} at {self.protocol}://{self.url} failed: {exc.message()}") from None
+        except (ConnectionError, OSError) as exc:
+            raise ClientError(f"{what}: cannot reach {self.protocol}://{self.url}: {exc}") from None
+
+    def is_ready(self) -> bool:
+        """True when the server and the target model are ready; False when unreachable."""
+        try:
+            return bool(self._wrap("health check", lambda: self._client().is_model_ready(self.model)))
+        except ClientError:
+            return False
+
+    def check(self) -> None:
+        """Raise a ClientError that says what is wrong unless the target model is ready."""
+        live = self._wrap("health check", lambda: self._client().is_server_live())
+        if not live:
+            raise ClientError(f"server at {self.url} is not live")
+        if not self._wrap("health check", lambda: self._client().is_model_ready(self.model)):
+            raise ClientError(f"model '{self.model}' is not ready on {self.url}")
+
+    def labels(self) -> list[str] | None:
+        """Label names from the model's config parameters (None when it has none)."""
+        if self._labels is None:
+            cfg = self._wrap("model config", lambda: self._client().get_model_config(self.model))
+            if self.protocol == "grpc":
+                params = {k: v.string_value for k, v in cfg.config.parameters.items()}
+            else:
+                params = {k: v.get("string_value", "") for k, v in cfg.get("parameters", {}).items()}
+            raw = params.get(c.PARAM_LABELS)
+            self._labels = json.loads(raw) if raw else []
+        return self._labels or None
+
+    # inference --------------------------------------------------------------------
+    def infer_batch(self, texts: Sequence[str], threshold: float | str | None = None) -> dict[str, np.ndarray]:
+        """One request with ``texts``; returns LABEL, LOGITS, ENERGY, ROUTE arrays (one row per text)."""
+        arr = encode_texts(list(texts))
+        try:
+            decode_texts(arr)
+        except InputError as exc:
+            raise ClientError(str(exc)) from None
+        inp = self._tc.InferInput(c.TEXT, list(arr.shape), "BYTES")
+        inp.set_data_from_numpy(arr)
+        params = {} if threshold is None else {c.THRESHOLD_PARAM: str(threshold)}
+        if self.model == c.ROUTER_MODEL:
+            names = [c.LABEL, c.LOGITS, c.ENERGY, c.ROUTE]
+        else:
+            names = [c.LOGITS]
+        outputs = [self._tc.InferRequestedOutput(n) for n in names]
+        kwargs: dict = {"parameters": params} if params else {}
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.timeout_s
+        result = self._wrap(
+            f"inference on model '{self.model}'",
+            lambda: self._client().infer(self.model, [inp], outputs=outputs, **kwargs),
+        )
+        out = {n: result.as_numpy(n) for n in names}
+        if self.model != c.ROUTER_MODEL:
+            logits = out[c.LOGITS]
+            route = c.STAGES.index(self.model) if self.model in c.STAGES else 0
+            out[c.LABEL] = np.argmax(logits, axis=1).reshape(-1, 1)
+            out[c.ENERGY] = energy(logits).astype(np.float32).reshape(-1, 1)
+            out[c.ROUTE] = np.full((len(logits), 1), route, dtype=np.int32)
+        return out
+
+    def classify(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        concurrency: int = 4,
+        threshold: float | str | None = None,
+        true_labels: Sequence[str | int] | None = None,
+        progress: bool = False,
+        raise_on_error: bool = False,
+    ) -> ClassifyResult:
+        """Classify ``texts`` in batches of ``batch_size`` with ``concurrency`` requests in flight.
+
+        A text the server would refuse (empty, not UTF-8, too large) is not sent: its
+        Prediction carries the error. A failed request marks its texts failed with the
+        server's message, or raises when ``raise_on_error``. Nothing is dropped.
+        """
+        if batch_size < 1 or concurrency < 1:
+            raise ValueError("batch_size and concurrency must be >= 1")
+        if true_labels is not None and len(true_labels) != len(texts):
+            raise ValueError(f"{len(true_labels)} labels for {len(texts)} texts")
+        preds = [Prediction(i) for i in range(len(texts))]
+        sendable = []
+        for i, t in enumerate(texts):
+            try:
+                decode_texts(encode_texts([t]))
+                sendable.append(i)
+            except InputError as exc:
+                preds[i].error = str(exc).replace("row 0", f"text {i}")
+        if sendable:
+            self.check()
+        labels = self.labels() if sendable else None
+        batches = [sendable[k : k + batch_size] for k in range(0, len(sendable), batch_size)]
+
+        def run(idx: list[int]) -> None:
+            t0 = time.perf_counter()
+            try:
+                out = self.infer_batch([texts[i] for i in idx], threshold)
+            except ClientError as exc:
+                if raise_on_error:
+                    raise
+                for i in idx:
+                    preds[i].error = str(exc)
+                return
+            dt = time.perf_counter() - t0
+            for row, i in enumerate(idx):
+                p = preds[i]
+                p.label = int(out[c.LABEL][row, 0])
+                p.label_name = labels[p.label] if labels and p.label < len(labels) else None
+                p.logits = out[c.LOGITS][row]
+                p.energy = float(out[c.ENERGY][row, 0])
+                p.route = int(out[c.ROUTE][row, 0])
+                p.latency_s = dt
+
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(sendable), unit="text", desc=f"classify via {self.model}")
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            for idx, fut in [(b, pool.submit(run, b)) for b in batches]:
+                fut.result()
+                if bar is not None:
+                    bar.update(len(idx))
+        wall = time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+        return ClassifyResult(preds, stats_of(preds, wall, true_labels, labels))
+
+
+def stats_of(
+    preds: Sequence[Prediction],
+    wall_s: float,
+    true_labels: Sequence[str | int] | None = None,
+    label_names: Sequence[str] | None = None,
+) -> RoutingStats:
+    """RoutingStats of predictions; ``true_labels`` may be label names or ids."""
+    ok = [p for p in preds if p.ok]
+    correct = None
+    if true_labels is not None:
+        correct = [_matches(p, true_labels[p.index], label_names) for p in ok]
+    return RoutingStats.compute(
+        routes=[p.route for p in ok],
+        energies=[p.energy for p in ok],
+        latencies_s=[p.latency_s for p in ok],
+        wall_s=wall_s,
+        correct=correct,
+        failed=len(preds) - len(ok),
+    )
+
+
+def _matches(p: Prediction, truth: str | int, label_names: Sequence[str] | None) -> bool:
+    if p.label_name is not None and str(truth) == p.label_name:
+        return True
+    return str(truth) == str(p.label)

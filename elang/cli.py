@@ -1,0 +1,180 @@
+"""The `elang` command: serve, classify, build a tiny repository, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from elang import __version__
+
+log = logging.getLogger("elang")
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="start the bundled Triton server on a model repository")
+    p.add_argument("--model-repository", required=True, type=Path, help="folder written by the repository writer")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for readiness")
+    p.add_argument("--log-file", type=Path, default=None, help="server log (default: a temporary file)")
+    p.add_argument("--log-verbose", type=int, default=0)
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from elang.server import TritonServer
+
+    server = TritonServer(
+        args.model_repository,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        startup_timeout_s=args.startup_timeout,
+        log_path=args.log_file,
+        log_verbose=args.log_verbose,
+    )
+    stop = {"now": False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    print(f"Triton ready (pid {server.process.pid}), models from {args.model_repository}")
+    print(f"  gRPC     {server.grpc_url}")
+    print(f"  HTTP     http://{server.http_url}")
+    print(f"  metrics  {server.metrics_url}")
+    print(f"  log      {server.log_path}")
+    print("Ctrl-C or SIGTERM stops it.", flush=True)
+    try:
+        while not stop["now"]:
+            if server.process.poll() is not None:
+                print(
+                    f"tritonserver exited with code {server.process.returncode}:\n{server.log_tail()}", file=sys.stderr
+                )
+                return 1
+            time.sleep(0.2)
+    finally:
+        code = server.stop()
+        print(f"stopped (exit code {code})")
+    return 0
+
+
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify", help="classify texts through a running server and print routing stats")
+    p.add_argument("source", help="file of texts (one per line, or CSV/TSV/JSONL with a text column), or - for stdin")
+    p.add_argument("--url", default="127.0.0.1:8001", help="server HOST:PORT (gRPC port for grpc, HTTP for http)")
+    p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    p.add_argument("--model", default="elang", help="elang (routed), swift or super")
+    p.add_argument("--format", choices=("lines", "csv", "tsv", "jsonl"), default=None, help="default: by extension")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default=None, help="column of true labels: adds accuracy to the stats")
+    p.add_argument("--threshold", default=None, help="override the router threshold for these requests")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--output", type=Path, default=None, help="write predictions as JSONL here")
+    p.add_argument("--json", action="store_true", help="print the stats as JSON instead of a table")
+    p.set_defaults(func=cmd_classify)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from elang.client.client import ElangClient
+    from elang.client.inputs import read_texts
+
+    texts, labels = read_texts(args.source, args.format, args.text_column, args.label_column)
+    client = ElangClient(args.url, protocol=args.protocol, model=args.model, timeout_s=args.timeout)
+    result = client.classify(
+        texts,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        threshold=args.threshold,
+        true_labels=labels,
+        progress=sys.stderr.isatty(),
+    )
+    if args.output:
+        with open(args.output, "w") as f:
+            for p in result.predictions:
+                f.write(json.dumps(p.to_dict()) + "\n")
+    else:
+        for p, text in zip(result.predictions, texts):
+            if p.ok:
+                name = p.label_name or str(p.label)
+                print(f"{name}\troute={p.route}\tenergy={p.energy:.4f}\t{text[:80]}")
+            else:
+                print(f"ERROR\t{p.error}\t{text[:80]}")
+    print(json.dumps(result.stats.to_dict(), indent=2) if args.json else "\n" + result.stats.format_table())
+    if result.failed:
+        print(f"{len(result.failed)} of {len(texts)} texts failed; see the ERROR lines", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_tiny(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tiny-repo", help="build a repository from tiny random BERT models (tests, first look)")
+    p.add_argument("--repository", type=Path, required=True)
+    p.add_argument("--work-dir", type=Path, default=None, help="where checkpoints and ONNX go (default: next to it)")
+    p.add_argument("--super-fraction", type=float, default=0.3, help="share of the sample texts sent to super")
+    p.add_argument("--runtime", choices=("python-ort", "onnxruntime"), default="python-ort")
+    p.set_defaults(func=cmd_tiny)
+
+
+def cmd_tiny(args: argparse.Namespace) -> int:
+    from elang.export.pipeline import build_tiny_repository
+
+    info = build_tiny_repository(args.repository, args.work_dir, args.super_fraction, args.runtime)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="build the default repository, serve it, classify the sample set, print stats")
+    p.add_argument("--work-dir", type=Path, default=None, help="default: ~/.cache/elang/demo")
+    p.add_argument("--super-fraction", type=float, default=0.3)
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from elang.export.pipeline import run_demo
+
+    return run_demo(args.work_dir, args.super_fraction)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="elang", description="E-LANG energy-based routing on Triton")
+    parser.add_argument("--version", action="version", version=f"elang-serve {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_serve, _add_classify, _add_tiny, _add_demo):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from elang.client.client import ClientError
+    from elang.client.inputs import InputFileError
+    from elang.repository import RepositoryError
+    from elang.server import ServerError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ClientError, InputFileError, RepositoryError, ServerError, FileNotFoundError, ValueError) as exc:
+        print(f"elang {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
