@@ -48,6 +48,8 @@ class RouterSettings:
     def from_parameters(cls, params: Mapping[str, str]) -> RouterSettings:
         """Build settings from config parameters; a bad value names its key."""
         stages = tuple(s.strip() for s in params.get(c.PARAM_STAGES, ",".join(c.STAGES)).split(",") if s.strip())
+        if len(stages) < 2:
+            raise ValueError(f"router config parameters: the router needs at least two stages, got {list(stages)}")
         try:
             return cls(
                 stages=stages,

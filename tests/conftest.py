@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny models built once per session, and the real Triton server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A repository built from tiny random BERT classifiers exported to ONNX (real optimum export)."""
+    from elang.export.pipeline import build_tiny_repository
+
+    root = tmp_path_factory.mktemp("tiny")
+    info = build_tiny_repository(root / "repo", root / "work", super_fraction=0.3)
+    info["work"] = root / "work"
+    info["repo"] = Path(info["repository"])
+    return info
+
+
+@pytest.fixture(scope="session")
+def server(tiny_repo: dict):
+    """The real tritonserver on free 127.0.0.1 ports, stopped by its own PID at the end."""
+    from elang.server import TritonServer
+
+    srv = TritonServer(tiny_repo["repo"], startup_timeout_s=180)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def offline(tiny_repo: dict) -> dict:
+    """The same ONNX models run directly with ONNX Runtime, as the reference."""
+    from elang.classifier import OnnxTextClassifier
+
+    return {name: OnnxTextClassifier(tiny_repo["work"] / name) for name in ("swift", "super")}

@@ -1,0 +1,95 @@
+"""End-to-end routing through the real Triton server on tiny models."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from elang import contract as c
+from elang.client.client import ElangClient
+from elang.export.tiny import sample_rows
+from elang.routing import energy
+
+pytestmark = pytest.mark.integration
+
+TEXTS = [t for t, _ in sample_rows()]
+
+
+def _url(server, protocol: str) -> str:
+    return server.grpc_url if protocol == "grpc" else server.http_url
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_minus_inf_sends_everything_to_super(server, offline, protocol):
+    out = ElangClient(_url(server, protocol), protocol).infer_batch(TEXTS, threshold="-inf")
+    assert out[c.ROUTE].ravel().tolist() == [c.ROUTE_SUPER] * len(TEXTS)
+    np.testing.assert_allclose(out[c.LOGITS], offline["super"](TEXTS), atol=1e-5)
+    np.testing.assert_allclose(out[c.ENERGY].ravel(), energy(offline["swift"](TEXTS)), atol=1e-5)
+    assert out[c.LABEL].ravel().tolist() == np.argmax(offline["super"](TEXTS), 1).tolist()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_plus_inf_keeps_everything_on_swift(server, offline, protocol):
+    out = ElangClient(_url(server, protocol), protocol).infer_batch(TEXTS, threshold=math.inf)
+    assert out[c.ROUTE].ravel().tolist() == [c.ROUTE_SWIFT] * len(TEXTS)
+    np.testing.assert_allclose(out[c.LOGITS], offline["swift"](TEXTS), atol=1e-5)
+    assert out[c.LABEL].dtype == np.int64 and out[c.ROUTE].dtype == np.int32
+    assert out[c.LOGITS].dtype == np.float32 and out[c.ENERGY].dtype == np.float32
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_middle_threshold_routes_exactly_the_high_energy_rows(server, offline, protocol):
+    e = energy(offline["swift"](TEXTS))
+    s = np.sort(e)
+    thr = float((s[len(s) // 2] + s[len(s) // 2 - 1]) / 2)  # between two energies: no ties
+    out = ElangClient(_url(server, protocol), protocol).infer_batch(TEXTS, threshold=thr)
+    want = e > thr
+    assert 0 < want.sum() < len(TEXTS)
+    assert (out[c.ROUTE].ravel() == 1).tolist() == want.tolist()
+    np.testing.assert_allclose(out[c.LOGITS][want], offline["super"](TEXTS)[want], atol=1e-5)
+    np.testing.assert_allclose(out[c.LOGITS][~want], offline["swift"](TEXTS)[~want], atol=1e-5)
+
+
+def test_config_threshold_is_used_without_override(server, offline, tiny_repo):
+    e = energy(offline["swift"](TEXTS))
+    out = ElangClient(server.grpc_url).infer_batch(TEXTS)
+    assert (out[c.ROUTE].ravel() == 1).tolist() == (e > tiny_repo["threshold"]).tolist()
+
+
+@pytest.mark.parametrize("model", ["swift", "super"])
+def test_stages_answer_the_same_contract_directly(server, offline, model):
+    out = ElangClient(server.grpc_url, model=model).infer_batch(TEXTS[:5])
+    np.testing.assert_allclose(out[c.LOGITS], offline[model](TEXTS[:5]), atol=1e-5)
+
+
+def test_concurrent_clients_get_consistent_answers(server, offline):
+    e = energy(offline["swift"](TEXTS))
+    thr = float(np.median(e))
+    ref = np.where((e > thr)[:, None], offline["super"](TEXTS), offline["swift"](TEXTS))
+
+    def one(k: int):
+        protocol = "grpc" if k % 2 else "http"
+        res = ElangClient(_url(server, protocol), protocol).classify(TEXTS, batch_size=5, concurrency=3, threshold=thr)
+        return res
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    for res in results:
+        assert not res.failed
+        got = np.stack([p.logits for p in res.predictions])
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+        assert res.stats.super_fraction == pytest.approx(float(np.mean(e > thr)))
+
+
+def test_classify_reports_stats_with_accuracy(server):
+    labels = [lab for _, lab in sample_rows()]
+    res = ElangClient(server.grpc_url).classify(TEXTS, batch_size=7, concurrency=2, true_labels=labels)
+    assert res.stats.answered == len(TEXTS) and res.stats.failed == 0
+    names = [p.label_name for p in res.predictions]
+    assert set(names) <= {"negative", "neutral", "positive"}
+    want = np.mean([n == lab for n, lab in zip(names, labels)])
+    assert res.stats.accuracy == pytest.approx(want)
+    assert res.stats.latency_ms[50] > 0 and res.stats.throughput > 0

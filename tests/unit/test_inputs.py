@@ -1,0 +1,34 @@
+"""TEXT validation: the messages callers see for bad rows."""
+
+import numpy as np
+import pytest
+
+from elang.inputs import InputError, decode_texts, encode_texts
+
+
+def test_round_trip_unicode():
+    texts = ["hello", "naïve café ☕", "多言語"]
+    assert decode_texts(encode_texts(texts)) == texts
+
+
+@pytest.mark.parametrize(
+    ("array", "match"),
+    [
+        (None, "missing"),
+        (np.zeros((0, 1), dtype=object), "zero rows"),
+        (np.array([[b"a", b"b"]], dtype=object), r"shape \[rows, 1\]"),
+        (np.array([[b""]], dtype=object), "row 0 is empty"),
+        (np.array([[b"ok"], [b"   "]], dtype=object), "row 1 is empty"),
+        (np.array([[b"\xff\xfe bad"]], dtype=object), "not valid UTF-8"),
+        (np.array([[3]], dtype=object), "expected UTF-8 bytes"),
+    ],
+)
+def test_bad_rows(array, match):
+    with pytest.raises(InputError, match=match):
+        decode_texts(array)
+
+
+def test_size_limit():
+    with pytest.raises(InputError, match="over the limit of 10 bytes"):
+        decode_texts(encode_texts(["x" * 11]), max_text_bytes=10)
+    assert decode_texts(encode_texts(["x" * 10]), max_text_bytes=10) == ["x" * 10]
