@@ -78,7 +78,11 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("lines", "csv", "tsv", "jsonl"), default=None, help="default: by extension")
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default=None, help="column of true labels: adds accuracy to the stats")
-    p.add_argument("--threshold", default=None, help="override the router threshold for these requests")
+    p.add_argument(
+        "--threshold",
+        default=None,
+        help="override the router threshold for these requests (write --threshold=-inf for minus infinity)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
@@ -149,12 +153,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.work_dir, args.super_fraction)
 
 
+def _add_bench_layout(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench-layout", help="measure one-model (python-ort) vs tokenizer->ONNX ensemble stages on the real server"
+    )
+    p.add_argument("--model-dir", type=Path, default=None, help="ONNX model folder (default: the tiny Swift)")
+    p.add_argument("--rounds", type=int, default=100)
+    p.add_argument("--max-length", type=int, default=128)
+    p.set_defaults(func=cmd_bench_layout)
+
+
+def cmd_bench_layout(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from elang.bench import compare_stage_layouts, format_layout_table, machine_line
+    from elang.export.tiny import sample_rows
+
+    texts = [t for t, _ in sample_rows()]
+    with tempfile.TemporaryDirectory(prefix="elang-bench-") as tmp:
+        model_dir = args.model_dir
+        if model_dir is None:
+            from elang.export.pipeline import build_tiny_repository
+
+            build_tiny_repository(Path(tmp) / "repo", Path(tmp) / "work")
+            model_dir = Path(tmp) / "work" / "swift"
+        rows = compare_stage_layouts(model_dir, texts, rounds=args.rounds, max_length=args.max_length)
+    print(f"model {args.model_dir or 'tiny swift'}, max_length {args.max_length}, {args.rounds} interleaved rounds")
+    print(f"machine: {machine_line()}")
+    print(format_layout_table(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elang", description="E-LANG energy-based routing on Triton")
     parser.add_argument("--version", action="version", version=f"elang-serve {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_serve, _add_classify, _add_tiny, _add_demo):
+    for add in (_add_serve, _add_classify, _add_tiny, _add_demo, _add_bench_layout):
         add(sub)
     return parser
 

@@ -7,7 +7,10 @@ writer emits, by runtime:
 * ``python-ort`` (runs everywhere, including the CPU-only server from PyPI): one
   Python-backend model that tokenizes and runs ONNX Runtime in one step;
 * ``onnxruntime`` (NGC container): an ensemble ``NAME`` of ``NAME_tokenizer``
-  (Python backend) and ``NAME_onnx`` (``platform: "onnxruntime_onnx"``).
+  (Python backend) and ``NAME_onnx`` (``platform: "onnxruntime_onnx"``);
+* ``python-ensemble``: the same two-step ensemble with the ONNX step run by ONNX
+  Runtime in the Python backend, so the layout can be served and measured anywhere
+  (docs/ARCHITECTURE.md compares it with ``python-ort``).
 
 Both answer the same contract (TEXT -> LOGITS) under the stage's name, and the
 `elang` router (Python backend, BLS) calls the stages by name. Configs are built
@@ -30,7 +33,7 @@ from elang.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("python-ort", "onnxruntime")
+RUNTIMES = ("python-ort", "onnxruntime", "python-ensemble")
 # Files copied from a model folder next to the model (the ONNX file is handled apart).
 SIDE_FILES = (
     TOKENIZER_FILE,
@@ -225,15 +228,19 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
     version = _write_model(repo, tok, "elang.triton.tokenizer_model.TritonPythonModel")
     _copy_side_files(spec.source, version)
 
-    onnx_cfg = mc.ModelConfig(name=onnx_name, platform="onnxruntime_onnx")
+    if spec.runtime == "onnxruntime":
+        onnx_cfg = mc.ModelConfig(name=onnx_name, platform="onnxruntime_onnx")
+    else:
+        onnx_cfg = mc.ModelConfig(name=onnx_name, backend="python")
     _batching(onnx_cfg, spec.max_batch_size, spec.max_queue_delay_us)
     for t in token_specs:
         _tensor(onnx_cfg.input, t)
     _tensor(onnx_cfg.output, c.TensorSpec(info.output_name, "TYPE_FP32", float, (info.num_labels,)))
     _instances(onnx_cfg, spec.instances, gpu=spec.gpu)
-    if spec.intra_op_threads:
+    if spec.intra_op_threads:  # the onnxruntime backend's own parameter name
         _params(onnx_cfg, {"intra_op_thread_count": spec.intra_op_threads})
-    version = _write_model(repo, onnx_cfg)
+    adapter = None if spec.runtime == "onnxruntime" else "elang.triton.onnx_model.TritonPythonModel"
+    version = _write_model(repo, onnx_cfg, adapter)
     shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
 
     ens = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=spec.max_batch_size)

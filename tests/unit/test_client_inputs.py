@@ -1,7 +1,6 @@
 """Reading texts for the client."""
 
 import pytest
-
 from elang.client.inputs import InputFileError, read_texts
 
 
@@ -19,7 +18,7 @@ def test_csv_with_labels(tmp_path):
 
 def test_csv_keeps_empty_cells_so_nothing_is_lost(tmp_path):
     f = tmp_path / "t.csv"
-    f.write_text("text\nfine\n\"\"\n")
+    f.write_text('text\nfine\n""\n')
     assert read_texts(str(f))[0] == ["fine", ""]
 
 

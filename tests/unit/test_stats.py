@@ -3,7 +3,6 @@
 import math
 
 import pytest
-
 from elang.client.stats import RoutingStats, percentiles
 
 

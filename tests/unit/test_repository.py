@@ -1,0 +1,139 @@
+"""The repository writer: configs parse, the contract is honoured, bad folders are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from elang import contract as c
+from elang.repository import (
+    ClassifierSpec,
+    RepositoryError,
+    RouterSpec,
+    inspect_model_folder,
+    model_names,
+    parse_config,
+    write_repository,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _configs(repo: Path) -> dict[str, mc.ModelConfig]:
+    return {n: parse_config((repo / n / "config.pbtxt").read_text()) for n in model_names(repo)}
+
+
+def _io(cfg: mc.ModelConfig):
+    return (
+        [(t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in cfg.input],
+        [(t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in cfg.output],
+    )
+
+
+def test_python_ort_repository_follows_the_contract(tiny_repo):
+    cfgs = _configs(tiny_repo["repo"])
+    assert set(cfgs) == {c.ROUTER_MODEL, c.SWIFT_MODEL, c.SUPER_MODEL}
+    router = cfgs[c.ROUTER_MODEL]
+    assert router.backend == "python" and router.max_batch_size > 0
+    assert _io(router) == (
+        [("TEXT", "TYPE_STRING", [1])],
+        [
+            ("LABEL", "TYPE_INT64", [1]),
+            ("LOGITS", "TYPE_FP32", [3]),
+            ("ENERGY", "TYPE_FP32", [1]),
+            ("ROUTE", "TYPE_INT32", [1]),
+        ],
+    )
+    assert router.parameters[c.PARAM_POLICY].string_value == "energy"
+    assert float(router.parameters[c.PARAM_THRESHOLD].string_value) == pytest.approx(tiny_repo["threshold"])
+    for stage in (c.SWIFT_MODEL, c.SUPER_MODEL):
+        cfg = cfgs[stage]
+        assert _io(cfg) == ([("TEXT", "TYPE_STRING", [1])], [("LOGITS", "TYPE_FP32", [3])])
+        assert cfg.HasField("dynamic_batching")
+        version = tiny_repo["repo"] / stage / "1"
+        assert (version / "model.onnx").is_file() and (version / "tokenizer.json").is_file()
+        assert json.loads(cfg.parameters[c.PARAM_LABELS].string_value) == ["negative", "neutral", "positive"]
+    # model.py files are one-line adapters into the package
+    body = (tiny_repo["repo"] / c.ROUTER_MODEL / "1" / "model.py").read_text()
+    assert "from elang.triton.router_model import TritonPythonModel" in body
+
+
+def test_native_onnxruntime_variant(tiny_repo, tmp_path):
+    work = tiny_repo["work"]
+    repo = write_repository(
+        tmp_path / "native",
+        ClassifierSpec(work / "swift", runtime="onnxruntime", max_length=64),
+        ClassifierSpec(work / "super", runtime="onnxruntime", max_length=64, gpu=True),
+    )
+    cfgs = _configs(repo)
+    assert set(cfgs) >= {"swift", "swift_tokenizer", "swift_onnx", "super", "super_onnx", "elang"}
+    assert cfgs["swift_onnx"].platform == "onnxruntime_onnx"
+    assert cfgs["super_onnx"].instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    ens = cfgs["swift"]
+    assert ens.platform == "ensemble"
+    tok_step, onnx_step = ens.ensemble_scheduling.step
+    assert tok_step.model_name == "swift_tokenizer" and onnx_step.model_name == "swift_onnx"
+    onnx_inputs = {t.name for t in cfgs["swift_onnx"].input}
+    assert set(tok_step.output_map) == onnx_inputs == set(onnx_step.input_map)
+    assert set(tok_step.output_map.values()) == set(onnx_step.input_map.values())
+    assert dict(onnx_step.output_map) == {"logits": "LOGITS"}
+    assert all(list(t.dims) == [64] for t in cfgs["swift_onnx"].input)
+    assert (repo / "swift_onnx" / "1" / "model.onnx").is_file()
+    assert (repo / "swift_tokenizer" / "1" / "tokenizer.json").is_file()
+
+
+def test_label_sets_must_match(tiny_repo, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(tiny_repo["work"] / "super", other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["id2label"] = {"0": "neg", "1": "neu", "2": "pos"}
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RepositoryError, match="labels"):
+        write_repository(tmp_path / "r", ClassifierSpec(tiny_repo["work"] / "swift"), ClassifierSpec(other))
+
+
+def test_bad_model_folders(tiny_repo, tmp_path):
+    with pytest.raises(RepositoryError, match="does not exist"):
+        inspect_model_folder(tmp_path / "missing")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RepositoryError, match="no model.onnx"):
+        inspect_model_folder(empty)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_repo["work"] / "swift", broken)
+    (broken / "model.onnx").write_bytes(b"garbage")
+    with pytest.raises(RepositoryError, match="not a readable ONNX model"):
+        inspect_model_folder(broken)
+
+
+def test_bad_router_and_runtime_settings(tiny_repo, tmp_path):
+    work = tiny_repo["work"]
+    with pytest.raises(RepositoryError, match="unknown routing policy"):
+        write_repository(
+            tmp_path / "r", ClassifierSpec(work / "swift"), ClassifierSpec(work / "super"), RouterSpec(policy="x")
+        )
+    with pytest.raises(RepositoryError, match="unknown runtime"):
+        write_repository(tmp_path / "r", ClassifierSpec(work / "swift", runtime="tvm"), ClassifierSpec(work / "super"))
+
+
+def test_checked_in_layout_matches_the_writer(tiny_repo):
+    """model_repository/ in the source tree is what the writer produces (configs and adapters)."""
+    checked_in = ROOT / "model_repository"
+    fresh = _configs(tiny_repo["repo"])
+    ours = _configs(checked_in)
+    assert set(ours) == set(fresh)
+    for name, cfg in fresh.items():
+        assert _io(ours[name]) == _io(cfg), name
+        assert (ours[name].backend, ours[name].platform, ours[name].max_batch_size) == (
+            cfg.backend,
+            cfg.platform,
+            cfg.max_batch_size,
+        )
+        assert set(ours[name].parameters) == set(cfg.parameters), name
+        assert (checked_in / name / "1" / "model.py").read_text() == (
+            tiny_repo["repo"] / name / "1" / "model.py"
+        ).read_text()
