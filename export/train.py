@@ -1,0 +1,212 @@
+"""Fine-tune a Hugging Face encoder as a sequence classifier: seeded, resumable, cached.
+
+``train_classifier`` writes everything under ``cache_dir/train/<key>/``, where the key
+hashes the base model, the recipe and the data splits:
+
+* ``state.pt``: model, optimizer, scheduler and position after every evaluation, so an
+  interrupted run restarts where it stopped;
+* ``best/``: the best checkpoint on validation accuracy (HF folder + tokenizer + labels.json);
+* ``metrics.json``: validation and test accuracy of ``best/``; once it exists the run is
+  done and a second call returns at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from elang.export.pretrained import resolve
+
+from elang.datasets import Dataset, Splits, save_label_map
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to fine-tune one model."""
+
+    base: str  # a named pretrained model (minilm-l6, mpnet-base) or a checkpoint folder
+    layers: int | None = None  # keep only the first N encoder layers
+    freeze_layers: int = 0  # freeze the embeddings and the first N encoder layers
+    epochs: int = 3
+    lr: float = 5e-5
+    batch_size: int = 32
+    max_length: int = 64
+    weight_decay: float = 0.01
+    warmup: float = 0.06
+    patience: int = 1  # evaluations without improvement before stopping
+    evals_per_epoch: int = 1
+    seed: int = 0
+
+
+# The default pair (docs/BENCHMARKS.md says why).
+PRESETS = {
+    "swift": Recipe(base="minilm-l6", layers=3, epochs=4, lr=8e-5),
+    "super": Recipe(base="mpnet-base", freeze_layers=6, epochs=2, lr=4e-5),
+}
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: dict
+
+
+def _key(recipe: Recipe, base_dir: Path, splits: Splits) -> str:
+    h = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode())
+    weights = [p for p in base_dir.iterdir() if p.suffix in (".safetensors", ".bin")]
+    h.update(json.dumps(sorted((p.name, p.stat().st_size) for p in weights)).encode())
+    h.update(splits.fingerprint.encode())
+    name = Path(recipe.base).name if "/" in recipe.base else recipe.base
+    return f"{name}-{h.hexdigest()[:12]}"
+
+
+def _encode(tokenizer, ds: Dataset, max_length: int) -> list[dict]:  # noqa: ANN001
+    enc = tokenizer(ds.texts, ds.pairs, truncation=True, max_length=max_length)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    return [{k: enc[k][i] for k in keys} for i in range(len(ds))]
+
+
+def _collate(tokenizer, items: list[dict]):  # noqa: ANN001, ANN202
+    return tokenizer.pad(items, return_tensors="pt")
+
+
+def evaluate(model, tokenizer, ds: Dataset, max_length: int, batch_size: int = 64, desc: str = "eval") -> dict:  # noqa: ANN001
+    """Accuracy and logits of ``model`` on ``ds`` (length-sorted batches, so little padding)."""
+    import torch
+    from tqdm import tqdm
+
+    items = _encode(tokenizer, ds, max_length)
+    order = np.argsort([len(x["input_ids"]) for x in items])
+    logits = np.zeros((len(ds), len(ds.label_names)), dtype=np.float32)
+    model.eval()
+    with torch.no_grad():
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+            idx = order[start : start + batch_size]
+            batch = _collate(tokenizer, [items[i] for i in idx])
+            logits[idx] = model(**batch).logits.float().numpy()
+    return {"accuracy": float(np.mean(logits.argmax(1) == ds.labels)), "logits": logits}
+
+
+def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: bool = True) -> TrainResult:
+    """Fine-tune (or return the cached result of) ``recipe`` on ``splits``."""
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    base_dir = resolve(recipe.base, cache_dir)
+    run = Path(cache_dir) / "train" / _key(recipe, base_dir, splits)
+    metrics_path, best, state_path = run / "metrics.json", run / "best", run / "state.pt"
+    if metrics_path.is_file() and (best / "config.json").is_file():
+        log.info("cached: %s", run)
+        return TrainResult(best, json.loads(metrics_path.read_text()))
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "recipe.json").write_text(json.dumps({**asdict(recipe), "base_dir": str(base_dir)}, indent=2))
+    log.info("training %s in %s", recipe.base, run)
+
+    torch.manual_seed(recipe.seed)
+    names = splits.label_names
+    kwargs = {
+        "num_labels": len(names),
+        "id2label": dict(enumerate(names)),
+        "label2id": {n: i for i, n in enumerate(names)},
+    }
+    if recipe.layers:
+        kwargs["num_hidden_layers"] = recipe.layers
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(base_dir, **kwargs)
+    if recipe.freeze_layers:
+        base = model.base_model
+        for p in base.embeddings.parameters():
+            p.requires_grad = False
+        for layer in base.encoder.layer[: recipe.freeze_layers]:
+            for p in layer.parameters():
+                p.requires_grad = False
+
+    train_items = _encode(tokenizer, splits.train, recipe.max_length)
+    labels = torch.tensor(splits.train.labels)
+    steps_per_epoch = math.ceil(len(train_items) / recipe.batch_size)
+    total = steps_per_epoch * recipe.epochs
+    eval_every = max(1, steps_per_epoch // recipe.evals_per_epoch)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = get_linear_schedule_with_warmup(opt, int(recipe.warmup * total), total)
+    pos = {"step": 0, "best_acc": -1.0, "bad_evals": 0, "history": [], "seconds": 0.0}
+    if state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        pos = state["position"]
+        log.info("resuming %s at step %d of %d", run, pos["step"], total)
+
+    bar = tqdm(total=total, initial=pos["step"], desc=f"train {recipe.base}", unit="step", disable=not progress)
+    t0 = time.monotonic() - pos["seconds"]
+    stop = False
+    while pos["step"] < total and not stop:
+        epoch, offset = divmod(pos["step"], steps_per_epoch)
+        order = np.random.default_rng(recipe.seed + epoch).permutation(len(train_items))
+        for b in range(offset, steps_per_epoch):
+            idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
+            model.train()
+            batch = _collate(tokenizer, [train_items[i] for i in idx])
+            loss = torch.nn.functional.cross_entropy(model(**batch).logits, labels[idx])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            pos["step"] += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if pos["step"] % eval_every == 0 or pos["step"] == total:
+                acc = evaluate(model, tokenizer, splits.validation, recipe.max_length, desc="validation")["accuracy"]
+                pos["history"].append({"step": pos["step"], "validation_accuracy": acc})
+                log.info("step %d: validation accuracy %.4f", pos["step"], acc)
+                if acc > pos["best_acc"]:
+                    pos["best_acc"], pos["bad_evals"] = acc, 0
+                    model.save_pretrained(best)
+                    tokenizer.save_pretrained(best)
+                    save_label_map(best, names)
+                else:
+                    pos["bad_evals"] += 1
+                    stop = pos["bad_evals"] > recipe.patience
+                pos["seconds"] = time.monotonic() - t0
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "position": pos,
+                    },
+                    state_path,
+                )
+                if stop:
+                    log.info("early stop at step %d", pos["step"])
+                    break
+    bar.close()
+    best_model = AutoModelForSequenceClassification.from_pretrained(best)
+    val = evaluate(best_model, tokenizer, splits.validation, recipe.max_length, desc="validation")
+    test = evaluate(best_model, tokenizer, splits.test, recipe.max_length, desc="test")
+    metrics = {
+        "base": recipe.base,
+        "recipe": asdict(recipe),
+        "validation_accuracy": val["accuracy"],
+        "test_accuracy": test["accuracy"],
+        "train_seconds": time.monotonic() - t0,
+        "steps": pos["step"],
+        "history": pos["history"],
+        "splits": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
+        "data_fingerprint": splits.fingerprint,
+        "parameters": int(sum(p.numel() for p in best_model.parameters())),
+    }
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    state_path.unlink(missing_ok=True)  # the best checkpoint and metrics are what remains
+    return TrainResult(best, metrics)
