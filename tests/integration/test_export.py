@@ -1,0 +1,127 @@
+"""`elang export`: ONNX parity, quantization, runtimes and errors, on tiny checkpoints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from elang.export.stage import export_stage
+from elang.export.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint, sample_rows
+
+from elang.datasets import make_splits
+from elang.repository import RepositoryError, model_names, parse_config
+
+ELANG = [sys.executable, "-m", "elang.cli"]
+SAMPLE = [t for t, _ in sample_rows()]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    return {
+        "swift": make_tiny_checkpoint(root / "swift", TINY_SWIFT),
+        "super": make_tiny_checkpoint(root / "super", TINY_SUPER),
+    }
+
+
+@pytest.fixture(scope="module")
+def pair_data(tmp_path_factory):
+    f = tmp_path_factory.mktemp("data") / "pairs.csv"
+    rows = sample_rows()
+    lines = ["premise,hypothesis,label"]
+    for i in range(120):
+        a, lab = rows[i % len(rows)]
+        b = rows[(i * 7 + 3) % len(rows)][0]
+        lines.append(f'"{a}","{b}",{lab}')
+    f.write_text("\n".join(lines) + "\n")
+    return f
+
+
+def test_cli_export_prints_parity_and_writes_a_servable_stage(checkpoints, tmp_path):
+    repo = tmp_path / "repo"
+    out = subprocess.run(
+        ELANG + ["export", str(checkpoints["swift"]), "--as", "swift", "--repository", str(repo), "--max-length", "64"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "max |logit diff|" in out.stdout
+    diff = float(out.stdout.split("max |logit diff| = ")[1].split()[0])
+    assert diff <= 1e-4
+    assert set(model_names(repo)) == {"swift", "elang"}  # the first export also writes the router
+
+
+def test_two_text_columns_parity(checkpoints, pair_data, tmp_path):
+    splits = make_splits(pair_data, text_columns=("premise", "hypothesis"), sizes=(60, 30, 30))
+    report = export_stage(checkpoints["super"], "super", tmp_path / "repo", splits=splits, max_length=64)
+    assert report.parity_texts == 30
+    assert report.parity_max_abs_diff <= 1e-4
+
+
+def test_int8_quantized_export_within_tolerance(checkpoints, tmp_path):
+    splits = make_splits(_labelled_csv(tmp_path), sizes=(40, 60, 20))
+    report = export_stage(checkpoints["super"], "super", tmp_path / "repo", splits=splits, quantize="int8")
+    (t,) = report.transforms
+    assert t["texts"] == 60
+    # Stated tolerance for int8 on the tiny model: 90% argmax agreement, logits within 0.5 (they span about +-7).
+    assert t["argmax_agreement"] >= 0.9 and t["max_abs_diff"] <= 0.5
+    assert t["accuracy_fp32"] is not None and t["fp32_nodes"] == TINY_SUPER.layers
+    assert any("int8" in line and "accuracy" in line for line in report.lines())
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "tensorrt"])
+def test_native_runtimes_write_parseable_configs(checkpoints, tmp_path, runtime):
+    repo = tmp_path / "repo"
+    export_stage(checkpoints["swift"], "swift", repo, sample_texts=SAMPLE, runtime=runtime, gpu=True)
+    names = set(model_names(repo))
+    assert {"swift", "swift_tokenizer", "swift_onnx", "elang"} <= names
+    cfg = parse_config((repo / "swift_onnx" / "config.pbtxt").read_text())
+    assert cfg.platform == {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}[runtime]
+    if runtime == "tensorrt":
+        script = (repo / "swift_onnx" / "1" / "build_engine.sh").read_text()
+        assert "trtexec --onnx=model.onnx --saveEngine=model.plan" in script and "input_ids:64x128" in script
+
+
+def test_label_sets_must_match(checkpoints, tmp_path):
+    repo = tmp_path / "repo"
+    export_stage(checkpoints["swift"], "swift", repo, sample_texts=SAMPLE)
+    cfg = json.loads((checkpoints["super"] / "config.json").read_text())
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in checkpoints["super"].iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    cfg["id2label"] = {"0": "bad", "1": "good", "2": "meh"}
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RepositoryError, match="share one label set"):
+        export_stage(other, "super", repo, sample_texts=SAMPLE)
+    assert "super" not in model_names(repo)
+
+
+def test_cli_errors(tmp_path):
+    (tmp_path / "notackpt").mkdir()
+    out = subprocess.run(
+        ELANG + ["export", str(tmp_path / "notackpt"), "--as", "swift", "--repository", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "not a Hugging Face checkpoint" in out.stderr
+    out = subprocess.run(
+        ELANG + ["export", str(tmp_path), "--as", "medium", "--repository", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "invalid choice: 'medium'" in out.stderr
+    out = subprocess.run(ELANG + ["train", "--model", str(tmp_path / "missing")], capture_output=True, text=True)
+    assert out.returncode == 2 and "neither a named model" in out.stderr
+
+
+def _labelled_csv(tmp_path):
+    f = tmp_path / "labelled.csv"
+    rows = sample_rows()
+    f.write_text(
+        "text,label\n" + "".join(f'"{rows[i % len(rows)][0]} {i}",{rows[i % len(rows)][1]}\n' for i in range(120))
+    )
+    return f
