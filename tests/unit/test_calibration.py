@@ -1,0 +1,138 @@
+"""Calibration maths against brute force and synthetic ground truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from elang.calibration import (
+    Target,
+    TargetError,
+    auroc,
+    bootstrap_lower_bound,
+    choose,
+    ece,
+    fit_temperature,
+    routing_curve,
+)
+from elang.routing import get_policy
+
+
+def _synthetic(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=n)
+    # Swift is more often wrong where the score is high; Super is right 85% of the time.
+    swift_ok = rng.random(n) > 1 / (1 + np.exp(-2 * scores))
+    super_ok = rng.random(n) < 0.85
+    return scores, swift_ok, super_ok
+
+
+def _brute_accuracy(scores, swift_ok, super_ok, policy, thr):
+    esc = policy.escalate(scores, thr)
+    return np.mean(np.where(esc, super_ok, swift_ok)), esc.mean()
+
+
+@pytest.mark.parametrize("policy_name", ["energy", "softmax"])
+@pytest.mark.parametrize("target_acc", [0.6, 0.7, 0.75, 0.8])
+def test_accuracy_target_matches_brute_force(policy_name, target_acc):
+    pol = get_policy(policy_name)
+    scores, swift_ok, super_ok = _synthetic()
+    if policy_name == "softmax":
+        scores = -scores  # low max-probability = unsure
+    curve = routing_curve(scores, swift_ok, super_ok, pol)
+    # brute force: every threshold between consecutive sorted scores, plus the extremes
+    s = np.sort(scores)
+    cands = np.concatenate([[-np.inf, np.inf], (s[1:] + s[:-1]) / 2, s])
+    best = min(
+        (frac, acc)
+        for thr in cands
+        for acc, frac in [_brute_accuracy(scores, swift_ok, super_ok, pol, thr)]
+        if acc >= target_acc - 1e-12
+    )
+    choice = choose(curve, Target("accuracy", target_acc), pol, super_accuracy=super_ok.mean())
+    acc, frac = _brute_accuracy(scores, swift_ok, super_ok, pol, choice.threshold)
+    assert frac == pytest.approx(best[0])
+    assert acc == pytest.approx(choice.accuracy) and acc >= target_acc
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25, 0.5, 1.0])
+def test_super_fraction_target_is_exact(fraction):
+    pol = get_policy("energy")
+    scores, swift_ok, super_ok = _synthetic(n=200)
+    curve = routing_curve(scores, swift_ok, super_ok, pol)
+    choice = choose(curve, Target("super_fraction", fraction), pol, super_ok.mean())
+    assert pol.escalate(scores, choice.threshold).mean() == pytest.approx(fraction)
+
+
+def test_compute_budget():
+    pol = get_policy("energy")
+    scores, swift_ok, super_ok = _synthetic(n=100)
+    curve = routing_curve(scores, swift_ok, super_ok, pol)
+    choice = choose(curve, Target("compute_budget", 0.4), pol, super_ok.mean(), cost_ratio=0.15)
+    assert choice.fraction == pytest.approx(0.25)
+    with pytest.raises(TargetError, match="below the cost of Swift alone"):
+        choose(curve, Target("compute_budget", 0.1), pol, super_ok.mean(), cost_ratio=0.15)
+
+
+def test_accuracy_drop_is_relative_to_super():
+    pol = get_policy("energy")
+    scores, swift_ok, super_ok = _synthetic()
+    curve = routing_curve(scores, swift_ok, super_ok, pol)
+    choice = choose(curve, Target("accuracy_drop", 1.0), pol, super_accuracy=0.85)
+    assert choice.required_accuracy == pytest.approx(0.84)
+    assert choice.accuracy >= 0.84 and (choice.k == 0 or curve.accuracy[choice.k - 1] < 0.84)
+
+
+@pytest.mark.parametrize(
+    ("target", "match"),
+    [
+        (Target("accuracy", 0.999), "cannot be met"),
+        (Target("accuracy", 1.5), r"within \[0, 1\]"),
+        (Target("super_fraction", -0.1), r"within \[0, 1\]"),
+        (Target("accuracy_drop", -1), "points"),
+        (Target("compute_budget", 0), "> 0"),
+        (Target("accuracy", float("nan")), "finite"),
+    ],
+)
+def test_bad_targets(target, match):
+    pol = get_policy("energy")
+    scores, swift_ok, super_ok = _synthetic()
+    curve = routing_curve(scores, swift_ok, super_ok, pol)
+    with pytest.raises(TargetError, match=match):
+        choose(curve, target, pol, super_ok.mean())
+
+
+def test_bootstrap_margin_costs_super_share():
+    pol = get_policy("energy")
+    scores, swift_ok, super_ok = _synthetic(n=600)
+    curve = routing_curve(scores, swift_ok, super_ok, pol)
+    lower = bootstrap_lower_bound(curve, swift_ok, super_ok, confidence=0.9, resamples=300)
+    assert np.all(lower <= curve.accuracy + 1e-12)
+    target = Target("accuracy", float(curve.accuracy[int(0.5 * 600)]))
+    point = choose(curve, target, pol, super_ok.mean())
+    safe = choose(curve, target, pol, super_ok.mean(), lower=lower)
+    assert safe.fraction >= point.fraction and safe.point_k == point.k
+
+
+def test_temperature_fit_recovers_known_t():
+    rng = np.random.default_rng(1)
+    z = rng.normal(scale=3.0, size=(20000, 4))
+    t_true = 2.5
+    p = np.exp(z / t_true)
+    p /= p.sum(1, keepdims=True)
+    labels = np.array([rng.choice(4, p=row) for row in p])
+    t = fit_temperature(z, labels)
+    assert t == pytest.approx(t_true, rel=0.05)
+    assert ece(z, labels, t) < ece(z, labels, 1.0)
+
+
+def test_auroc_matches_pair_counting():
+    rng = np.random.default_rng(2)
+    s = rng.integers(0, 5, 60).astype(float)  # many ties
+    y = rng.random(60) < 0.4
+    pairs = [(a > b) + 0.5 * (a == b) for a in s[y] for b in s[~y]]
+    assert auroc(s, y) == pytest.approx(np.mean(pairs))
+    assert auroc(np.arange(4.0), np.array([False, False, True, True])) == 1.0
+    assert math.isnan(auroc(np.arange(3.0), np.zeros(3, bool)))
