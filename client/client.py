@@ -132,14 +132,35 @@ class ElangClient:
     def labels(self) -> list[str] | None:
         """Label names from the model's config parameters (None when it has none)."""
         if self._labels is None:
-            cfg = self._wrap("model config", lambda: self._client().get_model_config(self.model))
-            if self.protocol == "grpc":
-                params = {k: v.string_value for k, v in cfg.config.parameters.items()}
-            else:
-                params = {k: v.get("string_value", "") for k, v in cfg.get("parameters", {}).items()}
-            raw = params.get(c.PARAM_LABELS)
+            raw = self.model_parameters().get(c.PARAM_LABELS)
             self._labels = json.loads(raw) if raw else []
         return self._labels or None
+
+    def model_parameters(self, model: str | None = None) -> dict[str, str]:
+        """The ``parameters`` of the config the server has loaded for ``model`` (default: this client's)."""
+        name = model or self.model
+        cfg = self._wrap("model config", lambda: self._client().get_model_config(name))
+        if self.protocol == "grpc":
+            return {k: v.string_value for k, v in cfg.config.parameters.items()}
+        return {k: v.get("string_value", "") for k, v in cfg.get("parameters", {}).items()}
+
+    def router_info(self) -> dict[str, str]:
+        """What the running router uses: policy, threshold, temperature, calibration version."""
+        params = self.model_parameters(c.ROUTER_MODEL)
+        keys = (c.PARAM_POLICY, c.PARAM_THRESHOLD, c.PARAM_TEMPERATURE, c.PARAM_CALIBRATION_VERSION)
+        return {k: params.get(k, "") for k in keys}
+
+    def reload_router(self) -> dict[str, str]:
+        """Reload `elang` from the repository (the server must run with model control ``explicit``).
+
+        In-flight requests finish on the old instance; new ones use the new config.
+        Returns :meth:`router_info` after the reload.
+        """
+        self._wrap(
+            "router reload (needs a server started with --model-control-mode=explicit)",
+            lambda: self._client().load_model(c.ROUTER_MODEL),
+        )
+        return self.router_info()
 
     # inference --------------------------------------------------------------------
     def infer_batch(self, texts: Sequence[str], threshold: float | str | None = None) -> dict[str, np.ndarray]:

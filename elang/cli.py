@@ -25,6 +25,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for readiness")
     p.add_argument("--log-file", type=Path, default=None, help="server log (default: a temporary file)")
     p.add_argument("--log-verbose", type=int, default=0)
+    p.add_argument(
+        "--allow-reload",
+        action="store_true",
+        help="model control 'explicit': `elang calibrate --reload-url` can reload the router without a restart",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -40,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         startup_timeout_s=args.startup_timeout,
         log_path=args.log_file,
         log_verbose=args.log_verbose,
+        model_control="explicit" if args.allow_reload else "none",
     )
     stop = {"now": False}
 
@@ -248,6 +254,123 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="choose the router threshold for a target, compare criteria, check on test")
+    p.add_argument("--repository", type=Path, required=True, help="repository holding swift, super and elang")
+    t = p.add_mutually_exclusive_group(required=True)
+    t.add_argument("--target-accuracy", type=float, help="routed accuracy to reach, e.g. 0.78")
+    t.add_argument("--max-accuracy-drop", type=float, help="points below Super's accuracy allowed, e.g. 0.5")
+    t.add_argument("--super-fraction", type=float, help="share of texts to send to Super, e.g. 0.2")
+    t.add_argument("--compute-budget", type=float, help="expected cost relative to Super only, e.g. 0.4")
+    p.add_argument("--criterion", choices=("auto", "energy", "softmax", "entropy"), default="energy")
+    p.add_argument("--confidence", type=float, default=0.9, help="bootstrap confidence for accuracy targets")
+    p.add_argument("--no-margin", action="store_true", help="use the point estimate on validation (no bootstrap)")
+    p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("--no-temperature", action="store_true", help="keep T = 1 instead of fitting it")
+    p.add_argument("--url", default=None, help="run swift and super through this server instead of offline")
+    p.add_argument("--evaluate-on", choices=("test",), default=None, help="report how the choice lands on test")
+    p.add_argument("--tolerance", type=float, default=0.5, help="points of accuracy gap on test that warn")
+    p.add_argument("--out", type=Path, default=Path("calibration"), help="folder for record, table and plot")
+    p.add_argument("--apply", action="store_true", help="write the result into the repository's router config")
+    p.add_argument("--reload-url", default=None, help="after --apply, reload the router on this server (gRPC)")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    _add_data_args(p)
+    p.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from elang import calibrate as cal
+    from elang.calibration import Target
+    from elang.export.pipeline import default_cache
+
+    kinds = {
+        "accuracy": args.target_accuracy,
+        "accuracy_drop": args.max_accuracy_drop,
+        "super_fraction": args.super_fraction,
+        "compute_budget": args.compute_budget,
+    }
+    kind, value = next((k, v) for k, v in kinds.items() if v is not None)
+    target = Target(kind, value)
+    target.validate()
+    splits = _splits_from_args(args)
+    cache = args.cache_dir or default_cache()
+    val = cal.cached_scores(args.repository, "validation", splits.validation, splits.fingerprint, cache, args.url)
+    costs = cal.measure_costs(args.repository, splits.validation.texts)
+    ratio = costs["swift"] / costs["super"]
+    record, choice, rows = cal.calibrate(
+        val,
+        target,
+        args.criterion,
+        None if args.no_margin else args.confidence,
+        args.resamples,
+        costs,
+        splits.fingerprint,
+        fit_t=not args.no_temperature,
+    )
+    v = record.validation
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"validation: {v['examples']} texts; Swift {v['swift_accuracy']:.2%}, Super {v['super_accuracy']:.2%}")
+    print(
+        f"costs (ONNX Runtime, batch 32): swift {costs['swift']:.2f} ms/text, super {costs['super']:.2f} ms/text, ratio {ratio:.3f}"
+    )
+    print(f"temperature T = {record.temperature:.3f}; Swift ECE {v['ece_before']:.4f} -> {v['ece_after']:.4f}")
+    print()
+    print(cal.criterion_markdown(rows))
+    print()
+    print(f"target: {target.describe()}; criterion {record.criterion} ({args.criterion} requested)")
+    print(
+        f"chosen threshold {record.threshold!r}: Super fraction {v['super_fraction']:.1%}, routed accuracy {v['routed_accuracy']:.2%}, relative compute {v['relative_compute']:.3f}"
+    )
+    if choice.lower_bound is not None:
+        margin = v["super_fraction"] - v["point_estimate_fraction"]
+        print(
+            f"margin: {args.confidence:.0%} bootstrap lower bound {choice.lower_bound:.2%} >= required "
+            f"{v['required_accuracy']:.2%}; the point estimate would send {v['point_estimate_fraction']:.1%} "
+            f"to Super, the margin costs {margin * 100:+.1f} pt of Super share"
+        )
+    (out / "calibration.json").write_text(record.to_json())
+    table = cal.curve_markdown(val, record.temperature, ratio)
+    (out / "curve.md").write_text(table + "\n")
+    png = cal.plot_curves(
+        val, record.temperature, ratio, out / "curve.png", (v["super_fraction"], v["routed_accuracy"])
+    )
+    print()
+    print(table)
+    print(f"\nrecord {out / 'calibration.json'}, curve {out / 'curve.md'} and {png}")
+    status = 0
+    if args.evaluate_on:
+        test = cal.cached_scores(args.repository, "test", splits.test, splits.fingerprint, cache, args.url)
+        res = cal.evaluate_record(record, test)
+        required = v["required_accuracy"]
+        print(
+            f"\non {args.evaluate_on} ({res['examples']} texts): routed accuracy {res['routed_accuracy']:.2%}, Super fraction {res['super_fraction']:.1%} (Swift {res['swift_accuracy']:.2%}, Super {res['super_accuracy']:.2%})"
+        )
+        if target.kind == "accuracy_drop":
+            required = res["super_accuracy"] - target.value / 100
+        if required is not None:
+            gap = (res["routed_accuracy"] - required) * 100
+            print(f"gap to the target on {args.evaluate_on}: {gap:+.2f} pt (tolerance {args.tolerance} pt)")
+            if gap < -args.tolerance:
+                print(
+                    f"WARNING: {args.evaluate_on} misses the target by more than {args.tolerance} pt", file=sys.stderr
+                )
+                status = 3
+        else:
+            gap = (res["super_fraction"] - v["super_fraction"]) * 100
+            print(f"Super fraction gap on {args.evaluate_on}: {gap:+.1f} pt")
+        (out / "evaluation.json").write_text(json.dumps(res, indent=2))
+    if args.apply:
+        path = cal.apply_record(args.repository, record)
+        print(f"applied {record.version} to {path}")
+        if args.reload_url:
+            from elang.client.client import ElangClient
+
+            info = ElangClient(args.reload_url).reload_router()
+            print(f"reloaded the router on {args.reload_url}: {info}")
+    return status
+
+
 def _add_tiny(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tiny-repo", help="build a repository from tiny random BERT models (tests, first look)")
     p.add_argument("--repository", type=Path, required=True)
@@ -328,7 +451,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"elang-serve {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_serve, _add_classify, _add_train, _add_export, _add_tiny, _add_demo, _add_bench_layout):
+    for add in (
+        _add_serve,
+        _add_classify,
+        _add_train,
+        _add_export,
+        _add_calibrate,
+        _add_tiny,
+        _add_demo,
+        _add_bench_layout,
+    ):
         add(sub)
     return parser
 

@@ -100,6 +100,9 @@ class TritonServer:
     startup_timeout_s: float = 120.0
     log_path: Path | None = None
     log_verbose: int = 0
+    # "none": the repository is fixed at startup; "explicit": models can be (re)loaded through
+    # the API, which is how a new calibration reaches a running server without a restart.
+    model_control: str = "none"
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
@@ -129,11 +132,14 @@ class TritonServer:
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
             f"--log-verbose={self.log_verbose}",
+            *(["--model-control-mode=explicit", "--load-model=*"] if self.model_control == "explicit" else []),
             *self.extra_args,
         ]
 
     def start(self) -> TritonServer:
         repo = Path(self.model_repository)
+        if self.model_control not in ("none", "explicit"):
+            raise ServerError(f"model_control must be 'none' or 'explicit', got {self.model_control!r}")
         if not repo.is_dir():
             raise ServerError(f"model repository {repo} does not exist")
         self.http_port = self.http_port or free_port(self.host)
