@@ -173,7 +173,7 @@ class ElangClient:
         inp = self._tc.InferInput(c.TEXT, list(arr.shape), "BYTES")
         inp.set_data_from_numpy(arr)
         params = {} if threshold is None else {c.THRESHOLD_PARAM: str(threshold)}
-        if self.model == c.ROUTER_MODEL:
+        if c.is_router(self.model):
             names = [c.LABEL, c.LOGITS, c.ENERGY, c.ROUTE]
         else:
             names = [c.LOGITS]
@@ -186,9 +186,9 @@ class ElangClient:
             lambda: self._client().infer(self.model, [inp], outputs=outputs, **kwargs),
         )
         out = {n: result.as_numpy(n) for n in names}
-        if self.model != c.ROUTER_MODEL:
+        if not c.is_router(self.model):
             logits = out[c.LOGITS]
-            route = c.STAGES.index(self.model) if self.model in c.STAGES else 0
+            route = c.stage_index(self.model)
             out[c.LABEL] = np.argmax(logits, axis=1).reshape(-1, 1)
             out[c.ENERGY] = energy(logits).astype(np.float32).reshape(-1, 1)
             out[c.ROUTE] = np.full((len(logits), 1), route, dtype=np.int32)

@@ -11,6 +11,7 @@ import logging
 import platform
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -76,3 +77,370 @@ def format_layout_table(rows: list[dict]) -> str:
         ratio = r["p50_ms"] / base[r["batch"]]
         lines.append(f"| {r['batch']} | {r['layout']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {ratio:.2f}x |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- load through the server
+
+
+def ideal_speedup(cost_ratio: float, super_fraction: float) -> float:
+    """Upper bound of E-LANG's speed-up over Super only: 1 / (c_swift / c_super + f)."""
+    if cost_ratio < 0 or not 0 <= super_fraction <= 1:
+        raise ValueError(f"need cost_ratio >= 0 and super_fraction in [0, 1], got {cost_ratio}, {super_fraction}")
+    return 1.0 / (cost_ratio + super_fraction)
+
+
+@dataclass
+class LoadResult:
+    """One configuration at one concurrency: every request accounted for."""
+
+    config: str
+    concurrency: int
+    sent: int = 0
+    answered: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    wall_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+    routes: list[int] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: LoadResult) -> None:
+        for f in ("sent", "answered", "failed", "timed_out", "wall_s"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.latencies_s += other.latencies_s
+        self.routes += other.routes
+        self.correct += other.correct
+        self.errors += other.errors[: max(0, 5 - len(self.errors))]
+
+    @property
+    def throughput(self) -> float:
+        """Texts answered per second."""
+        return len(self.routes) / self.wall_s if self.wall_s > 0 else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.correct)) if self.correct else float("nan")
+
+    @property
+    def super_fraction(self) -> float:
+        return float(np.mean(np.asarray(self.routes) >= 1)) if self.routes else float("nan")
+
+    def latency_ms(self) -> dict[float, float]:
+        return percentiles(np.asarray(self.latencies_s) * 1e3)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A named way to answer: a model, and for a router an optional threshold override."""
+
+    name: str
+    model: str
+    threshold: str | None = None
+
+
+def run_load(
+    url: str,
+    config: BenchConfig,
+    texts: list[str],
+    labels: np.ndarray | None,
+    concurrency: int,
+    batch_size: int = 1,
+    timeout_s: float = 60.0,
+    duration_s: float | None = None,
+) -> LoadResult:
+    """Send ``texts`` (cycling until ``duration_s`` when given) with ``concurrency`` requests in flight."""
+    import itertools
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from elang.client.client import ClientError, ElangClient
+
+    client = ElangClient(url, model=config.model, timeout_s=timeout_s)
+    batches = [list(range(i, min(i + batch_size, len(texts)))) for i in range(0, len(texts), batch_size)]
+    source = itertools.cycle(batches) if duration_s else iter(batches)
+    lock = threading.Lock()
+    res = LoadResult(config.name, concurrency)
+    start = time.perf_counter()
+    stop_at = start + duration_s if duration_s else None
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if stop_at is not None and time.perf_counter() >= stop_at:
+                    return
+                idx = next(source, None)
+                if idx is None:
+                    return
+                res.sent += 1
+            t0 = time.perf_counter()
+            try:
+                out = client.infer_batch([texts[i] for i in idx], config.threshold)
+            except ClientError as exc:
+                with lock:
+                    msg = str(exc)
+                    if "Deadline" in msg or "timed out" in msg.lower() or "timeout" in msg.lower():
+                        res.timed_out += 1
+                    else:
+                        res.failed += 1
+                    if len(res.errors) < 5:
+                        res.errors.append(msg)
+                continue
+            dt = time.perf_counter() - t0
+            with lock:
+                res.answered += 1
+                res.latencies_s.append(dt)
+                res.routes += out["ROUTE"].ravel().tolist()
+                if labels is not None:
+                    res.correct += (out["LABEL"].ravel() == labels[idx]).tolist()
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        for f in [pool.submit(worker) for _ in range(concurrency)]:
+            f.result()
+    res.wall_s = time.perf_counter() - start
+    return res
+
+
+def run_bench(
+    url: str,
+    configs: list[BenchConfig],
+    texts: list[str],
+    labels: np.ndarray | None,
+    concurrencies: tuple[int, ...] = (1, 8, 32),
+    chunks: int = 4,
+    batch_size: int = 1,
+) -> dict[tuple[str, int], LoadResult]:
+    """Every configuration at every concurrency over the same texts, interleaved chunk by chunk.
+
+    The texts are cut into ``chunks`` parts; each part is sent through every configuration in
+    a rotating order before the next part, so drift of the machine spreads over all of them.
+    """
+    from tqdm import tqdm
+
+    results: dict[tuple[str, int], LoadResult] = {}
+    parts = [list(range(len(texts)))[k::chunks] for k in range(chunks)]
+    total = len(concurrencies) * len(parts) * len(configs)
+    with tqdm(total=total, desc="bench", unit="run") as bar:
+        for conc in concurrencies:
+            for k, part in enumerate(parts):
+                order = configs[k % len(configs) :] + configs[: k % len(configs)]
+                for cfg in order:
+                    sub_labels = None if labels is None else labels[part]
+                    r = run_load(url, cfg, [texts[i] for i in part], sub_labels, conc, batch_size)
+                    results.setdefault((cfg.name, conc), LoadResult(cfg.name, conc)).merge(r)
+                    bar.update(1)
+    return results
+
+
+def process_tree_rss_mb(pid: int) -> float:
+    """Resident memory (MB) of ``pid`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += float(line.split()[1]) / 1024
+        except OSError:
+            pass
+        todo += children.get(p, [])
+    return total
+
+
+def bench_markdown(
+    results: dict[tuple[str, int], LoadResult], concurrencies: tuple[int, ...], router: str = "elang"
+) -> tuple[str, list[str]]:
+    """The results table and the summary lines (speed-up, ideal bound, router overhead)."""
+    lines = [
+        "| concurrency | system | texts/s | p50 ms | p95 ms | p99 ms | accuracy | Super fraction | speed-up vs Super | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    summary = []
+    for conc in concurrencies:
+        sup = results.get(("super", conc))
+        for (name, cc), r in results.items():
+            if cc != conc:
+                continue
+            lat = r.latency_ms()
+            speed = r.throughput / sup.throughput if sup else float("nan")
+            lines.append(
+                f"| {conc} | {name} | {r.throughput:.1f} | {lat[50]:.1f} | {lat[95]:.1f} | {lat[99]:.1f} | "
+                f"{r.accuracy:.2%} | {r.super_fraction:.1%} | {speed:.2f}x | {r.failed + r.timed_out} |"
+            )
+        sw, el = results.get(("swift", conc)), results.get((router, conc))
+        if sw and sup and el:
+            ratio = sup.throughput / sw.throughput  # c_swift / c_super from measured costs
+            bound = ideal_speedup(ratio, el.super_fraction)
+            measured = el.throughput / sup.throughput
+            summary.append(
+                f"concurrency {conc}: E-LANG {measured:.2f}x Super-only throughput; ideal bound "
+                f"1/({ratio:.3f} + {el.super_fraction:.3f}) = {bound:.2f}x; measured/ideal {measured / bound:.0%}"
+            )
+        inf = results.get(("elang@+inf", conc))
+        if sw and inf:
+            over = inf.latency_ms()[50] / sw.latency_ms()[50] - 1
+            summary.append(f"concurrency {conc}: router overhead (elang at +inf vs swift direct) p50 {over:+.1%}")
+    return "\n".join(lines), summary
+
+
+def plot_bench(results: dict[tuple[str, int], LoadResult], concurrencies: tuple[int, ...], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({n for n, _ in results})
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        tps = [results[(name, c)].throughput if (name, c) in results else 0 for c in concurrencies]
+        a1.bar(np.arange(len(concurrencies)) + i * width, tps, width, label=name)
+        r = results.get((name, concurrencies[-1]))
+        if r is not None:
+            a2.scatter(r.throughput, r.accuracy * 100, label=name, s=50)
+    a1.set_xticks(np.arange(len(concurrencies)) + width * (len(names) - 1) / 2, [str(c) for c in concurrencies])
+    a1.set_xlabel("concurrent requests")
+    a1.set_ylabel("texts / s")
+    a1.legend(fontsize=7)
+    a2.set_xlabel(f"texts / s at concurrency {concurrencies[-1]}")
+    a2.set_ylabel("accuracy (%)")
+    a2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def _configs(url: str, sweep: str | None) -> list[BenchConfig]:
+    from elang.client.client import ElangClient
+
+    present = [
+        m for m in ("swift", "super", "elang", "super_int8", "elang_super_int8") if ElangClient(url, model=m).is_ready()
+    ]
+    missing = {"swift", "super", "elang"} - set(present)
+    if missing:
+        raise RuntimeError(f"the server at {url} lacks {sorted(missing)}; bench needs swift, super and elang")
+    configs = [BenchConfig(m, m) for m in present]
+    configs.append(BenchConfig("elang@+inf", "elang", "inf"))
+    for thr in (sweep or "").split(","):
+        if thr.strip():
+            configs.append(BenchConfig(f"elang@{thr.strip()}", "elang", thr.strip()))
+    return configs
+
+
+def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argparse namespace, Dataset
+    """`elang bench`: measure, then write bench.md/.png/.json under ``args.report``."""
+    import contextlib
+    import json
+
+    from elang.server import TritonServer
+
+    report = Path(args.report)
+    report.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        pid = None
+        url = args.url
+        if args.repository:
+            server = stack.enter_context(TritonServer(args.repository))
+            url, pid = server.grpc_url, server.process.pid
+        header = [f"command: `{command}`", f"machine: {machine_line()}", f"texts: {len(test)} from the test split"]
+        if args.soak:
+            return _soak(url, pid, test, args, report, header)
+        concs = tuple(int(x) for x in args.concurrency.split(","))
+        configs = _configs(url, args.sweep)
+        results = run_bench(url, configs, test.texts, test.labels, concs, args.chunks, args.batch_size)
+    table, summary = bench_markdown(results, concs)
+    png = plot_bench(results, concs, report / "bench.png")
+    text = "\n".join([*(f"- {h}" for h in header), "", table, "", *(f"- {s}" for s in summary), ""])
+    (report / "bench.md").write_text(text)
+    (report / "bench.json").write_text(
+        json.dumps(
+            [
+                {
+                    "config": r.config,
+                    "concurrency": r.concurrency,
+                    "sent": r.sent,
+                    "answered": r.answered,
+                    "failed": r.failed,
+                    "timed_out": r.timed_out,
+                    "throughput": r.throughput,
+                    "latency_ms": {f"p{q}": v for q, v in r.latency_ms().items()},
+                    "accuracy": r.accuracy,
+                    "super_fraction": r.super_fraction,
+                    "errors": r.errors,
+                }
+                for r in results.values()
+            ],
+            indent=2,
+        )
+    )
+    print(text)
+    print(f"written: {report / 'bench.md'}, {png}, {report / 'bench.json'}")
+    lost = sum(r.sent - r.answered - r.failed - r.timed_out for r in results.values())
+    bad = sum(r.failed + r.timed_out for r in results.values())
+    if lost or bad:
+        print(f"{bad} requests failed or timed out, {lost} unaccounted", file=__import__("sys").stderr)
+        return 1
+    return 0
+
+
+def _soak(url: str, pid: int | None, test, args, report: Path, header: list[str]) -> int:  # noqa: ANN001
+    import json
+    import threading
+
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        t0 = time.monotonic()
+        while not done.is_set():
+            if pid:
+                samples.append((time.monotonic() - t0, process_tree_rss_mb(pid)))
+            done.wait(max(1.0, args.soak / 20))
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    res = run_load(
+        url,
+        BenchConfig("elang", "elang"),
+        test.texts,
+        test.labels,
+        args.soak_concurrency,
+        args.batch_size,
+        duration_s=args.soak,
+    )
+    done.set()
+    th.join()
+    if pid:
+        samples.append((args.soak, process_tree_rss_mb(pid)))
+    lost = res.sent - res.answered - res.failed - res.timed_out
+    lines = [
+        *(f"- {h}" for h in header),
+        f"- soak: {args.soak:.0f} s at concurrency {args.soak_concurrency}, {args.batch_size} text(s) per request",
+        "",
+        "| sent | answered | failed | timed out | unaccounted | texts/s | p50 ms | p99 ms | RSS start MB | RSS end MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lat = res.latency_ms()
+    rss0 = f"{samples[0][1]:.0f}" if samples else "-"
+    rss1 = f"{samples[-1][1]:.0f}" if samples else "-"
+    lines.append(
+        f"| {res.sent} | {res.answered} | {res.failed} | {res.timed_out} | {lost} | {res.throughput:.1f} | "
+        f"{lat[50]:.1f} | {lat[99]:.1f} | {rss0} | {rss1} |"
+    )
+    if len(samples) >= 4:
+        half = len(samples) // 2
+        growth = np.mean([s for _, s in samples[half:]]) - np.mean([s for _, s in samples[:half]])
+        lines.append(f"\nRSS second half minus first half: {growth:+.1f} MB (samples: {len(samples)})")
+    text = "\n".join(lines) + "\n"
+    (report / "soak.md").write_text(text)
+    (report / "soak.json").write_text(json.dumps({"samples_rss_mb": samples, "errors": res.errors}, indent=2))
+    print(text)
+    return 0 if (res.failed + res.timed_out + lost) == 0 else 1

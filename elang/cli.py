@@ -227,6 +227,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=int, default=128, help="tokens per text (longer texts are truncated)")
     p.add_argument("--gpu", action="store_true", help="GPU instances / CUDA provider in the configs")
     p.add_argument("--atol", type=float, default=1e-4, help="max |ONNX - PyTorch| logit difference accepted")
+    p.add_argument(
+        "--name", default=None, help="model name for a variant super (e.g. super_int8); adds router elang_NAME"
+    )
     _add_data_args(p)
     p.set_defaults(func=cmd_export)
 
@@ -249,6 +252,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         gpu=args.gpu,
         atol=args.atol,
+        name=args.name,
     )
     print("\n".join(report.lines()))
     return 0
@@ -371,6 +375,33 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return status
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="Swift-only vs Super-only vs E-LANG through the real server, or a soak test")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--repository", type=Path, help="start a server on this repository (RSS is reported)")
+    where.add_argument("--url", help="a running server's gRPC HOST:PORT")
+    p.add_argument("--concurrency", default="1,8,32", help="comma-separated in-flight request counts")
+    p.add_argument("--limit", type=int, default=1000, help="test texts to send per configuration (0: all)")
+    p.add_argument("--chunks", type=int, default=4, help="interleaving: configurations alternate per chunk")
+    p.add_argument("--batch-size", type=int, default=1, help="texts per request")
+    p.add_argument("--sweep", default=None, help="extra router thresholds to measure, comma-separated")
+    p.add_argument("--soak", type=float, default=None, metavar="SECONDS", help="instead: soak test of the router")
+    p.add_argument("--soak-concurrency", type=int, default=64)
+    p.add_argument("--report", type=Path, default=Path("bench-report"), help="folder for bench.md, .png, .json")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from elang.bench import run_bench_command
+
+    splits = _splits_from_args(args)
+    test = splits.test
+    if args.limit:
+        test = test.subset(range(min(args.limit, len(test))))
+    return run_bench_command(args, test, " ".join(["elang", *sys.argv[1:]]))
+
+
 def _add_tiny(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tiny-repo", help="build a repository from tiny random BERT models (tests, first look)")
     p.add_argument("--repository", type=Path, required=True)
@@ -457,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         _add_export,
         _add_calibrate,
+        _add_bench,
         _add_tiny,
         _add_demo,
         _add_bench_layout,

@@ -89,3 +89,13 @@ def router_outputs(num_labels: int) -> list[TensorSpec]:
         TensorSpec(ENERGY, "TYPE_FP32", np.float32, (1,)),
         TensorSpec(ROUTE, "TYPE_INT32", np.int32, (1,)),
     ]
+
+
+def is_router(model: str) -> bool:
+    """`elang` and its variants (`elang_<super name>`) answer the router contract."""
+    return model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + "_")
+
+
+def stage_index(model: str) -> int:
+    """ROUTE value of a stage called directly: 0 for Swift (and its variants), 1 for any Super."""
+    return ROUTE_SWIFT if model.startswith(SWIFT_MODEL) else ROUTE_SUPER

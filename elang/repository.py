@@ -86,6 +86,7 @@ class RouterSpec:
     stage_timeout_s: float = c.DEFAULT_STAGE_TIMEOUT_S
     calibration_version: str = "uncalibrated"
     extra_parameters: dict[str, str] = field(default_factory=dict)
+    name: str = c.ROUTER_MODEL  # another name serves a variant (e.g. elang_super_int8)
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
         RouterSettings.from_parameters({k: str(v) for k, v in params.items()})
     except ValueError as exc:
         raise RepositoryError(str(exc)) from None
-    cfg = mc.ModelConfig(name=c.ROUTER_MODEL, backend="python")
+    cfg = mc.ModelConfig(name=spec.name, backend="python")
     _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
     _tensor(cfg.input, c.text_input())
     for out in c.router_outputs(len(labels)):

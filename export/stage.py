@@ -93,6 +93,22 @@ def _router_version(repository: Path) -> str | None:
     return params[c.PARAM_CALIBRATION_VERSION].string_value if c.PARAM_CALIBRATION_VERSION in params else ""
 
 
+def _write_variant_router(repository: Path, super_name: str, labels: tuple[str, ...]) -> None:
+    main = repository / c.ROUTER_MODEL / "config.pbtxt"
+    if not main.is_file():
+        raise RepositoryError(f"export the main swift and super into {repository} before a variant super")
+    params = {k: v.string_value for k, v in parse_config(main.read_text()).parameters.items()}
+    spec = RouterSpec(
+        policy=params[c.PARAM_POLICY],
+        threshold=params[c.PARAM_THRESHOLD],
+        temperature=float(params.get(c.PARAM_TEMPERATURE, "1.0")),
+        stages=(c.SWIFT_MODEL, super_name),
+        calibration_version=params.get(c.PARAM_CALIBRATION_VERSION, "uncalibrated"),
+        name=f"{c.ROUTER_MODEL}_{super_name}",
+    )
+    write_router(repository, spec, labels)
+
+
 def _copy_folder_with(src_dir: Path, onnx: Path, dst_dir: Path) -> None:
     dst_dir.mkdir(parents=True, exist_ok=True)
     for name in SIDE_FILES:
@@ -115,10 +131,19 @@ def export_stage(
     gpu: bool = False,
     atol: float = DEFAULT_ATOL,
     super_fraction: float = DEFAULT_SUPER_FRACTION,
+    name: str | None = None,
 ) -> ExportReport:
-    """Export ``checkpoint`` as stage ``role`` of ``repository``; see the module doc."""
+    """Export ``checkpoint`` as stage ``role`` of ``repository``; see the module doc.
+
+    ``name`` (default: the role) writes the stage under another model name, e.g. an int8
+    ``super_int8`` next to the fp32 ``super``; a Super under another name also gets its own
+    router ``elang_<name>`` (stages swift -> name) with the main router's settings.
+    """
     if role not in c.STAGES:
         raise RepositoryError(f"--as must be one of {', '.join(c.STAGES)}, got {role!r}")
+    name = name or role
+    if name != role and (role != c.SUPER_MODEL or name in c.STAGES or not name.isidentifier()):
+        raise RepositoryError(f"--name {name!r}: only a super may take another name, a plain identifier")
     if quantize not in (None, "int8"):
         raise RepositoryError(f"unknown quantization {quantize!r}; only int8 is supported")
     repository = Path(repository)
@@ -162,17 +187,21 @@ def export_stage(
             if "texts" not in t:  # graph optimization: compare with fp32 too
                 t.update(asdict(compare_models(fp32, final, texts[:PARITY_TEXTS], None, max_length)))
         info = write_classifier(
-            repository, role, ClassifierSpec(final, runtime=runtime, max_length=max_length, gpu=gpu)
+            repository, name, ClassifierSpec(final, runtime=runtime, max_length=max_length, gpu=gpu)
         )
         other = c.SUPER_MODEL if role == c.SWIFT_MODEL else c.SWIFT_MODEL
         other_labels = _stage_labels(repository, other)
         if other_labels is not None and other_labels != list(info.labels):
-            for sub in (role, f"{role}_tokenizer", f"{role}_onnx"):
+            for sub in (name, f"{name}_tokenizer", f"{name}_onnx"):
                 shutil.rmtree(repository / sub, ignore_errors=True)
             raise RepositoryError(
                 f"{checkpoint} predicts labels {list(info.labels)} but the repository's {other} predicts "
                 f"{other_labels}; Swift and Super must share one label set (this export was not kept)"
             )
+        if name != role:
+            _write_variant_router(repository, name, info.labels)
+            report.router = f"elang_{name}: swift -> {name}, settings of the main router"
+            return report
         version = _router_version(repository)
         default_version = version is None or version.startswith(("default", "uncalibrated", "tiny"))
         if version is None or (role == c.SWIFT_MODEL and default_version):

@@ -1,0 +1,53 @@
+"""Benchmark statistics: the ideal bound, aggregation and the report's ratios."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from elang.bench import LoadResult, bench_markdown, ideal_speedup
+
+
+def test_ideal_speedup():
+    assert ideal_speedup(0.155, 0.15) == pytest.approx(1 / 0.305)
+    assert ideal_speedup(0.0, 1.0) == 1.0
+    with pytest.raises(ValueError):
+        ideal_speedup(0.1, 1.5)
+
+
+def _r(name, conc, n, wall, routes=None, correct=None, lat=0.01):
+    return LoadResult(
+        name,
+        conc,
+        sent=n,
+        answered=n,
+        wall_s=wall,
+        latencies_s=[lat] * n,
+        routes=routes if routes is not None else [0] * n,
+        correct=correct if correct is not None else [True] * n,
+    )
+
+
+def test_merge_and_rates():
+    a = _r("elang", 8, 10, 1.0, routes=[1] * 5 + [0] * 5, correct=[True] * 10)
+    b = _r("elang", 8, 10, 1.0, routes=[0] * 10, correct=[False] * 10)
+    a.merge(b)
+    assert (a.sent, a.answered, a.wall_s) == (20, 20, 2.0)
+    assert a.throughput == pytest.approx(10.0)
+    assert a.super_fraction == pytest.approx(0.25) and a.accuracy == pytest.approx(0.5)
+    assert math.isnan(LoadResult("x", 1).throughput)
+
+
+def test_report_ratios():
+    results = {
+        ("swift", 8): _r("swift", 8, 100, 1.0, lat=0.010),  # 100/s
+        ("super", 8): _r("super", 8, 100, 10.0, routes=[1] * 100, lat=0.100),  # 10/s
+        ("elang", 8): _r("elang", 8, 100, 3.0, routes=[1] * 20 + [0] * 80),  # 33.3/s, f = 0.2
+        ("elang@+inf", 8): _r("elang@+inf", 8, 100, 1.1, lat=0.011),
+    }
+    table, summary = bench_markdown(results, (8,))
+    assert "| 8 | elang | 33.3 |" in table and "3.33x" in table
+    # c_swift / c_super = 10 / 100 = 0.1; bound = 1 / (0.1 + 0.2) = 3.33x; measured 3.33x -> 100%
+    assert any("ideal bound 1/(0.100 + 0.200) = 3.33x; measured/ideal 100%" in s for s in summary)
+    assert any("router overhead" in s and "+10.0%" in s for s in summary)
