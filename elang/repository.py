@@ -292,7 +292,7 @@ def _write_engine_script(version: Path, info: ModelFolderInfo, spec: ClassifierS
 
 def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
     """Write the `elang` entry point (Python backend, BLS over the stages)."""
-    from elang.router import RouterSettings
+    from elang.router import DEFAULT_ENERGY_BUCKETS, RouterSettings
 
     params = {
         c.PARAM_STAGES: ",".join(spec.stages),
@@ -304,6 +304,8 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
         c.PARAM_CALIBRATION_VERSION: spec.calibration_version,
         c.PARAM_NUM_LABELS: len(labels),
         c.PARAM_LABELS: json.dumps(list(labels)),
+        "energy_buckets": ",".join(f"{b:g}" for b in DEFAULT_ENERGY_BUCKETS),
+        "window_rows": 1000,
         **spec.extra_parameters,
     }
     try:  # refuse settings the router would refuse at load time

@@ -150,3 +150,35 @@ def route_batch(
     for f in result.failures:
         f.message = f"{settings.stages[f.stage]} ({f.message})"
     return RoutedBatch(result, energy(result.first_logits, settings.temperature))
+
+
+class SlidingFraction:
+    """Share of escalated rows among the last ``size`` answered rows (for the Super-fraction gauge)."""
+
+    def __init__(self, size: int = 1000) -> None:
+        if size < 1:
+            raise ValueError(f"window size must be >= 1, got {size}")
+        self.buf = np.zeros(size, dtype=np.int8)
+        self.size = size
+        self.pos = 0
+        self.filled = 0
+
+    def add(self, escalated: np.ndarray) -> float:
+        e = np.asarray(escalated, dtype=np.int8).ravel()[-self.size :]
+        end = self.pos + len(e)
+        if end <= self.size:
+            self.buf[self.pos : end] = e
+        else:
+            cut = self.size - self.pos
+            self.buf[self.pos :] = e[:cut]
+            self.buf[: end - self.size] = e[cut:]
+        self.pos = end % self.size
+        self.filled = min(self.size, self.filled + len(e))
+        return self.value
+
+    @property
+    def value(self) -> float:
+        return float(self.buf.sum() / self.filled) if self.filled else 0.0
+
+
+DEFAULT_ENERGY_BUCKETS = tuple(float(b) for b in range(-12, 3))

@@ -17,6 +17,7 @@ from elang import contract as c
 from elang.inputs import InputError
 from elang.router import RouterSettings, route_batch
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
+from elang.triton.metrics import RouterMetrics
 
 
 class TritonPythonModel:
@@ -24,6 +25,7 @@ class TritonPythonModel:
         self.model_config = json.loads(args["model_config"])
         self.settings = RouterSettings.from_parameters(config_parameters(self.model_config))
         self.logger = pb_utils.Logger
+        self.metrics = RouterMetrics(pb_utils, self.model_config["name"], self.settings)
         self.logger.log_info(f"elang router ready: {self.settings.describe()}")
 
     def _call_stage(self, model: str, texts: np.ndarray) -> np.ndarray:
@@ -52,6 +54,7 @@ class TritonPythonModel:
                 thresholds.append(self.settings.request_thresholds(request_parameters(request)))
             except InputError as exc:
                 responses[i] = error_response(pb_utils, str(exc), invalid_arg=True)
+                self.metrics.request("invalid")
                 continue
             good.append(i)
             raw.append(pb_utils.get_input_tensor_by_name(request, c.TEXT).as_numpy().reshape(len(texts), 1))
@@ -59,11 +62,17 @@ class TritonPythonModel:
             return responses
         counts = [len(r) for r in raw]
         outcome = route_batch(np.concatenate(raw), counts, thresholds, self.settings, self._call_stage)
+        if outcome.result is not None:
+            self.metrics.observe(outcome.result.route, outcome.energy)
+        else:
+            self.metrics.observe(np.full(sum(counts), -1), [])
         for i, answer in zip(good, outcome.per_request(counts)):
             if isinstance(answer, str):
                 self.logger.log_error(answer)
                 responses[i] = error_response(pb_utils, answer, invalid_arg=False)
+                self.metrics.request("failed")
                 continue
+            self.metrics.request("ok")
             responses[i] = pb_utils.InferenceResponse(
                 output_tensors=[pb_utils.Tensor(name, arr) for name, arr in answer.items()]
             )

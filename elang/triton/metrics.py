@@ -1,0 +1,82 @@
+"""Prometheus metrics of the `elang` router, on Triton's metrics endpoint (pb_utils.MetricFamily).
+
+Names (docs/OPERATIONS.md has PromQL for them):
+
+* ``elang_routed_rows_total{model, route}``: texts answered per stage (``route`` = stage name),
+  plus ``route="failed"`` for texts a stage could not answer;
+* ``elang_requests_total{model, outcome}``: requests by ``ok`` / ``invalid`` (INVALID_ARG) /
+  ``failed`` (a stage failed);
+* ``elang_swift_energy{model}``: histogram of the first stage's energy (buckets from the
+  ``energy_buckets`` config parameter);
+* ``elang_super_fraction{model}``: share escalated among the last ``window_rows`` texts;
+* ``elang_calibration_info{model, calibration_version, policy, threshold, temperature}``: 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from elang.router import DEFAULT_ENERGY_BUCKETS, RouterSettings, SlidingFraction
+
+
+def energy_buckets(settings: RouterSettings) -> list[float]:
+    raw = settings.extra.get("energy_buckets")
+    if not raw:
+        return list(DEFAULT_ENERGY_BUCKETS)
+    try:
+        buckets = sorted(float(x) for x in raw.split(","))
+    except ValueError:
+        raise ValueError(f"router parameter energy_buckets must be comma-separated numbers, got {raw!r}") from None
+    return buckets
+
+
+class RouterMetrics:
+    def __init__(self, pb_utils: Any, model: str, settings: RouterSettings) -> None:
+        fam = pb_utils.MetricFamily
+        labels = {"model": model}
+        rows = fam("elang_routed_rows_total", "Texts answered by each stage of the cascade", fam.COUNTER)
+        self.rows = {r: rows.Metric(labels={**labels, "route": r}) for r in [*settings.stages, "failed"]}
+        self.stages = settings.stages
+        reqs = fam("elang_requests_total", "Requests to the router by outcome", fam.COUNTER)
+        self.requests = {o: reqs.Metric(labels={**labels, "outcome": o}) for o in ("ok", "invalid", "failed")}
+        hist = fam("elang_swift_energy", "Energy of the first stage's logits per text", fam.HISTOGRAM)
+        self.energy = hist.Metric(labels=labels, buckets=energy_buckets(settings))
+        gauge = fam("elang_super_fraction", "Share of recent texts escalated past the first stage", fam.GAUGE)
+        self.fraction = gauge.Metric(labels=labels)
+        window = int(settings.extra.get("window_rows", "1000"))
+        self.window = SlidingFraction(window)
+        info = fam("elang_calibration_info", "Routing settings the router runs with (value 1)", fam.GAUGE)
+        self.info = info.Metric(
+            labels={
+                **labels,
+                "calibration_version": settings.calibration_version,
+                "policy": settings.policy,
+                "threshold": ",".join(repr(t) for t in settings.thresholds),
+                "temperature": repr(settings.temperature),
+            }
+        )
+        self.info.set(1.0)
+        # Families must outlive their metrics: Triton refuses updates once a family is garbage-collected.
+        self.families = [rows, reqs, hist, gauge, info]
+
+    def observe(self, routes: np.ndarray, energies: np.ndarray) -> None:
+        """Answered texts: their routes (stage index, -1 failed) and first-stage energies."""
+        routes = np.asarray(routes).ravel()
+        for k, name in enumerate(self.stages):
+            n = int(np.sum(routes == k))
+            if n:
+                self.rows[name].increment(n)
+        failed = int(np.sum(routes < 0))
+        if failed:
+            self.rows["failed"].increment(failed)
+        for e in np.asarray(energies).ravel():
+            self.energy.observe(float(e))
+        answered = routes[routes >= 0]
+        if answered.size:
+            self.fraction.set(self.window.add(answered >= 1))
+
+    def request(self, outcome: str, count: int = 1) -> None:
+        if count:
+            self.requests[outcome].increment(count)

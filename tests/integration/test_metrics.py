@@ -1,0 +1,53 @@
+"""Routing metrics on a running server's /metrics after a known workload."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from elang.client.client import ElangClient
+from elang.export.tiny import sample_rows
+from tritonclient.utils import InferenceServerException
+
+from elang.server import TritonServer
+
+pytestmark = pytest.mark.integration
+
+
+def _metric(text: str, name: str, **labels) -> float:
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} {labels} not in /metrics")
+
+
+def test_metrics_after_a_known_workload(tiny_repo):
+    texts = [t for t, _ in sample_rows()]
+    with TritonServer(tiny_repo["repo"]) as srv:  # a fresh server: counts start at zero
+        client = ElangClient(srv.grpc_url)
+        client.infer_batch(texts[:10], threshold="-inf")
+        client.infer_batch(texts[10:16], threshold="inf")
+        out = client.infer_batch(texts[16:20], threshold="inf")
+        raw = grpcclient.InferenceServerClient(srv.grpc_url)
+        bad = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+        bad.set_data_from_numpy(np.array([[b""]], dtype=object))
+        with pytest.raises(InferenceServerException):
+            raw.infer("elang", [bad])
+        text = urllib.request.urlopen(srv.metrics_url, timeout=10).read().decode()
+    assert _metric(text, "elang_routed_rows_total", model="elang", route="super") == 10
+    assert _metric(text, "elang_routed_rows_total", model="elang", route="swift") == 10
+    assert _metric(text, "elang_routed_rows_total", model="elang", route="failed") == 0
+    assert _metric(text, "elang_requests_total", model="elang", outcome="ok") == 3
+    assert _metric(text, "elang_requests_total", model="elang", outcome="invalid") == 1
+    assert _metric(text, "elang_swift_energy_count", model="elang") == 20
+    energies = out["ENERGY"].ravel()
+    total = _metric(text, "elang_swift_energy_sum", model="elang")
+    assert np.isfinite(total) and total < 0 and np.all(energies < 0)
+    assert _metric(text, "elang_super_fraction", model="elang") == pytest.approx(0.5)
+    version = re.search(r'elang_calibration_info\{[^}]*calibration_version="([^"]+)"', text).group(1)
+    assert version == "tiny-sample-q0.3"

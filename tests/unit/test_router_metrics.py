@@ -1,0 +1,70 @@
+"""Router metrics logic with a small stand-in for triton_python_backend_utils' metric API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from elang.router import RouterSettings, SlidingFraction
+from elang.triton.metrics import RouterMetrics, energy_buckets
+
+
+class _Metric:
+    def __init__(self, labels, buckets=None):
+        self.labels, self.buckets, self.value, self.observed = labels, buckets, 0.0, []
+
+    def increment(self, v):
+        self.value += v
+
+    def set(self, v):
+        self.value = v
+
+    def observe(self, v):
+        self.observed.append(v)
+
+
+class _Family:
+    COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
+
+    def __init__(self, name, description, kind):
+        self.name, self.kind, self.metrics = name, kind, []
+
+    def Metric(self, labels, buckets=None):  # noqa: N802 - the pb_utils spelling
+        m = _Metric(labels, buckets)
+        self.metrics.append(m)
+        return m
+
+
+class _PbUtils:
+    MetricFamily = _Family
+
+
+def test_sliding_fraction_window():
+    w = SlidingFraction(4)
+    assert w.value == 0.0
+    assert w.add(np.array([1, 0])) == pytest.approx(0.5)
+    assert w.add(np.array([1, 1, 1])) == pytest.approx(0.75)  # window: [0, 1, 1, 1]
+    assert w.add(np.zeros(10)) == 0.0
+    with pytest.raises(ValueError):
+        SlidingFraction(0)
+
+
+def test_router_metrics_counts():
+    s = RouterSettings.from_parameters({"threshold": "-1", "calibration_version": "cal-x", "window_rows": "10"})
+    m = RouterMetrics(_PbUtils, "elang", s)
+    m.observe(np.array([0, 1, 1, -1]), np.array([-3.0, -1.0, -0.5, -0.2]))
+    m.request("ok", 2)
+    m.request("invalid")
+    assert m.rows["swift"].value == 1 and m.rows["super"].value == 2 and m.rows["failed"].value == 1
+    assert m.energy.observed == [-3.0, -1.0, -0.5, -0.2]
+    assert m.fraction.value == pytest.approx(2 / 3)
+    assert m.requests["ok"].value == 2 and m.requests["invalid"].value == 1
+    assert m.info.value == 1.0 and m.info.labels["calibration_version"] == "cal-x"
+    assert m.energy.buckets == list(range(-12, 3))
+
+
+def test_energy_buckets_parameter():
+    s = RouterSettings.from_parameters({"energy_buckets": "0,-2,-1"})
+    assert energy_buckets(s) == [-2.0, -1.0, 0.0]
+    with pytest.raises(ValueError, match="energy_buckets"):
+        energy_buckets(RouterSettings.from_parameters({"energy_buckets": "a,b"}))
