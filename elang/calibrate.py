@@ -30,7 +30,7 @@ from elang.calibration import (
     fit_temperature,
     routing_curve,
 )
-from elang.routing import POLICIES, get_policy
+from elang.routing import POLICIES, energy, get_policy
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +217,13 @@ def calibrate(
         "ece_before": ece(scores.swift, scores.labels, 1.0),
         "ece_after": ece(scores.swift, scores.labels, t),
         "relative_compute": None if ratio is None else ratio + choice.fraction,
+        # the router's ENERGY (at this temperature) on validation: the reference for drift alerts
+        "energy_quantiles": {
+            f"{q:g}": float(v)
+            for q, v in zip(
+                (0.05, 0.25, 0.5, 0.75, 0.95), np.quantile(energy(scores.swift, t), (0.05, 0.25, 0.5, 0.75, 0.95))
+            )
+        },
     }
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     digest = hashlib.sha256(f"{dataset}{name}{choice.threshold}{t}{created}".encode()).hexdigest()[:8]
