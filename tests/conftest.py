@@ -36,3 +36,35 @@ def offline(tiny_repo: dict) -> dict:
     from elang.classifier import OnnxTextClassifier
 
     return {name: OnnxTextClassifier(tiny_repo["work"] / name) for name in ("swift", "super")}
+
+
+@pytest.fixture(scope="session")
+def labelled_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """240 distinct labelled texts (two sample sentences each, so no two rows tie in score)."""
+    from elang.export.tiny import sample_rows
+
+    rows = sample_rows()
+    f = tmp_path_factory.mktemp("data") / "labelled.csv"
+    body = "".join(
+        f'"{t} {rows[(j + 1 + i) % len(rows)][0]}",{lab}\n' for i in range(10) for j, (t, lab) in enumerate(rows)
+    )
+    f.write_text("text,label\n" + body)
+    return f
+
+
+@pytest.fixture(scope="session")
+def elang_cli():
+    """Run the `elang` command in a subprocess: elang_cli(*args, timeout=600, **run_kwargs)."""
+    import subprocess
+    import sys
+
+    def run(*args: str, timeout: float = 600, **kwargs):
+        return subprocess.run(
+            [sys.executable, "-m", "elang.cli", *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
+        )
+
+    return run

@@ -3,82 +3,32 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 pytestmark = pytest.mark.integration
-ELANG = [sys.executable, "-m", "elang.cli"]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from elang.export.tiny import sample_rows
-
-    f = tmp_path_factory.mktemp("bench") / "d.csv"
-    rows = sample_rows()
-    f.write_text(
-        "text,label\n"
-        + "".join(f'"{t} {rows[(j + i + 1) % 24][0]}",{lab}\n' for i in range(5) for j, (t, lab) in enumerate(rows))
-    )
-    return f
+def _bench(elang_cli, tiny_repo, data, report, *extra):
+    return elang_cli("bench", "--repository", tiny_repo["repo"], "--data", data, "--report", report, *extra)
 
 
-def test_bench_report(tiny_repo, data, tmp_path):
-    out = subprocess.run(
-        ELANG
-        + [
-            "bench",
-            "--repository",
-            str(tiny_repo["repo"]),
-            "--data",
-            str(data),
-            "--concurrency",
-            "1,4",
-            "--chunks",
-            "2",
-            "--sweep",
-            "-1.5",
-            "--report",
-            str(tmp_path / "r"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def test_bench_report(elang_cli, tiny_repo, labelled_csv, tmp_path):
+    r = tmp_path / "r"
+    out = _bench(elang_cli, tiny_repo, labelled_csv, r, "--concurrency", "1,4", "--chunks", "2", "--sweep", "-1.5")
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = json.loads((tmp_path / "r" / "bench.json").read_text())
-    names = {r["config"] for r in rows}
-    assert {"swift", "super", "elang", "elang@+inf", "elang@-1.5"} <= names
-    assert {r["concurrency"] for r in rows} == {1, 4}
-    for r in rows:
-        assert r["sent"] == r["answered"] > 0 and r["failed"] == r["timed_out"] == 0
-    md = (tmp_path / "r" / "bench.md").read_text()
+    rows = json.loads((r / "bench.json").read_text())
+    assert {"swift", "super", "elang", "elang@+inf", "elang@-1.5"} <= {row["config"] for row in rows}
+    assert {row["concurrency"] for row in rows} == {1, 4}
+    for row in rows:
+        assert row["sent"] == row["answered"] > 0 and row["failed"] == row["timed_out"] == 0
+    md = (r / "bench.md").read_text()
     assert "machine:" in md and "ideal bound" in md and "router overhead" in md
-    assert (tmp_path / "r" / "bench.png").stat().st_size > 10_000
+    assert (r / "bench.png").stat().st_size > 10_000
 
 
-def test_soak_accounts_for_every_request(tiny_repo, data, tmp_path):
-    out = subprocess.run(
-        ELANG
-        + [
-            "bench",
-            "--repository",
-            str(tiny_repo["repo"]),
-            "--data",
-            str(data),
-            "--soak",
-            "4",
-            "--soak-concurrency",
-            "16",
-            "--report",
-            str(tmp_path / "s"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def test_soak_accounts_for_every_request(elang_cli, tiny_repo, labelled_csv, tmp_path):
+    out = _bench(elang_cli, tiny_repo, labelled_csv, tmp_path / "s", "--soak", "4", "--soak-concurrency", "16")
     assert out.returncode == 0, out.stderr[-2000:]
     md = (tmp_path / "s" / "soak.md").read_text()
     row = [line for line in md.splitlines() if line.startswith("| ") and "sent" not in line and "---" not in line][0]

@@ -3,52 +3,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import re
 
 import pytest
-from elang.export.tiny import sample_rows
-
-ELANG = [sys.executable, "-m", "elang.cli"]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    f = tmp_path_factory.mktemp("cal") / "data.csv"
-    rows = sample_rows()
-    # distinct texts (two sample sentences each), so no two rows tie in score
-    body = "".join(
-        f'"{t} {rows[(j + 1 + i) % len(rows)][0]}",{lab}\n' for i in range(10) for j, (t, lab) in enumerate(rows)
-    )
-    f.write_text("text,label\n" + body)
-    return f
+def _calibrate(elang_cli, tiny_repo, data, tmp_path, *extra):
+    return elang_cli(
+        "calibrate", "--repository", tiny_repo["repo"], "--data", data, "--out", tmp_path / "cal",
+        "--cache-dir", tmp_path / "c", *extra, cwd=tmp_path,
+    )  # fmt: skip
 
 
-def _run(args, cwd):
-    return subprocess.run(ELANG + args, capture_output=True, text=True, timeout=600, cwd=cwd)
-
-
-def test_calibrate_super_fraction_writes_record_table_plot(tiny_repo, data, tmp_path):
-    out = _run(
-        [
-            "calibrate",
-            "--repository",
-            str(tiny_repo["repo"]),
-            "--data",
-            str(data),
-            "--super-fraction",
-            "0.25",
-            "--criterion",
-            "auto",
-            "--evaluate-on",
-            "test",
-            "--out",
-            str(tmp_path / "cal"),
-            "--cache-dir",
-            str(tmp_path / "c"),
-        ],
-        tmp_path,
-    )
+def test_calibrate_super_fraction_writes_record_table_plot(elang_cli, tiny_repo, labelled_csv, tmp_path):
+    extra = ("--super-fraction", "0.25", "--criterion", "auto", "--evaluate-on", "test")
+    out = _calibrate(elang_cli, tiny_repo, labelled_csv, tmp_path, *extra)
     assert out.returncode == 0, out.stderr
     record = json.loads((tmp_path / "cal" / "calibration.json").read_text())
     assert record["criterion"] in ("energy", "softmax", "entropy") and record["schema"] == 1
@@ -68,24 +37,7 @@ def test_calibrate_super_fraction_writes_record_table_plot(tiny_repo, data, tmp_
         (["--max-accuracy-drop", "-2"], "points"),
     ],
 )
-def test_bad_targets_are_clear_errors(tiny_repo, data, tmp_path, args, match):
-    out = _run(
-        [
-            "calibrate",
-            "--repository",
-            str(tiny_repo["repo"]),
-            "--data",
-            str(data),
-            *args,
-            "--out",
-            str(tmp_path / "cal"),
-            "--cache-dir",
-            str(tmp_path / "c"),
-        ],
-        tmp_path,
-    )
+def test_bad_targets_are_clear_errors(elang_cli, tiny_repo, labelled_csv, tmp_path, args, match):
+    out = _calibrate(elang_cli, tiny_repo, labelled_csv, tmp_path, *args)
     assert out.returncode == 2, out.stdout + out.stderr
-    assert "error" in out.stderr
-    import re
-
-    assert re.search(match, out.stderr), out.stderr
+    assert "error" in out.stderr and re.search(match, out.stderr), out.stderr
