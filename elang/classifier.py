@@ -97,8 +97,10 @@ class OnnxTextClassifier:
         max_length: int = 128,
         intra_op_threads: int = 0,
         providers: list[str] | None = None,
+        length_bucket: int = 0,
     ) -> None:
         model_dir = Path(model_dir)
+        self.length_bucket = int(length_bucket)
         self.tokenizer = TextTokenizer(model_dir, max_length)
         self.session = make_session(model_dir / ONNX_FILE, intra_op_threads, providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -114,5 +116,19 @@ class OnnxTextClassifier:
         if not texts:
             return np.zeros((0, self.num_labels or 0), dtype=np.float32)
         feeds = self.tokenizer(texts, pairs)
-        out = self.session.run(None, {n: feeds[n] for n in self.input_names})[0]
-        return np.asarray(out, dtype=np.float32)
+        if not self.length_bucket or len(texts) <= self.length_bucket:
+            out = self.session.run(None, {n: feeds[n] for n in self.input_names})[0]
+            return np.asarray(out, dtype=np.float32)
+        # Length bucketing: sort by token count and run chunks cut to their own longest text,
+        # so one long text does not pad the whole batch (padding is on the right).
+        lengths = feeds["attention_mask"].sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        logits = None
+        for start in range(0, len(order), self.length_bucket):
+            idx = order[start : start + self.length_bucket]
+            width = int(lengths[idx].max())
+            out = self.session.run(None, {n: feeds[n][idx, :width] for n in self.input_names})[0]
+            if logits is None:
+                logits = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
+            logits[idx] = out
+        return logits

@@ -230,6 +230,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--name", default=None, help="model name for a variant super (e.g. super_int8); adds router elang_NAME"
     )
+    s = p.add_argument_group("serving (config.pbtxt of the stage)")
+    s.add_argument("--instances", type=int, default=1, help="model instances")
+    s.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads per instance (0: all cores)")
+    s.add_argument("--max-batch-size", type=int, default=64)
+    s.add_argument("--max-queue-delay-us", type=int, default=500, help="dynamic batching delay")
+    s.add_argument("--length-bucket", type=int, default=0, help="rows per length-sorted sub-batch (0: off)")
     _add_data_args(p)
     p.set_defaults(func=cmd_export)
 
@@ -253,6 +259,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         gpu=args.gpu,
         atol=args.atol,
         name=args.name,
+        serving={
+            "instances": args.instances,
+            "intra_op_threads": args.threads,
+            "max_batch_size": args.max_batch_size,
+            "max_queue_delay_us": args.max_queue_delay_us,
+            "length_bucket": args.length_bucket,
+        },
     )
     print("\n".join(report.lines()))
     return 0

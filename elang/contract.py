@@ -46,6 +46,7 @@ PARAM_MAX_LENGTH = "max_length"
 PARAM_INTRA_OP_THREADS = "intra_op_threads"
 PARAM_MAX_TEXT_BYTES = "max_text_bytes"
 PARAM_LABELS = "labels"
+PARAM_LENGTH_BUCKET = "length_bucket"  # rows per length-sorted sub-batch; 0 = one padded batch
 
 # Defaults.
 DEFAULT_MAX_LENGTH = 128

@@ -70,6 +70,7 @@ class ClassifierSpec:
     instances: int = 1
     intra_op_threads: int = 0
     gpu: bool = False
+    length_bucket: int = 0
 
 
 @dataclass
@@ -207,7 +208,15 @@ def write_classifier(repo: Path, name: str, spec: ClassifierSpec) -> ModelFolder
             _tensor(cfg.output, out)
         _instances(cfg, spec.instances)
         providers = "CUDAExecutionProvider,CPUExecutionProvider" if spec.gpu else "CPUExecutionProvider"
-        _params(cfg, {**common, c.PARAM_INTRA_OP_THREADS: spec.intra_op_threads, "providers": providers})
+        _params(
+            cfg,
+            {
+                **common,
+                c.PARAM_INTRA_OP_THREADS: spec.intra_op_threads,
+                "providers": providers,
+                c.PARAM_LENGTH_BUCKET: spec.length_bucket,
+            },
+        )
         version = _write_model(repo, cfg, "elang.triton.classifier_model.TritonPythonModel")
         shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
         _copy_side_files(spec.source, version)

@@ -132,12 +132,15 @@ def export_stage(
     atol: float = DEFAULT_ATOL,
     super_fraction: float = DEFAULT_SUPER_FRACTION,
     name: str | None = None,
+    serving: dict | None = None,
 ) -> ExportReport:
     """Export ``checkpoint`` as stage ``role`` of ``repository``; see the module doc.
 
     ``name`` (default: the role) writes the stage under another model name, e.g. an int8
     ``super_int8`` next to the fp32 ``super``; a Super under another name also gets its own
     router ``elang_<name>`` (stages swift -> name) with the main router's settings.
+    ``serving`` sets ClassifierSpec serving fields (instances, intra_op_threads,
+    max_queue_delay_us, max_batch_size, length_bucket).
     """
     if role not in c.STAGES:
         raise RepositoryError(f"--as must be one of {', '.join(c.STAGES)}, got {role!r}")
@@ -187,7 +190,9 @@ def export_stage(
             if "texts" not in t:  # graph optimization: compare with fp32 too
                 t.update(asdict(compare_models(fp32, final, texts[:PARITY_TEXTS], None, max_length)))
         info = write_classifier(
-            repository, name, ClassifierSpec(final, runtime=runtime, max_length=max_length, gpu=gpu)
+            repository,
+            name,
+            ClassifierSpec(final, runtime=runtime, max_length=max_length, gpu=gpu, **(serving or {})),
         )
         other = c.SUPER_MODEL if role == c.SWIFT_MODEL else c.SWIFT_MODEL
         other_labels = _stage_labels(repository, other)

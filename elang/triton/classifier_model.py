@@ -32,6 +32,7 @@ class TritonPythonModel:
             max_length=int(params.get(c.PARAM_MAX_LENGTH, c.DEFAULT_MAX_LENGTH)),
             intra_op_threads=int(params.get(c.PARAM_INTRA_OP_THREADS, 0)),
             providers=providers,
+            length_bucket=int(params.get(c.PARAM_LENGTH_BUCKET, 0)),
         )
         self.logger = pb_utils.Logger
 
