@@ -203,7 +203,14 @@ def calibrate(
         ratio = costs_ms[c.SWIFT_MODEL] / costs_ms[c.SUPER_MODEL]
     lower = None
     if confidence is not None and target.kind in ("accuracy", "accuracy_drop"):
-        lower = bootstrap_lower_bound(curve, scores.swift_ok, scores.super_ok, confidence, resamples)
+        lower = bootstrap_lower_bound(
+            curve,
+            scores.swift_ok,
+            scores.super_ok,
+            confidence,
+            resamples,
+            relative_to_super=target.kind == "accuracy_drop",
+        )
     choice = choose(curve, target, pol, float(scores.super_ok.mean()), ratio, lower)
     validation = {
         "examples": int(len(scores.labels)),

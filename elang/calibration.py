@@ -140,8 +140,14 @@ def bootstrap_lower_bound(
     confidence: float,
     resamples: int = 1000,
     seed: int = 0,
+    relative_to_super: bool = False,
 ) -> np.ndarray:
-    """For each k, the (1 - confidence) quantile of accuracy(k) over bootstrap resamples."""
+    """For each k, the (1 - confidence) quantile of accuracy(k) over bootstrap resamples.
+
+    With ``relative_to_super`` the bound is on accuracy(k) minus Super's accuracy on the same
+    resample (a paired difference): a target relative to Super is uncertain only through the
+    examples where the two disagree, not through Super's own sampling error.
+    """
     rng = np.random.default_rng(seed)
     n = curve.n
     cs = np.asarray(super_correct, dtype=np.float64)[curve.order]
@@ -152,6 +158,8 @@ def bootstrap_lower_bound(
         head = np.concatenate([[0.0], np.cumsum(w * cs)])
         tail = np.concatenate([np.cumsum((w * cw)[::-1])[::-1], [0.0]])
         accs[b] = (head + tail) / n
+        if relative_to_super:
+            accs[b] -= head[-1] / n
     return np.quantile(accs, 1 - confidence, axis=0)
 
 
@@ -208,7 +216,11 @@ def choose(
     cost_ratio: float | None = None,
     lower: np.ndarray | None = None,
 ) -> Choice:
-    """The cheapest point of ``curve`` that meets ``target`` (by ``lower`` bound when given)."""
+    """The cheapest point of ``curve`` that meets ``target`` (by ``lower`` bound when given).
+
+    For ``accuracy_drop`` the ``lower`` bound must be the paired one
+    (``bootstrap_lower_bound(..., relative_to_super=True)``): it is compared with ``-drop``.
+    """
     target.validate()
     n = curve.n
     required = None
@@ -222,14 +234,18 @@ def choose(
                 f"validation is {curve.accuracy.max():.2%}"
             )
         point_k = int(ok_point[0])
-        basis = curve.accuracy if lower is None else lower
-        ok = np.flatnonzero(basis >= required - 1e-12)
-        if ok.size == 0:
-            raise TargetError(
-                f"{target.describe()} ({required:.2%}) cannot be guaranteed at the requested confidence: "
-                f"the best lower bound is {basis.max():.2%}; lower the target or the confidence"
-            )
-        k = int(ok[0])
+        if lower is None:
+            k = point_k
+        else:
+            need = required if target.kind == "accuracy" else -target.value / 100
+            ok = np.flatnonzero(lower >= need - 1e-12)
+            if ok.size == 0:
+                what = "accuracy" if target.kind == "accuracy" else "accuracy minus Super's"
+                raise TargetError(
+                    f"{target.describe()} cannot be guaranteed at the requested confidence: the best lower "
+                    f"bound of {what} is {lower.max():+.2%} (needed {need:+.2%}); lower the target or the confidence"
+                )
+            k = int(ok[0])
     elif target.kind == "super_fraction":
         k = int(round(target.value * n))
     else:

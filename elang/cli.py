@@ -341,10 +341,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     if choice.lower_bound is not None:
         margin = v["super_fraction"] - v["point_estimate_fraction"]
+        if target.kind == "accuracy_drop":
+            bound = (
+                f"routed minus Super accuracy (paired) {choice.lower_bound * 100:+.2f} pt >= {-target.value:+.2f} pt"
+            )
+        else:
+            bound = f"routed accuracy {choice.lower_bound:.2%} >= required {v['required_accuracy']:.2%}"
         print(
-            f"margin: {args.confidence:.0%} bootstrap lower bound {choice.lower_bound:.2%} >= required "
-            f"{v['required_accuracy']:.2%}; the point estimate would send {v['point_estimate_fraction']:.1%} "
-            f"to Super, the margin costs {margin * 100:+.1f} pt of Super share"
+            f"margin: {args.confidence:.0%} bootstrap lower bound of {bound}; the point estimate would send "
+            f"{v['point_estimate_fraction']:.1%} to Super, the margin costs {margin * 100:+.1f} pt of Super share"
         )
     (out / "calibration.json").write_text(record.to_json())
     table = cal.curve_markdown(val, record.temperature, ratio)

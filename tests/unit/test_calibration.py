@@ -136,3 +136,16 @@ def test_auroc_matches_pair_counting():
     assert auroc(s, y) == pytest.approx(np.mean(pairs))
     assert auroc(np.arange(4.0), np.array([False, False, True, True])) == 1.0
     assert math.isnan(auroc(np.arange(3.0), np.zeros(3, bool)))
+
+
+def test_paired_bound_for_a_drop_target():
+    pol = get_policy("energy")
+    scores, swift_ok, super_ok = _synthetic(n=800)
+    curve = routing_curve(scores, swift_ok, super_ok, pol)
+    paired = bootstrap_lower_bound(curve, swift_ok, super_ok, 0.9, 300, relative_to_super=True)
+    plain = bootstrap_lower_bound(curve, swift_ok, super_ok, 0.9, 300)
+    assert paired[-1] == pytest.approx(0.0)  # Super-only never differs from Super
+    assert plain[-1] < super_ok.mean()  # while Super's own accuracy is uncertain
+    choice = choose(curve, Target("accuracy_drop", 1.0), pol, super_ok.mean(), lower=paired)
+    assert paired[choice.k] >= -0.01 - 1e-12  # met by the bound
+    assert choice.k == 0 or paired[choice.k - 1] < -0.01  # and the cheapest such point
