@@ -283,10 +283,12 @@ def bench_markdown(
                 f"concurrency {conc}: E-LANG {measured:.2f}x Super-only throughput; ideal bound "
                 f"1/({ratio:.3f} + {el.super_fraction:.3f}) = {bound:.2f}x; measured/ideal {measured / bound:.0%}"
             )
-        inf = results.get(("elang@+inf", conc))
+        inf = results.get((NO_ESCALATION, conc))
         if sw and inf:
             over = inf.latency_ms()[50] / sw.latency_ms()[50] - 1
-            summary.append(f"concurrency {conc}: router overhead (elang at +inf vs swift direct) p50 {over:+.1%}")
+            summary.append(
+                f"concurrency {conc}: router overhead (elang escalating nothing vs swift direct) p50 {over:+.1%}"
+            )
     return "\n".join(lines), summary
 
 
@@ -318,7 +320,10 @@ def plot_bench(results: dict[tuple[str, int], LoadResult], concurrencies: tuple[
     return Path(path)
 
 
-def _configs(url: str, sweep: str | None) -> list[BenchConfig]:
+NO_ESCALATION = "elang@no-escalation"
+
+
+def _configs(url: str, sweep: str | None, only: str | None = None) -> list[BenchConfig]:
     from elang.client.client import ElangClient
 
     present = [
@@ -328,10 +333,18 @@ def _configs(url: str, sweep: str | None) -> list[BenchConfig]:
     if missing:
         raise RuntimeError(f"the server at {url} lacks {sorted(missing)}; bench needs swift, super and elang")
     configs = [BenchConfig(m, m) for m in present]
-    configs.append(BenchConfig("elang@+inf", "elang", "inf"))
+    # Router overhead: a threshold that escalates nothing under the router's policy
+    # (+inf for energy/entropy, -inf for softmax, whose unsure side is below the threshold).
+    from elang.routing import get_policy
+
+    policy = get_policy(ElangClient(url).router_info().get("policy") or "energy")
+    configs.append(BenchConfig(NO_ESCALATION, "elang", "inf" if policy.escalate_above else "-inf"))
     for thr in (sweep or "").split(","):
         if thr.strip():
             configs.append(BenchConfig(f"elang@{thr.strip()}", "elang", thr.strip()))
+    if only:
+        wanted = {x.strip() for x in only.split(",")}
+        configs = [cfg for cfg in configs if cfg.name in wanted]
     return configs
 
 
@@ -354,7 +367,7 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
         if args.soak:
             return _soak(url, pid, test, args, report, header)
         concs = tuple(int(x) for x in args.concurrency.split(","))
-        configs = _configs(url, args.sweep)
+        configs = _configs(url, args.sweep, args.only)
         results = run_bench(url, configs, test.texts, test.labels, concs, args.chunks, args.batch_size)
     table, summary = bench_markdown(results, concs)
     png = plot_bench(results, concs, report / "bench.png")
@@ -444,3 +457,35 @@ def _soak(url: str, pid: int | None, test, args, report: Path, header: list[str]
     (report / "soak.json").write_text(json.dumps({"samples_rss_mb": samples, "errors": res.errors}, indent=2))
     print(text)
     return 0 if (res.failed + res.timed_out + lost) == 0 else 1
+
+
+def profile_stage(
+    model_dir: Path, texts: list[str], batch_sizes: tuple[int, ...] = (1, 8, 32), rounds: int = 20, max_length: int = 64
+) -> list[dict]:
+    """Where a stage's time goes offline: tokenization vs ONNX Runtime, per text, by batch size."""
+    from elang.classifier import OnnxTextClassifier
+
+    clf = OnnxTextClassifier(model_dir, max_length=max_length)
+    rows = []
+    for bs in batch_sizes:
+        batch = (texts * (bs // max(1, len(texts)) + 1))[:bs]
+        clf(batch)  # warm-up
+        tok, run = [], []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            feeds = clf.tokenizer(batch)
+            t1 = time.perf_counter()
+            clf.session.run(None, {n: feeds[n] for n in clf.input_names})
+            t2 = time.perf_counter()
+            tok.append(t1 - t0)
+            run.append(t2 - t1)
+        t, r = float(np.median(tok)), float(np.median(run))
+        rows.append(
+            {
+                "batch": bs,
+                "tokenize_ms_per_text": t / bs * 1e3,
+                "onnx_ms_per_text": r / bs * 1e3,
+                "tokenize_share": t / (t + r),
+            }
+        )
+    return rows

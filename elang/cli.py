@@ -403,6 +403,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunks", type=int, default=4, help="interleaving: configurations alternate per chunk")
     p.add_argument("--batch-size", type=int, default=1, help="texts per request")
     p.add_argument("--sweep", default=None, help="extra router thresholds to measure, comma-separated")
+    p.add_argument("--only", default=None, help="measure only these configurations (names as in the report)")
     p.add_argument("--soak", type=float, default=None, metavar="SECONDS", help="instead: soak test of the router")
     p.add_argument("--soak-concurrency", type=int, default=64)
     p.add_argument("--report", type=Path, default=Path("bench-report"), help="folder for bench.md, .png, .json")
@@ -495,6 +496,28 @@ def cmd_bench_layout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_profile(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile-stage", help="tokenization vs ONNX Runtime time of one stage, offline, by batch size")
+    p.add_argument("model_dir", type=Path, help="a stage folder (e.g. REPO/swift/1) or an exported model folder")
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=20)
+    p.set_defaults(func=cmd_profile)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from elang.bench import machine_line, profile_stage
+    from elang.export.tiny import sample_rows
+
+    rows = profile_stage(args.model_dir, [t for t, _ in sample_rows()], rounds=args.rounds, max_length=args.max_length)
+    print(f"{args.model_dir}: machine {machine_line()}")
+    print("| batch | tokenize ms/text | ONNX Runtime ms/text | tokenizer share |\n|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['batch']} | {r['tokenize_ms_per_text']:.3f} | {r['onnx_ms_per_text']:.2f} | {r['tokenize_share']:.1%} |"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elang", description="E-LANG energy-based routing on Triton")
     parser.add_argument("--version", action="version", version=f"elang-serve {__version__}")
@@ -510,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_tiny,
         _add_demo,
         _add_bench_layout,
+        _add_profile,
     ):
         add(sub)
     return parser

@@ -168,6 +168,7 @@ class AgreementReport:
     accuracy_fp32: float | None
     accuracy_new: float | None
     max_abs_diff: float
+    logit_scale: float = 1.0  # max |fp32 logit|: max_abs_diff / logit_scale is the relative error
 
     @property
     def accuracy_delta(self) -> float | None:
@@ -190,6 +191,7 @@ def compare_models(
         accuracy_fp32=acc(ref),
         accuracy_new=acc(new),
         max_abs_diff=float(np.max(np.abs(ref - new))),
+        logit_scale=float(np.max(np.abs(ref))),
     )
 
 

@@ -18,7 +18,7 @@ def test_bench_report(elang_cli, tiny_repo, labelled_csv, tmp_path):
     out = _bench(elang_cli, tiny_repo, labelled_csv, r, "--concurrency", "1,4", "--chunks", "2", "--sweep", "-1.5")
     assert out.returncode == 0, out.stderr[-2000:]
     rows = json.loads((r / "bench.json").read_text())
-    assert {"swift", "super", "elang", "elang@+inf", "elang@-1.5"} <= {row["config"] for row in rows}
+    assert {"swift", "super", "elang", "elang@no-escalation", "elang@-1.5"} <= {row["config"] for row in rows}
     assert {row["concurrency"] for row in rows} == {1, 4}
     for row in rows:
         assert row["sent"] == row["answered"] > 0 and row["failed"] == row["timed_out"] == 0

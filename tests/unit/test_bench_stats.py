@@ -44,7 +44,7 @@ def test_report_ratios():
         ("swift", 8): _r("swift", 8, 100, 1.0, lat=0.010),  # 100/s
         ("super", 8): _r("super", 8, 100, 10.0, routes=[1] * 100, lat=0.100),  # 10/s
         ("elang", 8): _r("elang", 8, 100, 3.0, routes=[1] * 20 + [0] * 80),  # 33.3/s, f = 0.2
-        ("elang@+inf", 8): _r("elang@+inf", 8, 100, 1.1, lat=0.011),
+        ("elang@no-escalation", 8): _r("elang@no-escalation", 8, 100, 1.1, lat=0.011),
     }
     table, summary = bench_markdown(results, (8,))
     assert "| 8 | elang | 33.3 |" in table and "3.33x" in table
