@@ -90,11 +90,10 @@ def collect_scores(repository: Path, texts: list[str], labels: np.ndarray, url: 
             res = ElangClient(url, model=stage, timeout_s=600).classify(texts, progress=True, raise_on_error=True)
             out[stage] = np.stack([p.logits for p in res.predictions]).astype(np.float32)
         else:
-            from elang.classifier import OnnxTextClassifier
-            from elang.export.onnx_export import _batched
+            from elang.classifier import OnnxTextClassifier, logits_in_batches
 
             folder, max_length = _stage_dir(Path(repository), stage)
-            out[stage] = _batched(OnnxTextClassifier(folder, max_length=max_length), texts)
+            out[stage] = logits_in_batches(OnnxTextClassifier(folder, max_length=max_length), texts)
     return Scores(out[c.SWIFT_MODEL], out[c.SUPER_MODEL], np.asarray(labels))
 
 

@@ -132,3 +132,18 @@ class OnnxTextClassifier:
                 logits = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
             logits[idx] = out
         return logits
+
+
+def logits_in_batches(model: OnnxTextClassifier, texts: list[str], batch: int = 64) -> np.ndarray:
+    """Logits for many texts: length-sorted batches (little padding), with a progress bar."""
+    from tqdm import tqdm
+
+    order = np.argsort([len(t) for t in texts])
+    out = None
+    for start in tqdm(range(0, len(texts), batch), desc="onnx", unit="batch", leave=False):
+        idx = order[start : start + batch]
+        logits = model([texts[i] for i in idx])
+        if out is None:
+            out = np.zeros((len(texts), logits.shape[1]), dtype=np.float32)
+        out[idx] = logits
+    return out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elang.classifier import ONNX_FILE, OnnxTextClassifier
+from elang.classifier import ONNX_FILE, OnnxTextClassifier, logits_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,8 @@ def check_parity(
     return ParityReport(len(texts), max(diffs), agree / len(texts), atol)
 
 
-# FFN output projections (layer.N/output/dense), not the attention output ones: int8 on these
-# cost MPNet-base most of its accuracy (docs/EXPORT.md).
+# FFN output projections (layer.N/output/dense), not the attention output ones: left in fp32 by
+# default when quantizing (docs/EXPORT.md, docs/BENCHMARKS.md).
 FFN_OUTPUT_MATMUL = re.compile(r"layer\.\d+/output/dense/MatMul$")
 OPTIMIZE_LEVELS = ("none", "basic", "extended", "all")
 
@@ -183,7 +183,7 @@ def compare_models(
     """Run two ONNX model folders on the same texts and compare their answers."""
     ref_model = OnnxTextClassifier(reference_dir, max_length=max_length)
     new_model = OnnxTextClassifier(candidate_dir, max_length=max_length)
-    ref, new = _batched(ref_model, texts), _batched(new_model, texts)
+    ref, new = logits_in_batches(ref_model, texts), logits_in_batches(new_model, texts)
     acc = (lambda lg: float(np.mean(lg.argmax(1) == labels))) if labels is not None else (lambda lg: None)
     return AgreementReport(
         texts=len(texts),
@@ -193,17 +193,3 @@ def compare_models(
         max_abs_diff=float(np.max(np.abs(ref - new))),
         logit_scale=float(np.max(np.abs(ref))),
     )
-
-
-def _batched(model: OnnxTextClassifier, texts: list[str], batch: int = 64) -> np.ndarray:
-    from tqdm import tqdm
-
-    order = np.argsort([len(t) for t in texts])
-    out = None
-    for start in tqdm(range(0, len(texts), batch), desc="onnx", unit="batch", leave=False):
-        idx = order[start : start + batch]
-        logits = model([texts[i] for i in idx])
-        if out is None:
-            out = np.zeros((len(texts), logits.shape[1]), dtype=np.float32)
-        out[idx] = logits
-    return out
