@@ -69,8 +69,14 @@ class TextTokenizer:
         }
 
 
-def make_session(onnx_path: str | Path, intra_op_threads: int = 0, providers: list[str] | None = None):  # noqa: ANN201
-    """An onnxruntime InferenceSession with the given thread count and providers (CPU default)."""
+def make_session(  # noqa: ANN201
+    onnx_path: str | Path, intra_op_threads: int = 0, providers: list[str] | None = None, spinning: bool = False
+):
+    """An onnxruntime InferenceSession with the given thread count and providers (CPU default).
+
+    ``spinning=False`` (the default) makes idle intra-op threads sleep instead of busy-waiting:
+    models that share CPU cores (Swift and Super in one server) otherwise slow each other down.
+    """
     import onnxruntime as ort
 
     onnx_path = Path(onnx_path)
@@ -79,6 +85,8 @@ def make_session(onnx_path: str | Path, intra_op_threads: int = 0, providers: li
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(intra_op_threads)
     opts.inter_op_num_threads = 1
+    for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+        opts.add_session_config_entry(key, "1" if spinning else "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     available = ort.get_available_providers()
     wanted = providers or ["CPUExecutionProvider"]
@@ -98,11 +106,12 @@ class OnnxTextClassifier:
         intra_op_threads: int = 0,
         providers: list[str] | None = None,
         length_bucket: int = 0,
+        spinning: bool = False,
     ) -> None:
         model_dir = Path(model_dir)
         self.length_bucket = int(length_bucket)
         self.tokenizer = TextTokenizer(model_dir, max_length)
-        self.session = make_session(model_dir / ONNX_FILE, intra_op_threads, providers)
+        self.session = make_session(model_dir / ONNX_FILE, intra_op_threads, providers, spinning)
         self.input_names = [i.name for i in self.session.get_inputs()]
         unknown = [n for n in self.input_names if n not in TOKEN_INPUTS]
         if unknown:

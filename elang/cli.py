@@ -236,6 +236,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--max-batch-size", type=int, default=64)
     s.add_argument("--max-queue-delay-us", type=int, default=500, help="dynamic batching delay")
     s.add_argument("--length-bucket", type=int, default=0, help="rows per length-sorted sub-batch (0: off)")
+    s.add_argument(
+        "--ort-spinning",
+        action="store_true",
+        help="let idle ONNX Runtime threads busy-wait (off: stages sharing cores slow each other down)",
+    )
     _add_data_args(p)
     p.set_defaults(func=cmd_export)
 
@@ -265,6 +270,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             "max_batch_size": args.max_batch_size,
             "max_queue_delay_us": args.max_queue_delay_us,
             "length_bucket": args.length_bucket,
+            "ort_spinning": args.ort_spinning,
         },
     )
     print("\n".join(report.lines()))

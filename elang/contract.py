@@ -47,6 +47,9 @@ PARAM_INTRA_OP_THREADS = "intra_op_threads"
 PARAM_MAX_TEXT_BYTES = "max_text_bytes"
 PARAM_LABELS = "labels"
 PARAM_LENGTH_BUCKET = "length_bucket"  # rows per length-sorted sub-batch; 0 = one padded batch
+# "1" lets ONNX Runtime's idle intra-op threads spin (busy-wait) for work. Off by default: the
+# stages share the CPU cores, and a finished Swift that spins steals them from the Super.
+PARAM_ORT_SPINNING = "ort_spinning"
 
 # Defaults.
 DEFAULT_MAX_LENGTH = 128

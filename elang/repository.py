@@ -71,6 +71,7 @@ class ClassifierSpec:
     intra_op_threads: int = 0
     gpu: bool = False
     length_bucket: int = 0
+    ort_spinning: bool = False
 
 
 @dataclass
@@ -215,6 +216,7 @@ def write_classifier(repo: Path, name: str, spec: ClassifierSpec) -> ModelFolder
                 c.PARAM_INTRA_OP_THREADS: spec.intra_op_threads,
                 "providers": providers,
                 c.PARAM_LENGTH_BUCKET: spec.length_bucket,
+                c.PARAM_ORT_SPINNING: int(spec.ort_spinning),
             },
         )
         version = _write_model(repo, cfg, "elang.triton.classifier_model.TritonPythonModel")
@@ -254,7 +256,10 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
     _instances(onnx_cfg, spec.instances, gpu=spec.gpu or spec.runtime == "tensorrt")
     if spec.intra_op_threads:  # the onnxruntime backend's own parameter name
         _params(onnx_cfg, {"intra_op_thread_count": spec.intra_op_threads})
-    adapter = "elang.triton.onnx_model.TritonPythonModel" if spec.runtime == "python-ensemble" else None
+    adapter = None
+    if spec.runtime == "python-ensemble":
+        adapter = "elang.triton.onnx_model.TritonPythonModel"
+        _params(onnx_cfg, {c.PARAM_ORT_SPINNING: int(spec.ort_spinning)})
     version = _write_model(repo, onnx_cfg, adapter)
     shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
     if spec.runtime == "tensorrt":

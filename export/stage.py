@@ -140,7 +140,7 @@ def export_stage(
     ``super_int8`` next to the fp32 ``super``; a Super under another name also gets its own
     router ``elang_<name>`` (stages swift -> name) with the main router's settings.
     ``serving`` sets ClassifierSpec serving fields (instances, intra_op_threads,
-    max_queue_delay_us, max_batch_size, length_bucket).
+    max_queue_delay_us, max_batch_size, length_bucket, ort_spinning).
     """
     if role not in c.STAGES:
         raise RepositoryError(f"--as must be one of {', '.join(c.STAGES)}, got {role!r}")

@@ -33,6 +33,7 @@ class TritonPythonModel:
             intra_op_threads=int(params.get(c.PARAM_INTRA_OP_THREADS, 0)),
             providers=providers,
             length_bucket=int(params.get(c.PARAM_LENGTH_BUCKET, 0)),
+            spinning=params.get(c.PARAM_ORT_SPINNING, "0") == "1",
         )
         self.logger = pb_utils.Logger
 

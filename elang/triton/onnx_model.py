@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from elang import contract as c
 from elang.classifier import ONNX_FILE, make_session
 from elang.triton.common import config_parameters, error_response
 
@@ -22,7 +23,11 @@ class TritonPythonModel:
         cfg = json.loads(args["model_config"])
         params = config_parameters(cfg)
         model_dir = Path(args["model_repository"]) / args["model_version"]
-        self.session = make_session(model_dir / ONNX_FILE, int(params.get("intra_op_thread_count", 0)))
+        self.session = make_session(
+            model_dir / ONNX_FILE,
+            int(params.get("intra_op_thread_count", 0)),
+            spinning=params.get(c.PARAM_ORT_SPINNING, "0") == "1",
+        )
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.output = cfg["output"][0]["name"]
 

@@ -15,3 +15,12 @@ def test_length_bucketing_matches_one_batch(tiny_repo):
     np.testing.assert_allclose(bucketed, plain, atol=1e-5)
     pairs = OnnxTextClassifier(folder)(texts[:3], ["second"] * 3)
     assert pairs.shape == (3, 3) and not np.allclose(pairs, plain[:3])
+
+
+def test_sessions_do_not_spin_unless_asked(tiny_repo):
+    """Idle ONNX Runtime threads sleep by default (stages share cores); spinning is opt-in."""
+    folder = tiny_repo["work"] / "swift"
+    key = "session.intra_op.allow_spinning"
+    assert OnnxTextClassifier(folder).session.get_session_options().get_session_config_entry(key) == "0"
+    spinning = OnnxTextClassifier(folder, spinning=True).session.get_session_options()
+    assert spinning.get_session_config_entry(key) == "1"
