@@ -96,6 +96,22 @@ def make_session(  # noqa: ANN201
     return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=chosen)
 
 
+def classifier_options(params: dict[str, str]) -> dict:
+    """OnnxTextClassifier keyword arguments from a stage's config parameters (strings)."""
+    from elang import contract as c
+
+    try:
+        return {
+            "max_length": int(params.get(c.PARAM_MAX_LENGTH, c.DEFAULT_MAX_LENGTH)),
+            "intra_op_threads": int(params.get(c.PARAM_INTRA_OP_THREADS, 0)),
+            "providers": [p for p in params.get("providers", "").split(",") if p] or None,
+            "length_bucket": int(params.get(c.PARAM_LENGTH_BUCKET, 0)),
+            "spinning": params.get(c.PARAM_ORT_SPINNING, "0") == "1",
+        }
+    except ValueError as exc:
+        raise ValueError(f"classifier config parameters: {exc}") from None
+
+
 class OnnxTextClassifier:
     """Texts in, logits out: tokenizer + ONNX Runtime session from one model folder."""
 

@@ -444,6 +444,44 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+    return value == "on"
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="change serving knobs of a repository in place (thread spinning, inline first stage, instances)",
+        description="Rewrites the configs of REPOSITORY; restart the server (or reload the models) afterwards.",
+    )
+    p.add_argument("repository", type=Path)
+    p.add_argument("--ort-spinning", type=_on_off, default=None, metavar="on|off", help="ONNX Runtime thread spinning")
+    p.add_argument(
+        "--inline", type=_on_off, default=None, metavar="on|off", help="routers run their first stage in-process"
+    )
+    p.add_argument("--router-instances", type=int, default=None, help="instances of each router")
+    p.add_argument("--max-queue-delay-us", type=int, default=None, help="dynamic batching delay of every model")
+    p.set_defaults(func=cmd_tune)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from elang.repository import tune_repository
+
+    knobs = (args.ort_spinning, args.inline, args.router_instances, args.max_queue_delay_us)
+    if all(k is None for k in knobs):
+        print(
+            "nothing to change: give at least one of --ort-spinning, --inline, --router-instances, "
+            "--max-queue-delay-us",
+            file=sys.stderr,
+        )
+        return 2
+    changed = tune_repository(args.repository, *knobs)
+    print(f"changed: {', '.join(changed)}" if changed else "no config changed (already so)")
+    return 0
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", help="train (cached) and export the default pair, serve it, compare Swift, Super and E-LANG"
@@ -537,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_calibrate,
         _add_bench,
         _add_tiny,
+        _add_tune,
         _add_demo,
         _add_bench_layout,
         _add_profile,

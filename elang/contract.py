@@ -40,6 +40,11 @@ PARAM_STAGES = "stages"
 PARAM_NUM_LABELS = "num_labels"
 PARAM_STAGE_TIMEOUT_S = "stage_timeout_s"
 PARAM_CALIBRATION_VERSION = "calibration_version"
+# The stage the router runs in its own process (a copy of a python-ort stage in the router's
+# version folder) instead of over BLS; "" = every stage over BLS.
+PARAM_INLINE_STAGE = "inline_stage"
+# File next to an inline copy: the stage's config parameters.
+INLINE_STAGE_FILE = "stage.json"
 
 # Keys of a classifier model's config.pbtxt `parameters`.
 PARAM_MAX_LENGTH = "max_length"

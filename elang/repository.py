@@ -89,6 +89,8 @@ class RouterSpec:
     calibration_version: str = "uncalibrated"
     extra_parameters: dict[str, str] = field(default_factory=dict)
     name: str = c.ROUTER_MODEL  # another name serves a variant (e.g. elang_super_int8)
+    # Run the first stage inside the router (saves a BLS hop) when it is a python-ort stage.
+    inline_first_stage: bool = True
 
 
 @dataclass(frozen=True)
@@ -304,10 +306,57 @@ def _write_engine_script(version: Path, info: ModelFolderInfo, spec: ClassifierS
     script.chmod(0o755)
 
 
+def _python_ort_stage(repo: Path, name: str) -> mc.ModelConfig | None:
+    """The config of stage ``name`` if it is a python-ort classifier in ``repo``, else None."""
+    cfg_path = Path(repo) / name / "config.pbtxt"
+    model_py = Path(repo) / name / "1" / "model.py"
+    if not (cfg_path.is_file() and model_py.is_file() and (Path(repo) / name / "1" / ONNX_FILE).is_file()):
+        return None
+    cfg = parse_config(cfg_path.read_text())
+    if cfg.backend != "python" or "elang.triton.classifier_model" not in model_py.read_text():
+        return None
+    return cfg
+
+
+def copy_inline_stage(repo: Path, router: str, stage: str) -> None:
+    """Copy python-ort stage ``stage`` (ONNX, tokenizer, config parameters) into ``router``'s version folder."""
+    cfg = _python_ort_stage(repo, stage)
+    if cfg is None:
+        raise RepositoryError(f"{Path(repo) / stage} is not a python-ort stage; it cannot run inside {router}")
+    dest = Path(repo) / router / "1" / stage
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(Path(repo) / stage / "1", dest, ignore=shutil.ignore_patterns("model.py", "__pycache__"))
+    params = {k: v.string_value for k, v in cfg.parameters.items()}
+    (dest / c.INLINE_STAGE_FILE).write_text(json.dumps({"stage": stage, "parameters": params}, indent=2) + "\n")
+
+
+def refresh_inline_copies(repo: Path, stage: str) -> list[str]:
+    """After stage ``stage`` was rewritten: refresh the copy in every router that runs it inline."""
+    refreshed = []
+    for cfg_path in sorted(Path(repo).glob("*/config.pbtxt")):
+        router = cfg_path.parent.name
+        if not c.is_router(router):
+            continue
+        params = parse_config(cfg_path.read_text()).parameters
+        if c.PARAM_INLINE_STAGE in params and params[c.PARAM_INLINE_STAGE].string_value == stage:
+            copy_inline_stage(repo, router, stage)
+            refreshed.append(router)
+    return refreshed
+
+
 def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
-    """Write the `elang` entry point (Python backend, BLS over the stages)."""
+    """Write the `elang` entry point (Python backend, BLS over the stages).
+
+    With ``spec.inline_first_stage`` and a python-ort first stage in ``repo``, that stage is
+    copied into the router's folder and run in the router's process (no BLS hop for it).
+    """
     from elang.router import DEFAULT_ENERGY_BUCKETS, RouterSettings
 
+    repo = Path(repo)
+    first = spec.stages[0]
+    inline = spec.inline_first_stage and _python_ort_stage(repo, first) is not None
+    if spec.inline_first_stage and not inline:
+        log.info("%s: stage %s is not a python-ort stage in %s; it is called over BLS", spec.name, first, repo)
     params = {
         c.PARAM_STAGES: ",".join(spec.stages),
         c.PARAM_POLICY: spec.policy,
@@ -320,6 +369,7 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
         c.PARAM_LABELS: json.dumps(list(labels)),
         "energy_buckets": ",".join(f"{b:g}" for b in DEFAULT_ENERGY_BUCKETS),
         "window_rows": 1000,
+        c.PARAM_INLINE_STAGE: first if inline else "",
         **spec.extra_parameters,
     }
     try:  # refuse settings the router would refuse at load time
@@ -333,7 +383,67 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
         _tensor(cfg.output, out)
     _instances(cfg, spec.instances)
     _params(cfg, params)
-    _write_model(Path(repo), cfg, "elang.triton.router_model.TritonPythonModel")
+    shutil.rmtree(repo / spec.name / "1", ignore_errors=True)  # no stale inline copy
+    _write_model(repo, cfg, "elang.triton.router_model.TritonPythonModel")
+    if inline:
+        copy_inline_stage(repo, spec.name, first)
+
+
+def tune_repository(
+    repo: Path,
+    ort_spinning: bool | None = None,
+    inline: bool | None = None,
+    router_instances: int | None = None,
+    queue_delay_us: int | None = None,
+) -> list[str]:
+    """Change serving knobs of an existing repository in place; returns what changed.
+
+    ``ort_spinning``: ONNX Runtime thread spinning of every Python-backend ONNX session;
+    ``inline``: each router runs its first stage in-process (needs a python-ort first stage)
+    or calls it over BLS; ``router_instances``: instances of each router;
+    ``queue_delay_us``: dynamic batching delay of every model that batches.
+    """
+    repo = Path(repo)
+    names = model_names(repo)
+    if not names:
+        raise RepositoryError(f"{repo} holds no models")
+    changes: list[str] = []
+    for name in names:
+        path = repo / name / "config.pbtxt"
+        cfg = parse_config(path.read_text())
+        before = render_config(cfg)
+        ort_session = c.PARAM_ORT_SPINNING in cfg.parameters or _python_ort_stage(repo, name) is not None
+        if ort_spinning is not None and ort_session:
+            cfg.parameters[c.PARAM_ORT_SPINNING].string_value = str(int(ort_spinning))
+        if queue_delay_us is not None and cfg.HasField("dynamic_batching"):
+            cfg.dynamic_batching.max_queue_delay_microseconds = int(queue_delay_us)
+        if c.is_router(name):
+            if router_instances is not None:
+                if router_instances < 1:
+                    raise RepositoryError(f"router instances must be >= 1, got {router_instances}")
+                del cfg.instance_group[:]
+                _instances(cfg, router_instances)
+            if inline is not None:
+                first = cfg.parameters[c.PARAM_STAGES].string_value.split(",")[0].strip()
+                if inline and _python_ort_stage(repo, first) is None:
+                    raise RepositoryError(
+                        f"{name}: first stage {first} is not a python-ort stage; it cannot run inline"
+                    )
+                cfg.parameters[c.PARAM_INLINE_STAGE].string_value = first if inline else ""
+        if render_config(cfg) != before:
+            path.write_text(render_config(cfg))
+            changes.append(name)
+    for name in names:  # inline copies follow their stage (spinning) and the router's setting
+        if not c.is_router(name):
+            continue
+        params = parse_config((repo / name / "config.pbtxt").read_text()).parameters
+        stage = params[c.PARAM_INLINE_STAGE].string_value if c.PARAM_INLINE_STAGE in params else ""
+        first = params[c.PARAM_STAGES].string_value.split(",")[0].strip()
+        if stage:
+            copy_inline_stage(repo, name, stage)
+        else:
+            shutil.rmtree(repo / name / "1" / first, ignore_errors=True)
+    return changes
 
 
 def write_repository(

@@ -29,6 +29,7 @@ class RouterSettings:
     stage_timeout_s: float = c.DEFAULT_STAGE_TIMEOUT_S
     max_text_bytes: int = c.DEFAULT_MAX_TEXT_BYTES
     calibration_version: str = "uncalibrated"
+    inline_stage: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -41,6 +42,10 @@ class RouterSettings:
             )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.inline_stage and self.inline_stage != self.stages[0]:
+            raise ValueError(
+                f"inline_stage must be the first stage ({self.stages[0]}) or empty, got {self.inline_stage!r}"
+            )
         if not self.stage_timeout_s > 0:
             raise ValueError(f"stage_timeout_s must be > 0, got {self.stage_timeout_s}")
 
@@ -59,6 +64,7 @@ class RouterSettings:
                 stage_timeout_s=float(params.get(c.PARAM_STAGE_TIMEOUT_S, c.DEFAULT_STAGE_TIMEOUT_S)),
                 max_text_bytes=int(params.get(c.PARAM_MAX_TEXT_BYTES, c.DEFAULT_MAX_TEXT_BYTES)),
                 calibration_version=params.get(c.PARAM_CALIBRATION_VERSION, "uncalibrated"),
+                inline_stage=params.get(c.PARAM_INLINE_STAGE, "").strip(),
                 extra={k: v for k, v in params.items() if k not in _KNOWN},
             )
         except ValueError as exc:
@@ -66,8 +72,9 @@ class RouterSettings:
 
     def describe(self) -> str:
         thr = ",".join(str(t) for t in self.thresholds)
+        where = f" inline={self.inline_stage}" if self.inline_stage else ""
         return (
-            f"stages={'->'.join(self.stages)} policy={self.policy} threshold={thr} "
+            f"stages={'->'.join(self.stages)}{where} policy={self.policy} threshold={thr} "
             f"temperature={self.temperature} calibration={self.calibration_version}"
         )
 
@@ -89,6 +96,7 @@ _KNOWN = {
     c.PARAM_STAGE_TIMEOUT_S,
     c.PARAM_MAX_TEXT_BYTES,
     c.PARAM_CALIBRATION_VERSION,
+    c.PARAM_INLINE_STAGE,
 }
 
 

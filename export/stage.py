@@ -32,6 +32,7 @@ from elang.repository import (
     RepositoryError,
     RouterSpec,
     parse_config,
+    refresh_inline_copies,
     write_classifier,
     write_router,
 )
@@ -203,6 +204,9 @@ def export_stage(
                 f"{checkpoint} predicts labels {list(info.labels)} but the repository's {other} predicts "
                 f"{other_labels}; Swift and Super must share one label set (this export was not kept)"
             )
+        refreshed = refresh_inline_copies(repository, name)
+        if refreshed:
+            report.router = f"refreshed the inline copy of {name} in {', '.join(refreshed)}"
         if name != role:
             _write_variant_router(repository, name, info.labels)
             report.router = f"elang_{name}: swift -> {name}, settings of the main router"

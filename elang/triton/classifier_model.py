@@ -15,7 +15,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
-from elang.classifier import OnnxTextClassifier
+from elang.classifier import OnnxTextClassifier, classifier_options
 from elang.inputs import InputError
 from elang.triton.common import config_parameters, error_response, request_texts, split_rows
 
@@ -26,15 +26,7 @@ class TritonPythonModel:
         params = config_parameters(self.model_config)
         model_dir = Path(args["model_repository"]) / args["model_version"]
         self.max_text_bytes = int(params.get(c.PARAM_MAX_TEXT_BYTES, c.DEFAULT_MAX_TEXT_BYTES))
-        providers = [p for p in params.get("providers", "").split(",") if p] or None
-        self.classifier = OnnxTextClassifier(
-            model_dir,
-            max_length=int(params.get(c.PARAM_MAX_LENGTH, c.DEFAULT_MAX_LENGTH)),
-            intra_op_threads=int(params.get(c.PARAM_INTRA_OP_THREADS, 0)),
-            providers=providers,
-            length_bucket=int(params.get(c.PARAM_LENGTH_BUCKET, 0)),
-            spinning=params.get(c.PARAM_ORT_SPINNING, "0") == "1",
-        )
+        self.classifier = OnnxTextClassifier(model_dir, **classifier_options(params))
         self.logger = pb_utils.Logger
 
     def execute(self, requests: list[Any]) -> list[Any]:

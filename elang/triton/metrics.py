@@ -10,10 +10,17 @@ Names (docs/OPERATIONS.md has PromQL for them):
   ``energy_buckets`` config parameter);
 * ``elang_super_fraction{model}``: share escalated among the last ``window_rows`` texts;
 * ``elang_calibration_info{model, calibration_version, policy, threshold, temperature}``: 1.
+
+Every metric update is a message from the Python stub to the server; a histogram takes one
+per text. So the router only queues its updates, and a background thread sends them after
+the responses are on their way: the metrics trail the answers by milliseconds, and a
+request's latency no longer pays for them.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import Any
 
 import numpy as np
@@ -60,10 +67,42 @@ class RouterMetrics:
         self.info.set(1.0)
         # Families must outlive their metrics: Triton refuses updates once a family is garbage-collected.
         self.families = [rows, reqs, hist, gauge, info]
+        self.logger = pb_utils.Logger
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._drain, name="elang-metrics", daemon=True)
+        self._thread.start()
 
     def observe(self, routes: np.ndarray, energies: np.ndarray) -> None:
-        """Answered texts: their routes (stage index, -1 failed) and first-stage energies."""
-        routes = np.asarray(routes).ravel()
+        """Answered texts: their routes (stage index, -1 failed) and first-stage energies (queued)."""
+        self._queue.put((self._observe, (np.array(routes, copy=True), np.array(energies, copy=True))))
+
+    def request(self, outcome: str, count: int = 1) -> None:
+        """``count`` requests ended with ``outcome`` (queued)."""
+        if count:
+            self._queue.put((self.requests[outcome].increment, (count,)))
+
+    def flush(self) -> None:
+        """Block until every queued update was sent."""
+        self._queue.join()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued and stop the thread (model finalize)."""
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    def _drain(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 - a metric must never take the router down
+                self.logger.log_warn(f"elang metrics update failed: {exc}")
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def _observe(self, routes: np.ndarray, energies: np.ndarray) -> None:
+        routes = routes.ravel()
         for k, name in enumerate(self.stages):
             n = int(np.sum(routes == k))
             if n:
@@ -76,7 +115,3 @@ class RouterMetrics:
         answered = routes[routes >= 0]
         if answered.size:
             self.fraction.set(self.window.add(answered >= 1))
-
-    def request(self, outcome: str, count: int = 1) -> None:
-        if count:
-            self.requests[outcome].increment(count)

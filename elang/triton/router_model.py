@@ -2,19 +2,23 @@
 
 One call to the first stage (Swift) for every row of the dynamic batch, the routing
 policy on its logits with each request's own threshold, one call to the next stage
-(Super) with only the escalated rows, answers scattered back in row order.
+(Super) with only the escalated rows, answers scattered back in row order. A first
+stage named by the ``inline_stage`` parameter runs in this process from the copy in
+the router's version folder; the other stages are called over BLS.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
-from elang.inputs import InputError
+from elang.classifier import OnnxTextClassifier, classifier_options
+from elang.inputs import InputError, decode_texts
 from elang.router import RouterSettings, route_batch
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
 from elang.triton.metrics import RouterMetrics
@@ -25,10 +29,20 @@ class TritonPythonModel:
         self.model_config = json.loads(args["model_config"])
         self.settings = RouterSettings.from_parameters(config_parameters(self.model_config))
         self.logger = pb_utils.Logger
+        self.inline: dict[str, OnnxTextClassifier] = {}
+        if self.settings.inline_stage:
+            self.inline[self.settings.inline_stage] = load_inline_stage(
+                Path(args["model_repository"]) / args["model_version"], self.settings.inline_stage
+            )
         self.metrics = RouterMetrics(pb_utils, self.model_config["name"], self.settings)
         self.logger.log_info(f"elang router ready: {self.settings.describe()}")
 
+    def finalize(self) -> None:
+        self.metrics.close()
+
     def _call_stage(self, model: str, texts: np.ndarray) -> np.ndarray:
+        if model in self.inline:
+            return self.inline[model](decode_texts(texts, self.settings.max_text_bytes))
         request = pb_utils.InferenceRequest(
             model_name=model,
             requested_output_names=[c.LOGITS],
@@ -77,3 +91,15 @@ class TritonPythonModel:
                 output_tensors=[pb_utils.Tensor(name, arr) for name, arr in answer.items()]
             )
         return responses
+
+
+def load_inline_stage(version_dir: Path, stage: str) -> OnnxTextClassifier:
+    """The first stage's classifier from its copy in the router's version folder."""
+    folder = version_dir / stage
+    meta = folder / c.INLINE_STAGE_FILE
+    if not meta.is_file():
+        raise FileNotFoundError(
+            f"inline_stage {stage!r}: {meta} not found; rewrite the router (elang export, write_router) "
+            f'or set inline_stage to "" to call {stage} over BLS'
+        )
+    return OnnxTextClassifier(folder, **classifier_options(json.loads(meta.read_text())["parameters"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 
 import numpy as np
@@ -38,7 +39,14 @@ def test_metrics_after_a_known_workload(tiny_repo):
         bad.set_data_from_numpy(np.array([[b""]], dtype=object))
         with pytest.raises(InferenceServerException):
             raw.infer("elang", [bad])
-        text = urllib.request.urlopen(srv.metrics_url, timeout=10).read().decode()
+        # Metric updates are sent by the router's background thread, after the answers.
+        deadline = time.monotonic() + 10
+        while True:
+            text = urllib.request.urlopen(srv.metrics_url, timeout=10).read().decode()
+            done = _metric(text, "elang_requests_total", model="elang", outcome="ok") == 3
+            if (done and _metric(text, "elang_swift_energy_count", model="elang") == 20) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     assert _metric(text, "elang_routed_rows_total", model="elang", route="super") == 10
     assert _metric(text, "elang_routed_rows_total", model="elang", route="swift") == 10
     assert _metric(text, "elang_routed_rows_total", model="elang", route="failed") == 0

@@ -14,9 +14,13 @@ from elang.repository import (
     ClassifierSpec,
     RepositoryError,
     RouterSpec,
+    copy_inline_stage,
     inspect_model_folder,
     model_names,
     parse_config,
+    refresh_inline_copies,
+    tune_repository,
+    write_classifier,
     write_repository,
 )
 
@@ -137,3 +141,87 @@ def test_checked_in_layout_matches_the_writer(tiny_repo):
         assert (checked_in / name / "1" / "model.py").read_text() == (
             tiny_repo["repo"] / name / "1" / "model.py"
         ).read_text()
+
+
+def test_router_runs_a_python_ort_first_stage_inline(tiny_repo, tmp_path):
+    """The writer copies a python-ort Swift into the router's folder; other runtimes stay on BLS."""
+    work = tiny_repo["work"]
+    repo = write_repository(tmp_path / "r", ClassifierSpec(work / "swift"), ClassifierSpec(work / "super"))
+    params = parse_config((repo / "elang" / "config.pbtxt").read_text()).parameters
+    assert params[c.PARAM_INLINE_STAGE].string_value == "swift"
+    copy = repo / "elang" / "1" / "swift"
+    assert (copy / "model.onnx").read_bytes() == (repo / "swift" / "1" / "model.onnx").read_bytes()
+    assert (copy / "tokenizer.json").is_file() and not (copy / "model.py").exists()
+    meta = json.loads((copy / c.INLINE_STAGE_FILE).read_text())
+    swift_params = parse_config((repo / "swift" / "config.pbtxt").read_text()).parameters
+    assert meta["stage"] == "swift"
+    assert meta["parameters"] == {k: v.string_value for k, v in swift_params.items()}
+
+    off = write_repository(
+        tmp_path / "off",
+        ClassifierSpec(work / "swift"),
+        ClassifierSpec(work / "super"),
+        RouterSpec(inline_first_stage=False),
+    )
+    assert (
+        parse_config((off / "elang" / "config.pbtxt").read_text()).parameters[c.PARAM_INLINE_STAGE].string_value == ""
+    )
+    assert not (off / "elang" / "1" / "swift").exists()
+
+    ens = write_repository(
+        tmp_path / "ens",
+        ClassifierSpec(work / "swift", runtime="python-ensemble"),
+        ClassifierSpec(work / "super", runtime="python-ensemble"),
+    )
+    assert (
+        parse_config((ens / "elang" / "config.pbtxt").read_text()).parameters[c.PARAM_INLINE_STAGE].string_value == ""
+    )
+    assert not (ens / "elang" / "1" / "swift").exists()
+
+
+def test_rewriting_a_stage_refreshes_its_inline_copy(tiny_repo, tmp_path):
+    work = tiny_repo["work"]
+    repo = write_repository(tmp_path / "r", ClassifierSpec(work / "swift"), ClassifierSpec(work / "super"))
+    # Swift replaced by another model (here: the super's files) with another max_length.
+    write_classifier(repo, "swift", ClassifierSpec(work / "super", max_length=32))
+    assert refresh_inline_copies(repo, "swift") == ["elang"]
+    copy = repo / "elang" / "1" / "swift"
+    assert (copy / "model.onnx").read_bytes() == (work / "super" / "model.onnx").read_bytes()
+    assert json.loads((copy / c.INLINE_STAGE_FILE).read_text())["parameters"][c.PARAM_MAX_LENGTH] == "32"
+    assert refresh_inline_copies(repo, "super") == []
+    with pytest.raises(RepositoryError, match="not a python-ort stage"):
+        copy_inline_stage(repo, "elang", "nonexistent")
+
+
+def test_tune_changes_knobs_in_place(tiny_repo, tmp_path):
+    work = tiny_repo["work"]
+    repo = write_repository(tmp_path / "r", ClassifierSpec(work / "swift"), ClassifierSpec(work / "super"))
+    changed = tune_repository(repo, ort_spinning=True, inline=False, router_instances=2, queue_delay_us=0)
+    assert changed == ["elang", "super", "swift"]
+    cfgs = _configs(repo)
+    assert cfgs["swift"].parameters[c.PARAM_ORT_SPINNING].string_value == "1"
+    assert cfgs["super"].parameters[c.PARAM_ORT_SPINNING].string_value == "1"
+    assert cfgs["elang"].parameters[c.PARAM_INLINE_STAGE].string_value == ""
+    assert cfgs["elang"].instance_group[0].count == 2 and len(cfgs["elang"].instance_group) == 1
+    assert all(cfg.dynamic_batching.max_queue_delay_microseconds == 0 for cfg in cfgs.values())
+    assert not (repo / "elang" / "1" / "swift").exists()
+    assert tune_repository(repo, ort_spinning=True) == []  # already so
+    tune_repository(repo, inline=True)
+    meta = json.loads((repo / "elang" / "1" / "swift" / c.INLINE_STAGE_FILE).read_text())
+    assert meta["parameters"][c.PARAM_ORT_SPINNING] == "1"  # the copy follows the stage
+    with pytest.raises(RepositoryError, match="router instances"):
+        tune_repository(repo, router_instances=0)
+    with pytest.raises(RepositoryError, match="holds no models"):
+        tune_repository(tmp_path / "empty")
+
+
+def test_tune_refuses_inline_for_a_native_first_stage(tiny_repo, tmp_path):
+    work = tiny_repo["work"]
+    repo = write_repository(
+        tmp_path / "ens",
+        ClassifierSpec(work / "swift", runtime="python-ensemble"),
+        ClassifierSpec(work / "super", runtime="python-ensemble"),
+    )
+    with pytest.raises(RepositoryError, match="not a python-ort stage"):
+        tune_repository(repo, inline=True)
+    assert tune_repository(repo, ort_spinning=True) == ["super_onnx", "swift_onnx"]

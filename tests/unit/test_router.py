@@ -95,3 +95,10 @@ def test_swift_failure_fails_every_request():
 
     out = route_batch(texts, [5, 5], [[0.0], [0.0]], RouterSettings(), down)
     assert all(isinstance(a, str) and "swift down" in a for a in out.per_request([5, 5]))
+
+
+def test_inline_stage_must_be_the_first_stage():
+    assert RouterSettings.from_parameters({"inline_stage": "swift"}).inline_stage == "swift"
+    assert RouterSettings.from_parameters({}).inline_stage == ""
+    with pytest.raises(ValueError, match="inline_stage must be the first stage"):
+        RouterSettings.from_parameters({"inline_stage": "super"})

@@ -35,8 +35,17 @@ class _Family:
         return m
 
 
+class _Logger:
+    warnings: list[str] = []
+
+    @classmethod
+    def log_warn(cls, msg):
+        cls.warnings.append(msg)
+
+
 class _PbUtils:
     MetricFamily = _Family
+    Logger = _Logger
 
 
 def test_sliding_fraction_window():
@@ -55,12 +64,30 @@ def test_router_metrics_counts():
     m.observe(np.array([0, 1, 1, -1]), np.array([-3.0, -1.0, -0.5, -0.2]))
     m.request("ok", 2)
     m.request("invalid")
+    m.flush()  # updates are sent by a background thread
     assert m.rows["swift"].value == 1 and m.rows["super"].value == 2 and m.rows["failed"].value == 1
     assert m.energy.observed == [-3.0, -1.0, -0.5, -0.2]
     assert m.fraction.value == pytest.approx(2 / 3)
     assert m.requests["ok"].value == 2 and m.requests["invalid"].value == 1
     assert m.info.value == 1.0 and m.info.labels["calibration_version"] == "cal-x"
     assert m.energy.buckets == list(range(-12, 3))
+    m.close()
+    assert not m._thread.is_alive()
+
+
+def test_a_failing_metric_update_is_logged_and_the_rest_still_sent():
+    m = RouterMetrics(_PbUtils, "elang", RouterSettings())
+
+    def broken(v):
+        raise RuntimeError("metric backend gone")
+
+    m.requests["failed"].increment = broken
+    m.request("failed")
+    m.request("ok")
+    m.flush()
+    assert m.requests["ok"].value == 1
+    assert any("metric backend gone" in w for w in _Logger.warnings)
+    m.close()
 
 
 def test_energy_buckets_parameter():
