@@ -463,17 +463,20 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--router-instances", type=int, default=None, help="instances of each router")
     p.add_argument("--max-queue-delay-us", type=int, default=None, help="dynamic batching delay of every model")
+    p.add_argument(
+        "--metrics-interval-s", type=float, default=None, help="routers gather metric updates this long (default 0.5)"
+    )
     p.set_defaults(func=cmd_tune)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from elang.repository import tune_repository
 
-    knobs = (args.ort_spinning, args.inline, args.router_instances, args.max_queue_delay_us)
+    knobs = (args.ort_spinning, args.inline, args.router_instances, args.max_queue_delay_us, args.metrics_interval_s)
     if all(k is None for k in knobs):
         print(
             "nothing to change: give at least one of --ort-spinning, --inline, --router-instances, "
-            "--max-queue-delay-us",
+            "--max-queue-delay-us, --metrics-interval-s",
             file=sys.stderr,
         )
         return 2

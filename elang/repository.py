@@ -395,13 +395,15 @@ def tune_repository(
     inline: bool | None = None,
     router_instances: int | None = None,
     queue_delay_us: int | None = None,
+    metrics_interval_s: float | None = None,
 ) -> list[str]:
     """Change serving knobs of an existing repository in place; returns what changed.
 
     ``ort_spinning``: ONNX Runtime thread spinning of every Python-backend ONNX session;
     ``inline``: each router runs its first stage in-process (needs a python-ort first stage)
     or calls it over BLS; ``router_instances``: instances of each router;
-    ``queue_delay_us``: dynamic batching delay of every model that batches.
+    ``queue_delay_us``: dynamic batching delay of every model that batches;
+    ``metrics_interval_s``: how long each router gathers metric updates before sending them.
     """
     repo = Path(repo)
     names = model_names(repo)
@@ -423,6 +425,10 @@ def tune_repository(
                     raise RepositoryError(f"router instances must be >= 1, got {router_instances}")
                 del cfg.instance_group[:]
                 _instances(cfg, router_instances)
+            if metrics_interval_s is not None:
+                if not metrics_interval_s >= 0:
+                    raise RepositoryError(f"metrics interval must be >= 0 s, got {metrics_interval_s}")
+                cfg.parameters["metrics_interval_s"].string_value = repr(float(metrics_interval_s))
             if inline is not None:
                 first = cfg.parameters[c.PARAM_STAGES].string_value.split(",")[0].strip()
                 if inline and _python_ort_stage(repo, first) is None:

@@ -21,6 +21,9 @@ SUPER_CKPT=$(ls -d "$CACHE"/train/mpnet-base-*/best | head -1)
 $E export "$SUPER_CKPT" --as super --name super_int8 --quantize int8 --repository "$REPO" --max-length 64 \
     | tee docs/results/export-super-int8.txt
 
-# 4. Through the server: Swift-only, Super-only, E-LANG (+inf for router overhead), int8 variants.
+# 4. What each serving change bought (ORT spinning, inline first stage, router instances).
+scripts/bench-ablation.sh "$REPO"
+
+# 5. Through the server: Swift-only, Super-only, E-LANG (+inf for router overhead), int8 variants.
 $E bench --repository "$REPO" --concurrency 1,8,32 --limit 1000 --report docs/results/bench
 $E bench --repository "$REPO" --soak 120 --report docs/results/bench

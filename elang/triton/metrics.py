@@ -11,21 +11,25 @@ Names (docs/OPERATIONS.md has PromQL for them):
 * ``elang_super_fraction{model}``: share escalated among the last ``window_rows`` texts;
 * ``elang_calibration_info{model, calibration_version, policy, threshold, temperature}``: 1.
 
-Every metric update is a message from the Python stub to the server; a histogram takes one
-per text. So the router only queues its updates, and a background thread sends them after
-the responses are on their way: the metrics trail the answers by milliseconds, and a
-request's latency no longer pays for them.
+Every metric update is a message from the Python stub to the server (a histogram takes one
+per text), and it holds the stub's interpreter while it waits. So the router only queues its
+updates; a background thread gathers them for ``metrics_interval_s`` (router parameter,
+default 0.5 s) and sends one increment per counter, one gauge value and the histogram's
+observations. The metrics trail the answers by up to that interval.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any
 
 import numpy as np
 
 from elang.router import DEFAULT_ENERGY_BUCKETS, RouterSettings, SlidingFraction
+
+DEFAULT_INTERVAL_S = 0.5
 
 
 def energy_buckets(settings: RouterSettings) -> list[float]:
@@ -68,18 +72,19 @@ class RouterMetrics:
         # Families must outlive their metrics: Triton refuses updates once a family is garbage-collected.
         self.families = [rows, reqs, hist, gauge, info]
         self.logger = pb_utils.Logger
+        self.interval_s = float(settings.extra.get("metrics_interval_s", DEFAULT_INTERVAL_S))
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._drain, name="elang-metrics", daemon=True)
         self._thread.start()
 
     def observe(self, routes: np.ndarray, energies: np.ndarray) -> None:
         """Answered texts: their routes (stage index, -1 failed) and first-stage energies (queued)."""
-        self._queue.put((self._observe, (np.array(routes, copy=True), np.array(energies, copy=True))))
+        self._queue.put(("rows", np.array(routes, copy=True).ravel(), np.array(energies, copy=True).ravel()))
 
     def request(self, outcome: str, count: int = 1) -> None:
         """``count`` requests ended with ``outcome`` (queued)."""
         if count:
-            self._queue.put((self.requests[outcome].increment, (count,)))
+            self._queue.put(("requests", outcome, count))
 
     def flush(self) -> None:
         """Block until every queued update was sent."""
@@ -91,27 +96,53 @@ class RouterMetrics:
         self._thread.join(timeout_s)
 
     def _drain(self) -> None:
-        while (item := self._queue.get()) is not None:
-            fn, args = item
+        """Wait for an update, let ``interval_s`` of updates gather, send them coalesced."""
+        stop = False
+        while not stop:
+            items = [self._queue.get()]
+            if items[0] is not None:
+                time.sleep(self.interval_s)
+                while True:
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+            stop = any(item is None for item in items)
             try:
-                fn(*args)
+                self._send([item for item in items if item is not None])
             except Exception as exc:  # noqa: BLE001 - a metric must never take the router down
                 self.logger.log_warn(f"elang metrics update failed: {exc}")
             finally:
-                self._queue.task_done()
-        self._queue.task_done()
+                for _ in items:
+                    self._queue.task_done()
 
-    def _observe(self, routes: np.ndarray, energies: np.ndarray) -> None:
-        routes = routes.ravel()
-        for k, name in enumerate(self.stages):
-            n = int(np.sum(routes == k))
-            if n:
-                self.rows[name].increment(n)
-        failed = int(np.sum(routes < 0))
-        if failed:
-            self.rows["failed"].increment(failed)
-        for e in np.asarray(energies).ravel():
+    def _send(self, items: list[tuple]) -> None:
+        """One increment per counter, one gauge update, and the histogram's observations."""
+        counts = {name: 0 for name in self.rows}
+        outcomes = {name: 0 for name in self.requests}
+        answered: list[np.ndarray] = []
+        energies: list[np.ndarray] = []
+        for kind, a, b in items:
+            if kind == "requests":
+                outcomes[a] += b
+                continue
+            for k, name in enumerate(self.stages):
+                counts[name] += int(np.sum(a == k))
+            counts["failed"] += int(np.sum(a < 0))
+            answered.append(a[a >= 0])
+            energies.append(b)
+        errors = []
+        for metrics, values in ((self.rows, counts), (self.requests, outcomes)):
+            for name, n in values.items():
+                if n:
+                    try:
+                        metrics[name].increment(n)
+                    except Exception as exc:  # noqa: BLE001 - send the others, then report
+                        errors.append(f"{name}: {exc}")
+        for e in np.concatenate(energies) if energies else ():
             self.energy.observe(float(e))
-        answered = routes[routes >= 0]
-        if answered.size:
-            self.fraction.set(self.window.add(answered >= 1))
+        done = np.concatenate(answered) if answered else np.zeros(0)
+        if done.size:
+            self.fraction.set(self.window.add(done >= 1))
+        if errors:
+            raise RuntimeError("; ".join(errors))

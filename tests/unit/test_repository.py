@@ -206,6 +206,8 @@ def test_tune_changes_knobs_in_place(tiny_repo, tmp_path):
     assert all(cfg.dynamic_batching.max_queue_delay_microseconds == 0 for cfg in cfgs.values())
     assert not (repo / "elang" / "1" / "swift").exists()
     assert tune_repository(repo, ort_spinning=True) == []  # already so
+    assert tune_repository(repo, metrics_interval_s=0) == ["elang"]
+    assert _configs(repo)["elang"].parameters["metrics_interval_s"].string_value == "0.0"
     tune_repository(repo, inline=True)
     meta = json.loads((repo / "elang" / "1" / "swift" / c.INLINE_STAGE_FILE).read_text())
     assert meta["parameters"][c.PARAM_ORT_SPINNING] == "1"  # the copy follows the stage
@@ -225,3 +227,18 @@ def test_tune_refuses_inline_for_a_native_first_stage(tiny_repo, tmp_path):
     with pytest.raises(RepositoryError, match="not a python-ort stage"):
         tune_repository(repo, inline=True)
     assert tune_repository(repo, ort_spinning=True) == ["super_onnx", "swift_onnx"]
+
+
+def test_tune_command(tiny_repo, tmp_path, capsys):
+    from elang.cli import main
+
+    work = tiny_repo["work"]
+    repo = write_repository(tmp_path / "r", ClassifierSpec(work / "swift"), ClassifierSpec(work / "super"))
+    assert main(["tune", str(repo)]) == 2
+    assert "nothing to change" in capsys.readouterr().err
+    assert main(["tune", str(repo), "--inline", "off", "--router-instances", "3"]) == 0
+    assert "changed: elang" in capsys.readouterr().out
+    assert _configs(repo)["elang"].instance_group[0].count == 3
+    with pytest.raises(SystemExit):
+        main(["tune", str(repo), "--inline", "maybe"])
+    assert "expected on or off" in capsys.readouterr().err

@@ -11,9 +11,10 @@ from elang.triton.metrics import RouterMetrics, energy_buckets
 
 class _Metric:
     def __init__(self, labels, buckets=None):
-        self.labels, self.buckets, self.value, self.observed = labels, buckets, 0.0, []
+        self.labels, self.buckets, self.value, self.observed, self.calls = labels, buckets, 0.0, [], 0
 
     def increment(self, v):
+        self.calls += 1
         self.value += v
 
     def set(self, v):
@@ -59,24 +60,30 @@ def test_sliding_fraction_window():
 
 
 def test_router_metrics_counts():
-    s = RouterSettings.from_parameters({"threshold": "-1", "calibration_version": "cal-x", "window_rows": "10"})
+    s = RouterSettings.from_parameters(
+        {"threshold": "-1", "calibration_version": "cal-x", "window_rows": "10", "metrics_interval_s": "0.2"}
+    )
     m = RouterMetrics(_PbUtils, "elang", s)
     m.observe(np.array([0, 1, 1, -1]), np.array([-3.0, -1.0, -0.5, -0.2]))
-    m.request("ok", 2)
+    m.request("ok")
+    m.request("ok")
     m.request("invalid")
-    m.flush()  # updates are sent by a background thread
+    m.flush()  # updates are sent by a background thread, gathered over metrics_interval_s
     assert m.rows["swift"].value == 1 and m.rows["super"].value == 2 and m.rows["failed"].value == 1
     assert m.energy.observed == [-3.0, -1.0, -0.5, -0.2]
     assert m.fraction.value == pytest.approx(2 / 3)
     assert m.requests["ok"].value == 2 and m.requests["invalid"].value == 1
     assert m.info.value == 1.0 and m.info.labels["calibration_version"] == "cal-x"
     assert m.energy.buckets == list(range(-12, 3))
-    m.close()
+    assert m.requests["ok"].calls == 1  # two requests, one message to the server
+    m.observe(np.array([0, 0]), np.array([-5.0, -6.0]))
+    m.close()  # sends what is queued
     assert not m._thread.is_alive()
+    assert m.rows["swift"].value == 3 and m.energy.observed[-2:] == [-5.0, -6.0]
 
 
 def test_a_failing_metric_update_is_logged_and_the_rest_still_sent():
-    m = RouterMetrics(_PbUtils, "elang", RouterSettings())
+    m = RouterMetrics(_PbUtils, "elang", RouterSettings.from_parameters({"metrics_interval_s": "0.01"}))
 
     def broken(v):
         raise RuntimeError("metric backend gone")
