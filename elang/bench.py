@@ -404,6 +404,21 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
     return 0
 
 
+def rss_slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of RSS (MB) over time in the second half of a soak, in MB per minute.
+
+    The first half holds warm-up (arenas growing to the largest batches seen); a leak keeps
+    growing after it.
+    """
+    late = samples[len(samples) // 2 :]
+    if len(late) < 2:
+        raise ValueError(f"need at least 4 RSS samples for a trend, got {len(samples)}")
+    t = np.array([s for s, _ in late]) / 60.0
+    if np.ptp(t) == 0:
+        raise ValueError("the RSS samples have no time spread")
+    return float(np.polyfit(t, np.array([r for _, r in late]), 1)[0])
+
+
 def _soak(url: str, pid: int | None, test, args, report: Path, header: list[str]) -> int:  # noqa: ANN001
     import json
     import threading
@@ -452,6 +467,8 @@ def _soak(url: str, pid: int | None, test, args, report: Path, header: list[str]
         half = len(samples) // 2
         growth = np.mean([s for _, s in samples[half:]]) - np.mean([s for _, s in samples[:half]])
         lines.append(f"\nRSS second half minus first half: {growth:+.1f} MB (samples: {len(samples)})")
+        lines.append(f"RSS trend over the second half: {rss_slope_mb_per_min(samples):+.2f} MB/min")
+        lines += ["", "| t s | RSS MB |", "|---|---|", *(f"| {t:.0f} | {r:.0f} |" for t, r in samples)]
     text = "\n".join(lines) + "\n"
     (report / "soak.md").write_text(text)
     (report / "soak.json").write_text(json.dumps({"samples_rss_mb": samples, "errors": res.errors}, indent=2))

@@ -156,6 +156,7 @@ def demo_pipeline(
     rows = []
     with TritonServer(repo) as server:
         print(f"serving {repo} on gRPC {server.grpc_url} (log {server.log_path})")
+        policy = ElangClient(server.grpc_url).router_info().get(c.PARAM_POLICY) or "energy"
         for model in (c.SWIFT_MODEL, c.SUPER_MODEL, c.ROUTER_MODEL):
             client = ElangClient(server.grpc_url, model=model, timeout_s=600)
             res = client.classify(
@@ -164,12 +165,12 @@ def demo_pipeline(
             if res.failed:
                 raise RuntimeError(f"{len(res.failed)} texts failed on {model}: {res.failed[0].error}")
             rows.append((model, res.stats))
-    return demo_table(rows, len(test))
+    return demo_table(rows, len(test), policy)
 
 
-def demo_table(rows: list, n: int) -> str:
-    """Markdown table of Swift-only, Super-only and E-LANG runs."""
-    label = {c.SWIFT_MODEL: "Swift only", c.SUPER_MODEL: "Super only", c.ROUTER_MODEL: "E-LANG (energy)"}
+def demo_table(rows: list, n: int, policy: str = "energy") -> str:
+    """Markdown table of Swift-only, Super-only and E-LANG runs (the router's policy in its label)."""
+    label = {c.SWIFT_MODEL: "Swift only", c.SUPER_MODEL: "Super only", c.ROUTER_MODEL: f"E-LANG ({policy})"}
     super_tp = next(s.throughput for m, s in rows if m == c.SUPER_MODEL)
     lines = [
         f"| system ({n} test texts) | accuracy | Super fraction | texts/s | speed-up vs Super | p50 ms/request |",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The commands behind docs/BENCHMARKS.md, in order (about 1.5 hours on a 2-core CPU with
+# The commands behind docs/BENCHMARKS.md, in order (about 2 hours on a 2-core CPU with
 # the training cached, 2.5 without). Run after: bash scripts/setup.sh --with-models
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,6 @@ $E export "$SUPER_CKPT" --as super --name super_int8 --quantize int8 --repositor
 # 4. What each serving change bought (ORT spinning, inline first stage, router instances).
 scripts/bench-ablation.sh "$REPO"
 
-# 5. Through the server: Swift-only, Super-only, E-LANG (+inf for router overhead), int8 variants.
-$E bench --repository "$REPO" --concurrency 1,8,32 --limit 1000 --report docs/results/bench
-$E bench --repository "$REPO" --soak 120 --report docs/results/bench
+# 5. Through the server: Swift-only, Super-only, E-LANG, the no-escalation router (overhead), int8 variants; soak.
+$E bench --repository "$REPO" --concurrency 1,8,32 --limit 800 --report docs/results/bench
+$E bench --repository "$REPO" --soak 1800 --report docs/results/bench

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from elang.bench import LoadResult, bench_markdown, ideal_speedup
+from elang.bench import LoadResult, bench_markdown, ideal_speedup, rss_slope_mb_per_min
 
 
 def test_ideal_speedup():
@@ -51,3 +51,12 @@ def test_report_ratios():
     # c_swift / c_super = 10 / 100 = 0.1; bound = 1 / (0.1 + 0.2) = 3.33x; measured 3.33x -> 100%
     assert any("ideal bound 1/(0.100 + 0.200) = 3.33x; measured/ideal 100%" in s for s in summary)
     assert any("router overhead" in s and "+10.0%" in s for s in summary)
+
+
+def test_rss_trend_ignores_warm_up_and_sees_a_leak():
+    warm_then_flat = [(0, 1000.0), (60, 1300.0), (120, 1350.0), (180, 1350.0), (240, 1351.0), (300, 1350.0)]
+    assert abs(rss_slope_mb_per_min(warm_then_flat)) < 1.0
+    leak = [(60.0 * i, 1000.0 + 5.0 * i) for i in range(10)]  # 5 MB per minute
+    assert rss_slope_mb_per_min(leak) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="at least 4"):
+        rss_slope_mb_per_min([(0, 1.0), (1, 2.0)])
