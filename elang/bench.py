@@ -292,6 +292,64 @@ def bench_markdown(
     return "\n".join(lines), summary
 
 
+def _prom_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample of metric ``name`` in Prometheus text format."""
+    import re
+
+    out = []
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        body, value = line.rsplit(" ", 1)
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', body[len(name) :]))
+        out.append((labels, float(value)))
+    return out
+
+
+def router_profile(metrics_text: str) -> dict[str, dict]:
+    """Where each router's time went, from its counters on /metrics (docs/OPERATIONS.md).
+
+    Per router model: executions, mean ms per execute, and the share of execute time spent
+    waiting for each stage; ``own`` is the rest (parsing, routing, responses).
+    """
+    prof: dict[str, dict] = {}
+    for labels, v in _prom_samples(metrics_text, "elang_router_executions_total"):
+        prof.setdefault(labels["model"], {"stages": {}})["executions"] = v
+    for labels, v in _prom_samples(metrics_text, "elang_router_duration_us_total"):
+        prof.setdefault(labels["model"], {"stages": {}})["duration_us"] = v
+    for labels, v in _prom_samples(metrics_text, "elang_stage_duration_us_total"):
+        prof.setdefault(labels["model"], {"stages": {}})["stages"][labels["stage"]] = v
+    out = {}
+    for model, p in prof.items():
+        n, total = p.get("executions", 0.0), p.get("duration_us", 0.0)
+        if n <= 0 or total <= 0:
+            continue
+        shares = {s: us / total for s, us in p["stages"].items()}
+        out[model] = {
+            "executions": int(n),
+            "ms_per_execute": total / n / 1e3,
+            "stage_share": shares,
+            "own_share": max(0.0, 1.0 - sum(shares.values())),
+        }
+    return out
+
+
+def profile_markdown(profile: dict[str, dict]) -> str:
+    if not profile:
+        return ""
+    stages = sorted({s for p in profile.values() for s in p["stage_share"]})
+    lines = [
+        "| router | executions | ms per execute | "
+        + " | ".join(f"{s} share" for s in stages)
+        + " | router's own share |",
+        "|---|---|---|" + "---|" * len(stages) + "---|",
+    ]
+    for model, p in sorted(profile.items()):
+        cells = " | ".join(f"{p['stage_share'].get(s, 0.0):.1%}" for s in stages)
+        lines.append(f"| {model} | {p['executions']} | {p['ms_per_execute']:.2f} | {cells} | {p['own_share']:.1%} |")
+    return "\n".join(lines)
+
+
 def plot_bench(results: dict[tuple[str, int], LoadResult], concurrencies: tuple[int, ...], path: Path) -> Path:
     import matplotlib
 
@@ -369,7 +427,18 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
         concs = tuple(int(x) for x in args.concurrency.split(","))
         configs = _configs(url, args.sweep, args.only)
         results = run_bench(url, configs, test.texts, test.labels, concs, args.chunks, args.batch_size)
+        profile = {}
+        if args.repository:  # a server of our own: its counters cover exactly this run
+            import urllib.request
+
+            time.sleep(1.5)  # the routers send their metric updates every 0.5 s
+            profile = router_profile(urllib.request.urlopen(server.metrics_url, timeout=10).read().decode())
     table, summary = bench_markdown(results, concs)
+    if profile:
+        summary.append(
+            "where the routers' time went (all configurations of this run, from the server's "
+            "elang_*_duration_us_total counters):\n\n" + profile_markdown(profile) + "\n"
+        )
     png = plot_bench(results, concs, report / "bench.png")
     text = "\n".join([*(f"- {h}" for h in header), "", table, "", *(f"- {s}" for s in summary), ""])
     (report / "bench.md").write_text(text)
@@ -394,6 +463,8 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
             indent=2,
         )
     )
+    if profile:
+        (report / "router_profile.json").write_text(json.dumps(profile, indent=2))
     print(text)
     print(f"written: {report / 'bench.md'}, {png}, {report / 'bench.json'}")
     lost = sum(r.sent - r.answered - r.failed - r.timed_out for r in results.values())

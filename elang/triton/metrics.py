@@ -9,7 +9,11 @@ Names (docs/OPERATIONS.md has PromQL for them):
 * ``elang_swift_energy{model}``: histogram of the first stage's energy (buckets from the
   ``energy_buckets`` config parameter);
 * ``elang_super_fraction{model}``: share escalated among the last ``window_rows`` texts;
-* ``elang_calibration_info{model, calibration_version, policy, threshold, temperature}``: 1.
+* ``elang_calibration_info{model, calibration_version, policy, threshold, temperature}``: 1;
+* ``elang_router_executions_total{model}``: dynamic batches the router executed;
+* ``elang_router_duration_us_total{model}``: time inside the router's execute;
+* ``elang_stage_duration_us_total{model, stage}``: of that, time waiting for each stage (an
+  inline stage's compute, a BLS stage's round trip). The rest is the router's own work.
 
 Every metric update is a message from the Python stub to the server (a histogram takes one
 per text), and it holds the stub's interpreter while it waits. So the router only queues its
@@ -69,8 +73,14 @@ class RouterMetrics:
             }
         )
         self.info.set(1.0)
+        execs = fam("elang_router_executions_total", "Dynamic batches executed by the router", fam.COUNTER)
+        self.executions = execs.Metric(labels=labels)
+        total = fam("elang_router_duration_us_total", "Microseconds inside the router's execute", fam.COUNTER)
+        self.duration = total.Metric(labels=labels)
+        stage = fam("elang_stage_duration_us_total", "Microseconds the router waited for each stage", fam.COUNTER)
+        self.stage_duration = {s: stage.Metric(labels={**labels, "stage": s}) for s in settings.stages}
         # Families must outlive their metrics: Triton refuses updates once a family is garbage-collected.
-        self.families = [rows, reqs, hist, gauge, info]
+        self.families = [rows, reqs, hist, gauge, info, execs, total, stage]
         self.logger = pb_utils.Logger
         self.interval_s = float(settings.extra.get("metrics_interval_s", DEFAULT_INTERVAL_S))
         self._queue: queue.Queue = queue.Queue()
@@ -85,6 +95,10 @@ class RouterMetrics:
         """``count`` requests ended with ``outcome`` (queued)."""
         if count:
             self._queue.put(("requests", outcome, count))
+
+    def timing(self, execute_s: float, stage_s: dict[str, float]) -> None:
+        """One execute took ``execute_s`` seconds, ``stage_s[stage]`` of them waiting for each stage (queued)."""
+        self._queue.put(("timing", execute_s, dict(stage_s)))
 
     def flush(self) -> None:
         """Block until every queued update was sent."""
@@ -122,9 +136,18 @@ class RouterMetrics:
         outcomes = {name: 0 for name in self.requests}
         answered: list[np.ndarray] = []
         energies: list[np.ndarray] = []
+        executions, execute_us = 0, 0.0
+        stage_us = {name: 0.0 for name in self.stage_duration}
         for kind, a, b in items:
             if kind == "requests":
                 outcomes[a] += b
+                continue
+            if kind == "timing":
+                executions += 1
+                execute_us += a * 1e6
+                for name, seconds in b.items():
+                    if name in stage_us:
+                        stage_us[name] += seconds * 1e6
                 continue
             for k, name in enumerate(self.stages):
                 counts[name] += int(np.sum(a == k))
@@ -132,7 +155,14 @@ class RouterMetrics:
             answered.append(a[a >= 0])
             energies.append(b)
         errors = []
-        for metrics, values in ((self.rows, counts), (self.requests, outcomes)):
+        timings = {"executions": executions, "duration": execute_us}
+        metrics_by_name = {"executions": self.executions, "duration": self.duration}
+        for metrics, values in (
+            (self.rows, counts),
+            (self.requests, outcomes),
+            (self.stage_duration, stage_us),
+            (metrics_by_name, timings),
+        ):
             for name, n in values.items():
                 if n:
                     try:

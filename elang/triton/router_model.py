@@ -10,6 +10,7 @@ the router's version folder; the other stages are called over BLS.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,13 @@ class TritonPythonModel:
         self.metrics.close()
 
     def _call_stage(self, model: str, texts: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        try:
+            return self._run_stage(model, texts)
+        finally:
+            self._stage_s[model] = self._stage_s.get(model, 0.0) + time.perf_counter() - start
+
+    def _run_stage(self, model: str, texts: np.ndarray) -> np.ndarray:
         if model in self.inline:
             return self.inline[model](decode_texts(texts, self.settings.max_text_bytes))
         request = pb_utils.InferenceRequest(
@@ -58,6 +66,13 @@ class TritonPythonModel:
         return out.as_numpy()
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        start = time.perf_counter()
+        self._stage_s: dict[str, float] = {}
+        responses = self._execute(requests)
+        self.metrics.timing(time.perf_counter() - start, self._stage_s)
+        return responses
+
+    def _execute(self, requests: list[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
         good: list[int] = []
         raw: list[np.ndarray] = []

@@ -25,6 +25,12 @@ def test_bench_report(elang_cli, tiny_repo, labelled_csv, tmp_path):
     md = (r / "bench.md").read_text()
     assert "machine:" in md and "ideal bound" in md and "router overhead" in md
     assert (r / "bench.png").stat().st_size > 10_000
+    # Where the router's time went, from the server's own counters.
+    assert "where the routers' time went" in md
+    prof = json.loads((r / "router_profile.json").read_text())["elang"]
+    assert prof["executions"] > 0 and prof["ms_per_execute"] > 0
+    assert prof["stage_share"]["swift"] > 0 and prof["stage_share"]["super"] > 0  # -1.5 escalates some
+    assert 0 <= prof["own_share"] < 1 and sum(prof["stage_share"].values()) <= 1
 
 
 def test_soak_accounts_for_every_request(elang_cli, tiny_repo, labelled_csv, tmp_path):

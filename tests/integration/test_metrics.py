@@ -57,5 +57,11 @@ def test_metrics_after_a_known_workload(tiny_repo):
     total = _metric(text, "elang_swift_energy_sum", model="elang")
     assert np.isfinite(total) and total < 0 and np.all(energies < 0)
     assert _metric(text, "elang_super_fraction", model="elang") == pytest.approx(0.5)
+    # Time profile: 3 good requests (and the invalid one) in at least 1 execute; Swift and Super waited on.
+    assert 1 <= _metric(text, "elang_router_executions_total", model="elang") <= 4
+    total = _metric(text, "elang_router_duration_us_total", model="elang")
+    swift = _metric(text, "elang_stage_duration_us_total", model="elang", stage="swift")
+    sup = _metric(text, "elang_stage_duration_us_total", model="elang", stage="super")
+    assert 0 < swift and 0 < sup and swift + sup < total
     version = re.search(r'elang_calibration_info\{[^}]*calibration_version="([^"]+)"', text).group(1)
     assert version == "tiny-sample-q0.3"

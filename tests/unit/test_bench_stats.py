@@ -60,3 +60,27 @@ def test_rss_trend_ignores_warm_up_and_sees_a_leak():
     assert rss_slope_mb_per_min(leak) == pytest.approx(5.0)
     with pytest.raises(ValueError, match="at least 4"):
         rss_slope_mb_per_min([(0, 1.0), (1, 2.0)])
+
+
+def test_router_profile_from_metrics_text():
+    from elang.bench import profile_markdown, router_profile
+
+    text = "\n".join(
+        [
+            "# HELP elang_router_executions_total Dynamic batches executed by the router",
+            'elang_router_executions_total{model="elang"} 4',
+            'elang_router_duration_us_total{model="elang"} 40000',
+            'elang_stage_duration_us_total{model="elang",stage="swift"} 10000',
+            'elang_stage_duration_us_total{model="elang",stage="super"} 26000',
+            'elang_router_executions_total{model="elang_x"} 0',
+            'nv_inference_count{model="elang"} 9',
+        ]
+    )
+    prof = router_profile(text)
+    assert set(prof) == {"elang"}  # a router that never ran has no profile
+    p = prof["elang"]
+    assert p["executions"] == 4 and p["ms_per_execute"] == pytest.approx(10.0)
+    assert p["stage_share"] == {"swift": pytest.approx(0.25), "super": pytest.approx(0.65)}
+    assert p["own_share"] == pytest.approx(0.10)
+    md = profile_markdown(prof)
+    assert "| elang | 4 | 10.00 | 65.0% | 25.0% | 10.0% |" in md
