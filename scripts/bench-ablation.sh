@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What each serving change bought (docs/BENCHMARKS.md, "What each change bought"): the same
-# repository in five settings, each adding one change to the one before, each measured by its own `elang bench` run (Swift, Super,
+# repository in six settings, each adding one change to the one before (step 6: step 4
+# without the dynamic-batching delay), each measured by its own `elang bench` run (Swift, Super,
 # E-LANG and the no-escalation router interleaved inside the run, so ratios are within-run).
-# Usage: scripts/bench-ablation.sh [REPO] [LIMIT]   (about 12 minutes on a 2-core CPU)
+# Usage: scripts/bench-ablation.sh [REPO] [LIMIT]   (about 15 minutes on a 2-core CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=.venv/bin/elang
@@ -28,3 +29,4 @@ run 2-no-spinning --ort-spinning off
 run 3-inline-swift --inline on
 run 4-metrics-gathered --metrics-interval-s 0.5
 run 5-two-routers --router-instances 2
+run 6-no-batching-delay --router-instances 1 --max-queue-delay-us 0  # compare with step 4
