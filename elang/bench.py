@@ -292,7 +292,7 @@ def bench_markdown(
     return "\n".join(lines), summary
 
 
-def _prom_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+def prom_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
     """(labels, value) of every sample of metric ``name`` in Prometheus text format."""
     import re
 
@@ -313,11 +313,11 @@ def router_profile(metrics_text: str) -> dict[str, dict]:
     waiting for each stage; ``own`` is the rest (parsing, routing, responses).
     """
     prof: dict[str, dict] = {}
-    for labels, v in _prom_samples(metrics_text, "elang_router_executions_total"):
+    for labels, v in prom_samples(metrics_text, "elang_router_executions_total"):
         prof.setdefault(labels["model"], {"stages": {}})["executions"] = v
-    for labels, v in _prom_samples(metrics_text, "elang_router_duration_us_total"):
+    for labels, v in prom_samples(metrics_text, "elang_router_duration_us_total"):
         prof.setdefault(labels["model"], {"stages": {}})["duration_us"] = v
-    for labels, v in _prom_samples(metrics_text, "elang_stage_duration_us_total"):
+    for labels, v in prom_samples(metrics_text, "elang_stage_duration_us_total"):
         prof.setdefault(labels["model"], {"stages": {}})["stages"][labels["stage"]] = v
     out = {}
     for model, p in prof.items():

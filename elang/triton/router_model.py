@@ -30,6 +30,7 @@ class TritonPythonModel:
         self.model_config = json.loads(args["model_config"])
         self.settings = RouterSettings.from_parameters(config_parameters(self.model_config))
         self.logger = pb_utils.Logger
+        self._stage_s: dict[str, float] = {}  # per execute: seconds waited for each stage
         self.inline: dict[str, OnnxTextClassifier] = {}
         if self.settings.inline_stage:
             self.inline[self.settings.inline_stage] = load_inline_stage(
@@ -67,7 +68,7 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         start = time.perf_counter()
-        self._stage_s: dict[str, float] = {}
+        self._stage_s = {}
         responses = self._execute(requests)
         self.metrics.timing(time.perf_counter() - start, self._stage_s)
         return responses

@@ -13,17 +13,16 @@ from elang.client.client import ElangClient
 from elang.export.tiny import sample_rows
 from tritonclient.utils import InferenceServerException
 
+from elang.bench import prom_samples
 from elang.server import TritonServer
 
 pytestmark = pytest.mark.integration
 
 
 def _metric(text: str, name: str, **labels) -> float:
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
+    for have, value in prom_samples(text, name):
+        if all(have.get(k) == str(v) for k, v in labels.items()):
+            return value
     raise AssertionError(f"{name} {labels} not in /metrics")
 
 
