@@ -265,6 +265,7 @@ def evaluate_record(record: CalibrationRecord, scores: Scores) -> dict:
 
 def apply_record(repository: Path, record: CalibrationRecord) -> Path:
     """Write the record's criterion, threshold, temperature and version into the router config."""
+    from elang.atomic import write_text
     from elang.repository import parse_config, render_config
     from elang.router import RouterSettings
 
@@ -281,8 +282,9 @@ def apply_record(repository: Path, record: CalibrationRecord) -> Path:
     for k, v in values.items():
         cfg.parameters[k].string_value = v
     RouterSettings.from_parameters({k: v.string_value for k, v in cfg.parameters.items()})
-    cfg_path.write_text(render_config(cfg))
-    (Path(repository) / c.ROUTER_MODEL / "calibration.json").write_text(record.to_json())
+    # The record first: a reload that sees the new threshold also finds the record behind it.
+    write_text(Path(repository) / c.ROUTER_MODEL / "calibration.json", record.to_json())
+    write_text(cfg_path, render_config(cfg))
     return cfg_path
 
 

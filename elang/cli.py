@@ -241,6 +241,13 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="let idle ONNX Runtime threads busy-wait (off: stages sharing cores slow each other down)",
     )
+    s.add_argument(
+        "--max-queue-size",
+        type=int,
+        default=None,
+        help="requests allowed to wait for the stage; more are refused at once (default 4 x max batch; 0: no limit)",
+    )
+    s.add_argument("--queue-timeout-s", type=float, default=60.0, help="a request waiting longer is refused (0: never)")
     _add_data_args(p)
     p.set_defaults(func=cmd_export)
 
@@ -271,6 +278,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             "max_queue_delay_us": args.max_queue_delay_us,
             "length_bucket": args.length_bucket,
             "ort_spinning": args.ort_spinning,
+            "max_queue_size": args.max_queue_size,
+            "queue_timeout_s": args.queue_timeout_s,
         },
     )
     print("\n".join(report.lines()))
@@ -453,8 +462,9 @@ def _on_off(value: str) -> bool:
 def _add_tune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tune",
-        help="change serving knobs of a repository in place (thread spinning, inline first stage, instances)",
-        description="Rewrites the configs of REPOSITORY; restart the server (or reload the models) afterwards.",
+        help="change serving knobs of a repository in place (threads, inline stage, queues, deadlines)",
+        description="Rewrites the configs of REPOSITORY atomically; restart the server (or reload the models) "
+        "afterwards.",
     )
     p.add_argument("repository", type=Path)
     p.add_argument("--ort-spinning", type=_on_off, default=None, metavar="on|off", help="ONNX Runtime thread spinning")
@@ -466,21 +476,51 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--metrics-interval-s", type=float, default=None, help="routers gather metric updates this long (default 0.5)"
     )
+    q = p.add_argument_group("queues and deadlines (docs/OPERATIONS.md)")
+    q.add_argument(
+        "--max-queue-size",
+        type=int,
+        default=None,
+        help="requests allowed to wait per model; more are refused (0: no limit)",
+    )
+    q.add_argument(
+        "--queue-timeout-s", type=float, default=None, help="a request waiting longer in a queue is refused (0: never)"
+    )
+    q.add_argument("--stage-timeout-s", type=float, default=None, help="routers' deadline for each stage (default 60)")
+    q.add_argument("--stage-inflight", type=int, default=None, help="routers' calls in flight per stage (default 2)")
+    q.add_argument(
+        "--stage-queue-rows", type=int, default=None, help="texts allowed to wait in a router per stage (default 1024)"
+    )
+    q.add_argument(
+        "--fault-injection",
+        type=_on_off,
+        default=None,
+        metavar="on|off",
+        help="stages honour the request parameter elang_fault_sleep_s (fault tests and bench --faults only)",
+    )
     p.set_defaults(func=cmd_tune)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from elang.repository import tune_repository
+    from elang.repository import ServingKnobs, tune_repository
 
-    knobs = (args.ort_spinning, args.inline, args.router_instances, args.max_queue_delay_us, args.metrics_interval_s)
-    if all(k is None for k in knobs):
-        print(
-            "nothing to change: give at least one of --ort-spinning, --inline, --router-instances, "
-            "--max-queue-delay-us, --metrics-interval-s",
-            file=sys.stderr,
-        )
+    knobs = ServingKnobs(
+        ort_spinning=args.ort_spinning,
+        inline=args.inline,
+        router_instances=args.router_instances,
+        queue_delay_us=args.max_queue_delay_us,
+        metrics_interval_s=args.metrics_interval_s,
+        max_queue_size=args.max_queue_size,
+        queue_timeout_s=args.queue_timeout_s,
+        stage_timeout_s=args.stage_timeout_s,
+        stage_inflight=args.stage_inflight,
+        stage_queue_rows=args.stage_queue_rows,
+        fault_injection=args.fault_injection,
+    )
+    if not knobs.given():
+        print("nothing to change: give at least one knob (elang tune --help lists them)", file=sys.stderr)
         return 2
-    changed = tune_repository(args.repository, *knobs)
+    changed = tune_repository(args.repository, knobs)
     print(f"changed: {', '.join(changed)}" if changed else "no config changed (already so)")
     return 0
 

@@ -45,6 +45,16 @@ PARAM_CALIBRATION_VERSION = "calibration_version"
 PARAM_INLINE_STAGE = "inline_stage"
 # File next to an inline copy: the stage's config parameters.
 INLINE_STAGE_FILE = "stage.json"
+# How the router calls each stage (elang.execution): rows per call (the stage's max_batch_size,
+# written by the repository writer), calls in flight, rows allowed to wait. Each is one number
+# for every stage, or "name=value,..." per stage.
+PARAM_STAGE_MAX_BATCH = "stage_max_batch"
+PARAM_STAGE_INFLIGHT = "stage_inflight"
+PARAM_STAGE_QUEUE_ROWS = "stage_queue_rows"
+# A stage model with fault_injection "1" honours the request parameter FAULT_SLEEP_PARAM
+# (seconds to sleep in execute): how the fault tests and `elang bench --faults` make a stage slow.
+PARAM_FAULT_INJECTION = "fault_injection"
+FAULT_SLEEP_PARAM = "elang_fault_sleep_s"
 
 # Keys of a classifier model's config.pbtxt `parameters`.
 PARAM_MAX_LENGTH = "max_length"
@@ -60,6 +70,8 @@ PARAM_ORT_SPINNING = "ort_spinning"
 DEFAULT_MAX_LENGTH = 128
 DEFAULT_MAX_TEXT_BYTES = 1 << 20
 DEFAULT_STAGE_TIMEOUT_S = 60.0
+DEFAULT_STAGE_INFLIGHT = 2
+DEFAULT_STAGE_QUEUE_ROWS = 1024
 
 
 @dataclass(frozen=True)

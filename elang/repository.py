@@ -32,6 +32,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from elang import contract as c
+from elang.atomic import replace_dir, staged_repository, write_text
 from elang.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,13 @@ class RepositoryError(ValueError):
     """A model folder or setting cannot make a valid repository; the message says which."""
 
 
+# Queue policy of every model's dynamic batcher (requests beyond it are refused at once with
+# UNAVAILABLE "Exceeds maximum queue size"; a request that waited past the timeout is refused too).
+QUEUE_SIZE_PER_BATCH = 4  # default max_queue_size: this many full batches
+DEFAULT_STAGE_QUEUE_TIMEOUT_S = c.DEFAULT_STAGE_TIMEOUT_S
+DEFAULT_ROUTER_QUEUE_TIMEOUT_S = 30.0
+
+
 @dataclass
 class ClassifierSpec:
     """One stage (Swift or Super) of the repository."""
@@ -72,6 +80,9 @@ class ClassifierSpec:
     gpu: bool = False
     length_bucket: int = 0
     ort_spinning: bool = False
+    max_queue_size: int | None = None  # None: QUEUE_SIZE_PER_BATCH * max_batch_size; 0: unbounded
+    queue_timeout_s: float = DEFAULT_STAGE_QUEUE_TIMEOUT_S  # 0: none
+    fault_injection: bool = False  # honour elang_fault_sleep_s (fault tests and benchmarks only)
 
 
 @dataclass
@@ -91,6 +102,10 @@ class RouterSpec:
     name: str = c.ROUTER_MODEL  # another name serves a variant (e.g. elang_super_int8)
     # Run the first stage inside the router (saves a BLS hop) when it is a python-ort stage.
     inline_first_stage: bool = True
+    max_queue_size: int | None = None  # None: QUEUE_SIZE_PER_BATCH * max_batch_size; 0: unbounded
+    queue_timeout_s: float = DEFAULT_ROUTER_QUEUE_TIMEOUT_S  # 0: none
+    stage_inflight: int = c.DEFAULT_STAGE_INFLIGHT  # calls in flight to each later stage
+    stage_queue_rows: int = c.DEFAULT_STAGE_QUEUE_ROWS  # rows allowed to wait in the router per stage
 
 
 @dataclass(frozen=True)
@@ -148,11 +163,37 @@ def _tensor(container, spec: c.TensorSpec) -> None:  # noqa: ANN001 - a repeated
     t.dims.extend(spec.dims)
 
 
-def _batching(config: mc.ModelConfig, max_batch_size: int, delay_us: int) -> None:
+def _batching(
+    config: mc.ModelConfig,
+    max_batch_size: int,
+    delay_us: int,
+    max_queue_size: int | None = None,
+    queue_timeout_s: float = DEFAULT_STAGE_QUEUE_TIMEOUT_S,
+) -> None:
     if max_batch_size < 1:
         raise RepositoryError(f"{config.name}: max_batch_size must be >= 1, got {max_batch_size}")
     config.max_batch_size = max_batch_size
     config.dynamic_batching.max_queue_delay_microseconds = delay_us
+    set_queue_policy(
+        config, QUEUE_SIZE_PER_BATCH * max_batch_size if max_queue_size is None else max_queue_size, queue_timeout_s
+    )
+
+
+def set_queue_policy(config: mc.ModelConfig, max_queue_size: int, queue_timeout_s: float) -> None:
+    """REJECT beyond ``max_queue_size`` waiting requests or after ``queue_timeout_s`` in the queue (0: no limit).
+
+    ``allow_timeout_override`` lets a caller ask for a shorter wait per request (the router
+    passes what is left of its stage deadline on every call).
+    """
+    if max_queue_size < 0:
+        raise RepositoryError(f"{config.name}: max_queue_size must be >= 0 (0: unbounded), got {max_queue_size}")
+    if not queue_timeout_s >= 0:
+        raise RepositoryError(f"{config.name}: queue timeout must be >= 0 s (0: none), got {queue_timeout_s}")
+    policy = config.dynamic_batching.default_queue_policy
+    policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    policy.default_timeout_microseconds = int(round(queue_timeout_s * 1e6))
+    policy.allow_timeout_override = True
+    policy.max_queue_size = int(max_queue_size)
 
 
 def _instances(config: mc.ModelConfig, count: int, gpu: bool = False) -> None:
@@ -162,6 +203,7 @@ def _instances(config: mc.ModelConfig, count: int, gpu: bool = False) -> None:
 
 
 def _write_model(repo: Path, config: mc.ModelConfig, python_class: str | None = None) -> Path:
+    """Write ``config`` (and a one-line model.py) under ``repo``, normally a staged repository."""
     folder = repo / config.name
     (folder / "1").mkdir(parents=True, exist_ok=True)
     (folder / "config.pbtxt").write_text(render_config(config))
@@ -196,8 +238,16 @@ def write_classifier(repo: Path, name: str, spec: ClassifierSpec) -> ModelFolder
         raise RepositoryError(f"unknown runtime {spec.runtime!r}; choose one of {', '.join(RUNTIMES)}")
     spec.source = Path(spec.source)
     info = inspect_model_folder(spec.source)
-    repo = Path(repo)
-    shutil.rmtree(repo / name, ignore_errors=True)
+    with staged_repository(repo) as staging:  # a running server sees the old stage or the new one
+        _write_stage(staging, name, spec, info)
+    return info
+
+
+def _queue(spec: ClassifierSpec) -> dict:
+    return {"max_queue_size": spec.max_queue_size, "queue_timeout_s": spec.queue_timeout_s}
+
+
+def _write_stage(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolderInfo) -> None:
     common = {
         c.PARAM_MAX_LENGTH: spec.max_length,
         c.PARAM_MAX_TEXT_BYTES: c.DEFAULT_MAX_TEXT_BYTES,
@@ -205,7 +255,7 @@ def write_classifier(repo: Path, name: str, spec: ClassifierSpec) -> ModelFolder
     }
     if spec.runtime == "python-ort":
         cfg = mc.ModelConfig(name=name, backend="python")
-        _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
+        _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
         _tensor(cfg.input, c.text_input())
         for out in c.classifier_outputs(info.num_labels):
             _tensor(cfg.output, out)
@@ -219,24 +269,22 @@ def write_classifier(repo: Path, name: str, spec: ClassifierSpec) -> ModelFolder
                 "providers": providers,
                 c.PARAM_LENGTH_BUCKET: spec.length_bucket,
                 c.PARAM_ORT_SPINNING: int(spec.ort_spinning),
+                c.PARAM_FAULT_INJECTION: int(spec.fault_injection),
             },
         )
         version = _write_model(repo, cfg, "elang.triton.classifier_model.TritonPythonModel")
         shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
         _copy_side_files(spec.source, version)
-        return info
+        return
     _write_native(repo, name, spec, info, common)
-    return info
 
 
 def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolderInfo, common: dict) -> None:
     tok_name, onnx_name = f"{name}_tokenizer", f"{name}_onnx"
-    for sub in (tok_name, onnx_name):
-        shutil.rmtree(repo / sub, ignore_errors=True)
     token_specs = [c.TensorSpec(n, "TYPE_INT64", int, (spec.max_length,)) for n in info.input_names]
 
     tok = mc.ModelConfig(name=tok_name, backend="python")
-    _batching(tok, spec.max_batch_size, spec.max_queue_delay_us)
+    _batching(tok, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
     _tensor(tok.input, c.text_input())
     for t in token_specs:
         _tensor(tok.output, t)
@@ -251,7 +299,7 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
         onnx_cfg = mc.ModelConfig(name=onnx_name, platform="tensorrt_plan", default_model_filename=TRT_PLAN)
     else:
         onnx_cfg = mc.ModelConfig(name=onnx_name, backend="python")
-    _batching(onnx_cfg, spec.max_batch_size, spec.max_queue_delay_us)
+    _batching(onnx_cfg, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
     for t in token_specs:
         _tensor(onnx_cfg.input, t)
     _tensor(onnx_cfg.output, c.TensorSpec(info.output_name, "TYPE_FP32", float, (info.num_labels,)))
@@ -318,29 +366,63 @@ def _python_ort_stage(repo: Path, name: str) -> mc.ModelConfig | None:
     return cfg
 
 
-def copy_inline_stage(repo: Path, router: str, stage: str) -> None:
-    """Copy python-ort stage ``stage`` (ONNX, tokenizer, config parameters) into ``router``'s version folder."""
-    cfg = _python_ort_stage(repo, stage)
-    if cfg is None:
-        raise RepositoryError(f"{Path(repo) / stage} is not a python-ort stage; it cannot run inside {router}")
-    dest = Path(repo) / router / "1" / stage
-    shutil.rmtree(dest, ignore_errors=True)
+def _fill_inline_copy(repo: Path, stage: str, cfg: mc.ModelConfig, dest: Path) -> None:
     shutil.copytree(Path(repo) / stage / "1", dest, ignore=shutil.ignore_patterns("model.py", "__pycache__"))
     params = {k: v.string_value for k, v in cfg.parameters.items()}
     (dest / c.INLINE_STAGE_FILE).write_text(json.dumps({"stage": stage, "parameters": params}, indent=2) + "\n")
 
 
-def refresh_inline_copies(repo: Path, stage: str) -> list[str]:
-    """After stage ``stage`` was rewritten: refresh the copy in every router that runs it inline."""
+def copy_inline_stage(repo: Path, router: str, stage: str) -> None:
+    """Copy python-ort stage ``stage`` (ONNX, tokenizer, config parameters) into ``router``'s version folder."""
+    cfg = _python_ort_stage(repo, stage)
+    if cfg is None:
+        raise RepositoryError(f"{Path(repo) / stage} is not a python-ort stage; it cannot run inside {router}")
+
+    def fill(staging: Path) -> None:
+        staging.rmdir()  # copytree makes it
+        _fill_inline_copy(repo, stage, cfg, staging)
+
+    replace_dir(Path(repo) / router / "1" / stage, fill)
+
+
+def stage_max_batches(repo: Path, stages: tuple[str, ...]) -> dict[str, int]:
+    """``max_batch_size`` of each stage whose config ``repo`` holds."""
+    out = {}
+    for name in stages:
+        path = Path(repo) / name / "config.pbtxt"
+        if path.is_file():
+            size = parse_config(path.read_text()).max_batch_size
+            if size > 0:
+                out[name] = int(size)
+    return out
+
+
+def _router_stages(params) -> tuple[str, ...]:  # noqa: ANN001 - a protobuf parameters map
+    raw = params[c.PARAM_STAGES].string_value if c.PARAM_STAGES in params else ",".join(c.STAGES)
+    return tuple(x.strip() for x in raw.split(",") if x.strip())
+
+
+def refresh_routers(repo: Path, stage: str) -> list[str]:
+    """After stage ``stage`` was rewritten: every router that calls it learns its new
+    ``max_batch_size`` (``stage_max_batch``) and, if it runs the stage inline, gets a fresh copy."""
+    from elang.router import format_stage_map
+
     refreshed = []
     for cfg_path in sorted(Path(repo).glob("*/config.pbtxt")):
         router = cfg_path.parent.name
         if not c.is_router(router):
             continue
-        params = parse_config(cfg_path.read_text()).parameters
-        if c.PARAM_INLINE_STAGE in params and params[c.PARAM_INLINE_STAGE].string_value == stage:
+        cfg = parse_config(cfg_path.read_text())
+        stages = _router_stages(cfg.parameters)
+        if stage not in stages:
+            continue
+        limits = format_stage_map(stage_max_batches(repo, stages))
+        if cfg.parameters[c.PARAM_STAGE_MAX_BATCH].string_value != limits:
+            cfg.parameters[c.PARAM_STAGE_MAX_BATCH].string_value = limits
+            write_text(cfg_path, render_config(cfg))
+        if c.PARAM_INLINE_STAGE in cfg.parameters and cfg.parameters[c.PARAM_INLINE_STAGE].string_value == stage:
             copy_inline_stage(repo, router, stage)
-            refreshed.append(router)
+        refreshed.append(router)
     return refreshed
 
 
@@ -349,13 +431,15 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
 
     With ``spec.inline_first_stage`` and a python-ort first stage in ``repo``, that stage is
     copied into the router's folder and run in the router's process (no BLS hop for it).
+    The stages' ``max_batch_size`` found in ``repo`` is recorded as ``stage_max_batch``, so
+    the router never sends a stage more rows than it accepts.
     """
-    from elang.router import DEFAULT_ENERGY_BUCKETS, RouterSettings
+    from elang.router import DEFAULT_ENERGY_BUCKETS, RouterSettings, format_stage_map
 
     repo = Path(repo)
     first = spec.stages[0]
-    inline = spec.inline_first_stage and _python_ort_stage(repo, first) is not None
-    if spec.inline_first_stage and not inline:
+    first_cfg = _python_ort_stage(repo, first) if spec.inline_first_stage else None
+    if spec.inline_first_stage and first_cfg is None:
         log.info("%s: stage %s is not a python-ort stage in %s; it is called over BLS", spec.name, first, repo)
     params = {
         c.PARAM_STAGES: ",".join(spec.stages),
@@ -363,13 +447,16 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
         c.PARAM_THRESHOLD: spec.threshold,
         c.PARAM_TEMPERATURE: spec.temperature,
         c.PARAM_STAGE_TIMEOUT_S: spec.stage_timeout_s,
+        c.PARAM_STAGE_MAX_BATCH: format_stage_map(stage_max_batches(repo, spec.stages)),
+        c.PARAM_STAGE_INFLIGHT: spec.stage_inflight,
+        c.PARAM_STAGE_QUEUE_ROWS: spec.stage_queue_rows,
         c.PARAM_MAX_TEXT_BYTES: c.DEFAULT_MAX_TEXT_BYTES,
         c.PARAM_CALIBRATION_VERSION: spec.calibration_version,
         c.PARAM_NUM_LABELS: len(labels),
         c.PARAM_LABELS: json.dumps(list(labels)),
         "energy_buckets": ",".join(f"{b:g}" for b in DEFAULT_ENERGY_BUCKETS),
         "window_rows": 1000,
-        c.PARAM_INLINE_STAGE: first if inline else "",
+        c.PARAM_INLINE_STAGE: first if first_cfg is not None else "",
         **spec.extra_parameters,
     }
     try:  # refuse settings the router would refuse at load time
@@ -377,79 +464,116 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
     except ValueError as exc:
         raise RepositoryError(str(exc)) from None
     cfg = mc.ModelConfig(name=spec.name, backend="python")
-    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
+    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, spec.max_queue_size, spec.queue_timeout_s)
     _tensor(cfg.input, c.text_input())
     for out in c.router_outputs(len(labels)):
         _tensor(cfg.output, out)
     _instances(cfg, spec.instances)
     _params(cfg, params)
-    shutil.rmtree(repo / spec.name / "1", ignore_errors=True)  # no stale inline copy
-    _write_model(repo, cfg, "elang.triton.router_model.TritonPythonModel")
-    if inline:
-        copy_inline_stage(repo, spec.name, first)
+    with staged_repository(repo) as staging:  # a fresh folder: no stale inline copy
+        version = _write_model(staging, cfg, "elang.triton.router_model.TritonPythonModel")
+        if first_cfg is not None:
+            _fill_inline_copy(repo, first, first_cfg, version / first)
 
 
-def tune_repository(
-    repo: Path,
-    ort_spinning: bool | None = None,
-    inline: bool | None = None,
-    router_instances: int | None = None,
-    queue_delay_us: int | None = None,
-    metrics_interval_s: float | None = None,
-) -> list[str]:
-    """Change serving knobs of an existing repository in place; returns what changed.
+@dataclass
+class ServingKnobs:
+    """Serving settings ``tune_repository`` can change in place (None: leave as is)."""
 
-    ``ort_spinning``: ONNX Runtime thread spinning of every Python-backend ONNX session;
-    ``inline``: each router runs its first stage in-process (needs a python-ort first stage)
-    or calls it over BLS; ``router_instances``: instances of each router;
-    ``queue_delay_us``: dynamic batching delay of every model that batches;
-    ``metrics_interval_s``: how long each router gathers metric updates before sending them.
-    """
+    ort_spinning: bool | None = None  # ONNX Runtime thread spinning of every Python-backend session
+    inline: bool | None = None  # routers run their first stage in-process (python-ort) or over BLS
+    router_instances: int | None = None
+    queue_delay_us: int | None = None  # dynamic batching delay of every model that batches
+    metrics_interval_s: float | None = None  # how long routers gather metric updates
+    max_queue_size: int | None = None  # every model's queue bound (0: unbounded)
+    queue_timeout_s: float | None = None  # every model's queue timeout (0: none)
+    stage_timeout_s: float | None = None  # routers' deadline per stage
+    stage_inflight: int | None = None  # routers' calls in flight per later stage
+    stage_queue_rows: int | None = None  # rows allowed to wait in a router per stage
+    fault_injection: bool | None = None  # python-ort stages honour elang_fault_sleep_s
+
+    def given(self) -> bool:
+        return any(v is not None for v in vars(self).values())
+
+
+def tune_repository(repo: Path, knobs: ServingKnobs | None = None, **kwargs: object) -> list[str]:
+    """Change serving knobs of an existing repository in place (``ServingKnobs`` fields, or the
+    same names as keywords); returns the models whose config changed. Each config is rewritten
+    atomically, so a server that reloads meanwhile reads the old or the new one."""
+    k = knobs or ServingKnobs(**kwargs)  # type: ignore[arg-type]
     repo = Path(repo)
     names = model_names(repo)
     if not names:
         raise RepositoryError(f"{repo} holds no models")
+    _check_knobs(k)
     changes: list[str] = []
     for name in names:
         path = repo / name / "config.pbtxt"
         cfg = parse_config(path.read_text())
         before = render_config(cfg)
-        ort_session = c.PARAM_ORT_SPINNING in cfg.parameters or _python_ort_stage(repo, name) is not None
-        if ort_spinning is not None and ort_session:
-            cfg.parameters[c.PARAM_ORT_SPINNING].string_value = str(int(ort_spinning))
-        if queue_delay_us is not None and cfg.HasField("dynamic_batching"):
-            cfg.dynamic_batching.max_queue_delay_microseconds = int(queue_delay_us)
+        ort_stage = _python_ort_stage(repo, name) is not None
+        if k.ort_spinning is not None and (c.PARAM_ORT_SPINNING in cfg.parameters or ort_stage):
+            cfg.parameters[c.PARAM_ORT_SPINNING].string_value = str(int(k.ort_spinning))
+        if k.fault_injection is not None and ort_stage:
+            cfg.parameters[c.PARAM_FAULT_INJECTION].string_value = str(int(k.fault_injection))
+        if cfg.HasField("dynamic_batching"):
+            if k.queue_delay_us is not None:
+                cfg.dynamic_batching.max_queue_delay_microseconds = int(k.queue_delay_us)
+            if k.max_queue_size is not None or k.queue_timeout_s is not None:
+                policy = cfg.dynamic_batching.default_queue_policy
+                set_queue_policy(
+                    cfg,
+                    policy.max_queue_size if k.max_queue_size is None else k.max_queue_size,
+                    policy.default_timeout_microseconds / 1e6 if k.queue_timeout_s is None else k.queue_timeout_s,
+                )
         if c.is_router(name):
-            if router_instances is not None:
-                if router_instances < 1:
-                    raise RepositoryError(f"router instances must be >= 1, got {router_instances}")
-                del cfg.instance_group[:]
-                _instances(cfg, router_instances)
-            if metrics_interval_s is not None:
-                if not metrics_interval_s >= 0:
-                    raise RepositoryError(f"metrics interval must be >= 0 s, got {metrics_interval_s}")
-                cfg.parameters["metrics_interval_s"].string_value = repr(float(metrics_interval_s))
-            if inline is not None:
-                first = cfg.parameters[c.PARAM_STAGES].string_value.split(",")[0].strip()
-                if inline and _python_ort_stage(repo, first) is None:
-                    raise RepositoryError(
-                        f"{name}: first stage {first} is not a python-ort stage; it cannot run inline"
-                    )
-                cfg.parameters[c.PARAM_INLINE_STAGE].string_value = first if inline else ""
+            _tune_router(repo, name, cfg, k)
         if render_config(cfg) != before:
-            path.write_text(render_config(cfg))
+            write_text(path, render_config(cfg))
             changes.append(name)
     for name in names:  # inline copies follow their stage (spinning) and the router's setting
         if not c.is_router(name):
             continue
         params = parse_config((repo / name / "config.pbtxt").read_text()).parameters
         stage = params[c.PARAM_INLINE_STAGE].string_value if c.PARAM_INLINE_STAGE in params else ""
-        first = params[c.PARAM_STAGES].string_value.split(",")[0].strip()
         if stage:
             copy_inline_stage(repo, name, stage)
         else:
-            shutil.rmtree(repo / name / "1" / first, ignore_errors=True)
+            shutil.rmtree(repo / name / "1" / _router_stages(params)[0], ignore_errors=True)
     return changes
+
+
+def _check_knobs(k: ServingKnobs) -> None:
+    for key in ("router_instances", "stage_inflight", "stage_queue_rows"):
+        value = getattr(k, key)
+        if value is not None and value < 1:
+            raise RepositoryError(f"{key.replace('_', ' ')} must be >= 1, got {value}")
+    for key in ("metrics_interval_s", "queue_timeout_s", "queue_delay_us", "max_queue_size"):
+        value = getattr(k, key)
+        if value is not None and not value >= 0:
+            raise RepositoryError(f"{key.replace('_', ' ')} must be >= 0, got {value}")
+    if k.stage_timeout_s is not None and not k.stage_timeout_s > 0:
+        raise RepositoryError(f"stage timeout must be > 0 s, got {k.stage_timeout_s}")
+
+
+def _tune_router(repo: Path, name: str, cfg: mc.ModelConfig, k: ServingKnobs) -> None:
+    if k.router_instances is not None:
+        del cfg.instance_group[:]
+        _instances(cfg, k.router_instances)
+    values = {
+        "metrics_interval_s": (k.metrics_interval_s, float),
+        c.PARAM_STAGE_TIMEOUT_S: (k.stage_timeout_s, float),
+        c.PARAM_STAGE_INFLIGHT: (k.stage_inflight, int),
+        c.PARAM_STAGE_QUEUE_ROWS: (k.stage_queue_rows, int),
+    }
+    for key, (value, kind) in values.items():
+        if value is not None:
+            cfg.parameters[key].string_value = repr(kind(value))
+    if k.inline is not None:
+        first = _router_stages(cfg.parameters)[0]
+        if k.inline and _python_ort_stage(repo, first) is None:
+            raise RepositoryError(f"{name}: first stage {first} is not a python-ort stage; it cannot run inline")
+        cfg.parameters[c.PARAM_INLINE_STAGE].string_value = first if k.inline else ""
 
 
 def write_repository(

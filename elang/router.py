@@ -1,21 +1,25 @@
-"""The router's logic, free of Triton: settings from config parameters and batch routing.
+"""The router's settings and answers, free of Triton.
 
-``route_batch`` is called by the `elang` Triton model with a function that calls a
-stage model over BLS; tests call it with plain Python functions.
+``RouterSettings`` reads the router's config parameters (and gives the per-stage limits
+of the execution model, ``elang.execution``); ``job_outputs`` turns a finished job into
+the output tensors of the contract. The `elang` Triton adapter and the tests use both.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from elang import contract as c
+from elang.execution import Job, StageLimits
 from elang.inputs import InputError
-from elang.routing import CascadeResult, StageError, energy, get_policy, parse_thresholds, run_cascade
+from elang.routing import energy, get_policy, parse_thresholds
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,9 @@ class RouterSettings:
     max_text_bytes: int = c.DEFAULT_MAX_TEXT_BYTES
     calibration_version: str = "uncalibrated"
     inline_stage: str = ""
+    stage_max_batch: Mapping[str, int] = field(default_factory=dict)  # missing stage: 64
+    stage_inflight: Mapping[str, int] = field(default_factory=dict)  # missing: DEFAULT_STAGE_INFLIGHT
+    stage_queue_rows: Mapping[str, int] = field(default_factory=dict)  # missing: DEFAULT_STAGE_QUEUE_ROWS
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -48,6 +55,20 @@ class RouterSettings:
             )
         if not self.stage_timeout_s > 0:
             raise ValueError(f"stage_timeout_s must be > 0, got {self.stage_timeout_s}")
+        self.stage_limits()  # refuse limits below 1 now, not at the first request
+
+    def stage_limits(self) -> list[StageLimits]:
+        """How the execution model may call each stage, in cascade order."""
+        return [
+            StageLimits(
+                name,
+                max_batch=self.stage_max_batch.get(name, 64),
+                max_inflight=self.stage_inflight.get(name, c.DEFAULT_STAGE_INFLIGHT),
+                timeout_s=self.stage_timeout_s,
+                max_queued_rows=self.stage_queue_rows.get(name, c.DEFAULT_STAGE_QUEUE_ROWS),
+            )
+            for name in self.stages
+        ]
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str]) -> RouterSettings:
@@ -65,6 +86,9 @@ class RouterSettings:
                 max_text_bytes=int(params.get(c.PARAM_MAX_TEXT_BYTES, c.DEFAULT_MAX_TEXT_BYTES)),
                 calibration_version=params.get(c.PARAM_CALIBRATION_VERSION, "uncalibrated"),
                 inline_stage=params.get(c.PARAM_INLINE_STAGE, "").strip(),
+                stage_max_batch=parse_stage_map(params, c.PARAM_STAGE_MAX_BATCH, stages),
+                stage_inflight=parse_stage_map(params, c.PARAM_STAGE_INFLIGHT, stages),
+                stage_queue_rows=parse_stage_map(params, c.PARAM_STAGE_QUEUE_ROWS, stages),
                 extra={k: v for k, v in params.items() if k not in _KNOWN},
             )
         except ValueError as exc:
@@ -97,67 +121,68 @@ _KNOWN = {
     c.PARAM_MAX_TEXT_BYTES,
     c.PARAM_CALIBRATION_VERSION,
     c.PARAM_INLINE_STAGE,
+    c.PARAM_STAGE_MAX_BATCH,
+    c.PARAM_STAGE_INFLIGHT,
+    c.PARAM_STAGE_QUEUE_ROWS,
 }
 
 
-@dataclass
-class RoutedBatch:
-    """The routed answer for a concatenated batch, or an error that applies to all of it."""
-
-    result: CascadeResult | None
-    energy: np.ndarray | None
-    error: str | None = None
-
-    def per_request(self, counts: list[int]) -> list[dict[str, np.ndarray] | str]:
-        """Output tensors per request, or an error message for a request that cannot be answered."""
-        out: list[dict[str, np.ndarray] | str] = []
-        start = 0
-        for n in counts:
-            rows = slice(start, start + n)
-            start += n
-            if self.result is None:
-                out.append(self.error or "routing failed")
-                continue
-            failed = [f for f in self.result.failures if np.any((f.rows >= rows.start) & (f.rows < rows.stop))]
-            if failed:
-                out.append("; ".join(f.message for f in failed))
-                continue
-            logits = self.result.logits[rows]
-            out.append(
-                {
-                    c.LABEL: np.argmax(logits, axis=1).astype(np.int64).reshape(n, 1),
-                    c.LOGITS: np.ascontiguousarray(logits, dtype=np.float32),
-                    c.ENERGY: self.energy[rows].astype(np.float32).reshape(n, 1),
-                    c.ROUTE: self.result.route[rows].astype(np.int32).reshape(n, 1),
-                }
-            )
-        return out
-
-
-def route_batch(
-    texts: np.ndarray,
-    counts: list[int],
-    thresholds: list[list[float]],
-    settings: RouterSettings,
-    call_stage: Callable[[str, np.ndarray], np.ndarray],
-) -> RoutedBatch:
-    """Route the concatenated TEXT rows of several requests through the cascade.
-
-    ``thresholds[r]`` are request r's thresholds (one per escalation step);
-    ``call_stage(model_name, texts_subset)`` returns that model's logits.
-    """
-    per_row = np.repeat(np.asarray(thresholds, dtype=np.float64), counts, axis=0)  # [rows, steps]
-    policy = get_policy(settings.policy)
-    stages = [(lambda rows, m=m: call_stage(m, texts[rows])) for m in settings.stages]
+def parse_stage_map(params: Mapping[str, str], key: str, stages: tuple[str, ...]) -> dict[str, int]:
+    """``key``'s value as {stage: int}: one number for every stage, or ``"name=N,name=N"``."""
+    raw = params.get(key, "").strip()
+    if not raw:
+        return {}
+    out: dict[str, int] = {}
     try:
-        result = run_cascade(
-            len(texts), stages, policy, [per_row[:, k] for k in range(per_row.shape[1])], settings.temperature
-        )
-    except StageError as exc:
-        return RoutedBatch(None, None, f"{settings.stages[0]}: {exc}")
-    for f in result.failures:
-        f.message = f"{settings.stages[f.stage]} ({f.message})"
-    return RoutedBatch(result, energy(result.first_logits, settings.temperature))
+        if "=" not in raw:
+            return dict.fromkeys(stages, int(raw))
+        for item in raw.split(","):
+            name, _, value = item.partition("=")
+            name = name.strip()
+            if name not in stages:
+                raise ValueError(f"{key}: {name!r} is not one of the stages {list(stages)}")
+            out[name] = int(value)
+    except ValueError as exc:
+        if key in str(exc):
+            raise
+        raise ValueError(f"{key} must be a number or name=number pairs, got {raw!r}") from None
+    return out
+
+
+def format_stage_map(values: Mapping[str, int]) -> str:
+    """The inverse of :func:`parse_stage_map`."""
+    return ",".join(f"{k}={v}" for k, v in values.items())
+
+
+def stage_batch_limits(repository: Path, params: dict[str, str]) -> dict[str, str]:
+    """``stage_max_batch`` from the stages' own config.pbtxt where the repository holds them.
+
+    The writer records each stage's ``max_batch_size`` in the router's parameters; a stage
+    rewritten since (or by hand) is read here, so a call never exceeds what the stage accepts.
+    """
+    stages = tuple(s.strip() for s in params.get(c.PARAM_STAGES, ",".join(c.STAGES)).split(",") if s.strip())
+    try:
+        limits = parse_stage_map(params, c.PARAM_STAGE_MAX_BATCH, stages)
+    except ValueError:
+        return {}  # RouterSettings reports it
+    for name in stages:
+        cfg = repository / name / "config.pbtxt"
+        if cfg.is_file():
+            found = re.search(r"^max_batch_size:\s*(\d+)", cfg.read_text(errors="replace"), re.MULTILINE)
+            if found and int(found.group(1)) > 0:
+                limits[name] = int(found.group(1))
+    return {c.PARAM_STAGE_MAX_BATCH: format_stage_map(limits)} if limits else {}
+
+
+def job_outputs(job: Job, temperature: float) -> dict[str, np.ndarray]:
+    """The router's output tensors for a job that finished without failure."""
+    n = job.n
+    return {
+        c.LABEL: np.argmax(job.logits, axis=1).astype(np.int64).reshape(n, 1),
+        c.LOGITS: np.ascontiguousarray(job.logits, dtype=np.float32),
+        c.ENERGY: energy(job.first_logits, temperature).astype(np.float32).reshape(n, 1),
+        c.ROUTE: job.route.astype(np.int32).reshape(n, 1),
+    }
 
 
 class SlidingFraction:

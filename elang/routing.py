@@ -7,15 +7,15 @@ and the tests alike. Conventions:
 * A policy turns logits into a score and escalates a row to the next stage when
   the score is on the "unsure" side of the threshold: above it for energy and
   entropy, below it for the maximum softmax probability.
-* The cascade runs stage 0 on all rows and each further stage only on the rows
-  the previous stage escalated, so a two-stage Swift/Super pair and a longer
-  cascade share one code path.
+* One cascade step is :meth:`Policy.unsure` on a stage's logits; the router's
+  execution model (``elang.execution``) applies it after every stage, so a two-stage
+  Swift/Super pair and a longer cascade share one code path.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,6 +93,10 @@ class Policy:
         unsure = s > thr if self.escalate_above else s < thr
         return unsure | np.isnan(s)
 
+    def unsure(self, logits: np.ndarray, threshold: float | np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """Rows of ``logits`` that this policy sends to the next stage (one cascade step)."""
+        return self.escalate(self.score(logits, temperature), threshold)
+
 
 POLICIES: dict[str, Policy] = {
     p.name: p
@@ -144,86 +148,6 @@ def parse_thresholds(value: object, count: int) -> list[float]:
     if len(parts) != count:
         raise ValueError(f"expected {count} threshold(s), one per escalation step, got {len(parts)}: {value!r}")
     return [parse_threshold(p) for p in parts]
-
-
-@dataclass
-class StageFailure:
-    """Stage ``stage`` failed for ``rows``; those rows have no answer."""
-
-    stage: int
-    rows: np.ndarray
-    message: str
-
-
-@dataclass
-class CascadeResult:
-    """Per-row outcome of a cascade."""
-
-    logits: np.ndarray  # [rows, labels] float32, from the stage that answered
-    route: np.ndarray  # [rows] int32, index of the stage that answered; -1 where a stage failed
-    first_logits: np.ndarray  # [rows, labels] float32, stage 0's logits (for energy/stats)
-    failures: list[StageFailure]
-
-    @property
-    def failed(self) -> np.ndarray:
-        return self.route < 0
-
-
-class StageError(RuntimeError):
-    """Stage 0 failed, so no row has an answer."""
-
-
-def run_cascade(
-    n_rows: int,
-    stages: Sequence[Callable[[np.ndarray], np.ndarray]],
-    policy: Policy,
-    thresholds: Sequence[np.ndarray | float],
-    temperature: float = 1.0,
-) -> CascadeResult:
-    """Route ``n_rows`` through ``stages``.
-
-    ``stages[k](rows)`` returns logits for the given row indices.
-    ``thresholds[k]`` (a scalar or one value per row) decides escalation from stage
-    k to k+1, so ``len(thresholds) == len(stages) - 1``. If stage 0 fails,
-    :class:`StageError` is raised; if a later stage fails, its rows are marked
-    failed (route -1) with a :class:`StageFailure`, and every other row keeps its answer.
-    """
-    if len(stages) < 1:
-        raise ValueError("a cascade needs at least one stage")
-    if len(thresholds) != len(stages) - 1:
-        raise ValueError(f"{len(stages)} stages need {len(stages) - 1} thresholds, got {len(thresholds)}")
-    all_rows = np.arange(n_rows)
-    try:
-        first = _call_stage(stages[0], all_rows, None)
-    except Exception as exc:
-        raise StageError(f"stage 0 failed: {exc}") from exc
-    logits = first.copy()
-    route = np.zeros(n_rows, dtype=np.int32)
-    failures: list[StageFailure] = []
-    active = all_rows
-    for k in range(1, len(stages)):
-        thr = np.broadcast_to(np.asarray(thresholds[k - 1], dtype=np.float64), (n_rows,))[active]
-        mask = policy.escalate(policy.score(logits[active], temperature), thr)
-        active = active[mask]
-        if active.size == 0:
-            break
-        try:
-            logits[active] = _call_stage(stages[k], active, first.shape[1])
-        except Exception as exc:  # noqa: BLE001 - a later stage's failure fails only its rows
-            failures.append(StageFailure(k, active, f"stage {k} failed: {exc}"))
-            route[active] = -1
-            break
-        route[active] = k
-    return CascadeResult(logits=logits, route=route, first_logits=first, failures=failures)
-
-
-def _call_stage(stage: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, n_labels: int | None) -> np.ndarray:
-    out = np.asarray(stage(rows), dtype=np.float32)
-    if out.ndim != 2 or out.shape[0] != rows.size:
-        raise ValueError(f"returned logits of shape {list(out.shape)} for {rows.size} rows")
-    if n_labels is not None and out.shape[1] != n_labels:
-        raise ValueError(f"returned {out.shape[1]} labels where the first stage returned {n_labels}")
-    return out
 
 
 def threshold_for_fraction(scores: np.ndarray, fraction: float, policy: Policy) -> float:

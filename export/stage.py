@@ -31,8 +31,9 @@ from elang.repository import (
     ClassifierSpec,
     RepositoryError,
     RouterSpec,
+    inspect_model_folder,
     parse_config,
-    refresh_inline_copies,
+    refresh_routers,
     write_classifier,
     write_router,
 )
@@ -190,23 +191,22 @@ def export_stage(
         for t in report.transforms:
             if "texts" not in t:  # graph optimization: compare with fp32 too
                 t.update(asdict(compare_models(fp32, final, texts[:PARITY_TEXTS], None, max_length)))
+        other = c.SUPER_MODEL if role == c.SWIFT_MODEL else c.SWIFT_MODEL
+        other_labels = _stage_labels(repository, other)
+        labels = list(inspect_model_folder(final).labels)
+        if other_labels is not None and other_labels != labels:
+            raise RepositoryError(
+                f"{checkpoint} predicts labels {labels} but the repository's {other} predicts "
+                f"{other_labels}; Swift and Super must share one label set (the repository was not changed)"
+            )
         info = write_classifier(
             repository,
             name,
             ClassifierSpec(final, runtime=runtime, max_length=max_length, gpu=gpu, **(serving or {})),
         )
-        other = c.SUPER_MODEL if role == c.SWIFT_MODEL else c.SWIFT_MODEL
-        other_labels = _stage_labels(repository, other)
-        if other_labels is not None and other_labels != list(info.labels):
-            for sub in (name, f"{name}_tokenizer", f"{name}_onnx"):
-                shutil.rmtree(repository / sub, ignore_errors=True)
-            raise RepositoryError(
-                f"{checkpoint} predicts labels {list(info.labels)} but the repository's {other} predicts "
-                f"{other_labels}; Swift and Super must share one label set (this export was not kept)"
-            )
-        refreshed = refresh_inline_copies(repository, name)
+        refreshed = refresh_routers(repository, name)
         if refreshed:
-            report.router = f"refreshed the inline copy of {name} in {', '.join(refreshed)}"
+            report.router = f"told {', '.join(refreshed)} about the new {name} (batch limit, inline copy)"
         if name != role:
             _write_variant_router(repository, name, info.labels)
             report.router = f"elang_{name}: swift -> {name}, settings of the main router"

@@ -8,6 +8,7 @@ the batch is served.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 from elang import contract as c
 from elang.classifier import OnnxTextClassifier, classifier_options
 from elang.inputs import InputError
-from elang.triton.common import config_parameters, error_response, request_texts, split_rows
+from elang.triton.common import config_parameters, error_response, fault_sleep_s, request_texts, split_rows
 
 
 class TritonPythonModel:
@@ -28,8 +29,13 @@ class TritonPythonModel:
         self.max_text_bytes = int(params.get(c.PARAM_MAX_TEXT_BYTES, c.DEFAULT_MAX_TEXT_BYTES))
         self.classifier = OnnxTextClassifier(model_dir, **classifier_options(params))
         self.logger = pb_utils.Logger
+        self.fault_injection = params.get(c.PARAM_FAULT_INJECTION, "0") == "1"
+        if self.fault_injection:
+            self.logger.log_warn(f"{args['model_name']}: fault injection is on ({c.FAULT_SLEEP_PARAM} is honoured)")
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        if self.fault_injection:
+            time.sleep(fault_sleep_s(requests))
         responses: list[Any] = [None] * len(requests)
         good: list[int] = []
         texts: list[str] = []

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from elang.contract import TEXT
+from elang.contract import FAULT_SLEEP_PARAM, TEXT
 from elang.inputs import InputError, decode_texts
 
 
@@ -32,6 +32,23 @@ def request_texts(pb_utils: Any, request: Any, max_text_bytes: int) -> list[str]
     """The validated texts of one request; raises InputError."""
     tensor = pb_utils.get_input_tensor_by_name(request, TEXT)
     return decode_texts(None if tensor is None else tensor.as_numpy(), max_text_bytes)
+
+
+def fault_sleep_s(requests: list[Any]) -> float:
+    """Seconds a fault-injecting stage sleeps for this batch: the largest FAULT_SLEEP_PARAM asked for.
+
+    Only models written with ``fault_injection: "1"`` call this (the fault tests and
+    ``elang bench --faults``); a malformed value is ignored, never an error.
+    """
+    longest = 0.0
+    for request in requests:
+        try:
+            value = float(request_parameters(request).get(FAULT_SLEEP_PARAM, 0.0))
+        except (InputError, TypeError, ValueError):
+            continue
+        if value == value and value > longest:  # not NaN
+            longest = value
+    return min(longest, 3600.0)
 
 
 def error_response(pb_utils: Any, message: str, invalid_arg: bool) -> Any:

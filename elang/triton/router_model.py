@@ -1,15 +1,18 @@
 """Triton adapter for `elang`, the public entry point (BLS).
 
-One call to the first stage (Swift) for every row of the dynamic batch, the routing
-policy on its logits with each request's own threshold, one call to the next stage
-(Super) with only the escalated rows, answers scattered back in row order. A first
-stage named by the ``inline_stage`` parameter runs in this process from the copy in
-the router's version folder; the other stages are called over BLS.
+The cascade runs in ``elang.execution.CascadeExecutor``: stage 0 (Swift) on every row of the
+dynamic batch inside ``execute``, each request answered at once when its rows stay on
+Swift; escalated rows go on to later stages over BLS (``async_exec``, with deadlines,
+bounded queues and cancellation) and their requests are answered later through the
+request's response sender, so ``execute`` returns and takes the next batch meanwhile. A
+first stage named by ``inline_stage`` runs in this process from the copy in the router's
+version folder.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -19,94 +22,109 @@ import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
 from elang.classifier import OnnxTextClassifier, classifier_options
+from elang.execution import CascadeExecutor, FailureKind, Job, StageCallError
 from elang.inputs import InputError, decode_texts
-from elang.router import RouterSettings, route_batch
+from elang.router import RouterSettings, job_outputs, stage_batch_limits
+from elang.routing import get_policy
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
 from elang.triton.metrics import RouterMetrics
+
+# Triton's own refusals for a full or timed-out queue (dynamic batcher queue policy).
+_OVERLOAD = re.compile(r"maximum queue size|queue.*(full|timeout)|request timeout expired", re.IGNORECASE)
+_CODES = {
+    FailureKind.DEADLINE: "UNAVAILABLE",
+    FailureKind.OVERLOADED: "UNAVAILABLE",
+    FailureKind.CANCELLED: "CANCELLED",
+    FailureKind.ERROR: "INTERNAL",
+}
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
         self.model_config = json.loads(args["model_config"])
-        self.settings = RouterSettings.from_parameters(config_parameters(self.model_config))
+        params = config_parameters(self.model_config)
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        params.update(stage_batch_limits(Path(args["model_repository"]).parent, params))
+        self.settings = RouterSettings.from_parameters(params)
         self.logger = pb_utils.Logger
-        self._stage_s: dict[str, float] = {}  # per execute: seconds waited for each stage
-        self.inline: dict[str, OnnxTextClassifier] = {}
+        first = None
         if self.settings.inline_stage:
-            self.inline[self.settings.inline_stage] = load_inline_stage(
-                Path(args["model_repository"]) / args["model_version"], self.settings.inline_stage
-            )
+            first = load_inline_stage(version_dir, self.settings.inline_stage)
         self.metrics = RouterMetrics(pb_utils, self.model_config["name"], self.settings)
+        self.executor = CascadeExecutor(
+            self.settings.stage_limits(),
+            get_policy(self.settings.policy),
+            call_stage=self._call_stage,
+            reply=self._reply,
+            temperature=self.settings.temperature,
+            first_stage=None
+            if first is None
+            else lambda texts: first(decode_texts(texts, self.settings.max_text_bytes)),
+            observer=self.metrics,
+        )
+        self.metrics.watch(self.executor)
         self.logger.log_info(f"elang router ready: {self.settings.describe()}")
 
     def finalize(self) -> None:
+        self.executor.close()
         self.metrics.close()
 
-    def _call_stage(self, model: str, texts: np.ndarray) -> np.ndarray:
-        start = time.perf_counter()
-        try:
-            return self._run_stage(model, texts)
-        finally:
-            self._stage_s[model] = self._stage_s.get(model, 0.0) + time.perf_counter() - start
-
-    def _run_stage(self, model: str, texts: np.ndarray) -> np.ndarray:
-        if model in self.inline:
-            return self.inline[model](decode_texts(texts, self.settings.max_text_bytes))
+    async def _call_stage(self, model: str, texts: np.ndarray, timeout_s: float) -> np.ndarray:
         request = pb_utils.InferenceRequest(
             model_name=model,
             requested_output_names=[c.LOGITS],
             inputs=[pb_utils.Tensor(c.TEXT, texts)],
-            timeout=int(self.settings.stage_timeout_s * 1e6),
+            # Triton drops the call from the stage's queue once it waited this long (the stage's
+            # queue policy allows the override); a running execute is not interrupted.
+            timeout=max(1, int(timeout_s * 1e6)),
         )
-        response = request.exec()
+        response = await request.async_exec()
         if response.has_error():
-            raise RuntimeError(f"model '{model}' answered with an error: {response.error().message()}")
+            msg = response.error().message()
+            raise StageCallError(msg, overloaded=bool(_OVERLOAD.search(msg)))
         out = pb_utils.get_output_tensor_by_name(response, c.LOGITS)
         if out is None:
-            raise RuntimeError(f"model '{model}' returned no {c.LOGITS}")
+            raise StageCallError(f"returned no {c.LOGITS}")
         return out.as_numpy()
 
     def execute(self, requests: list[Any]) -> list[Any]:
         start = time.perf_counter()
-        self._stage_s = {}
-        responses = self._execute(requests)
-        self.metrics.timing(time.perf_counter() - start, self._stage_s)
-        return responses
-
-    def _execute(self, requests: list[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
-        good: list[int] = []
-        raw: list[np.ndarray] = []
-        thresholds: list[list[float]] = []
+        jobs: list[Job] = []
+        where: list[int] = []
         for i, request in enumerate(requests):
             try:
-                texts = request_texts(pb_utils, request, self.settings.max_text_bytes)
-                thresholds.append(self.settings.request_thresholds(request_parameters(request)))
+                request_texts(pb_utils, request, self.settings.max_text_bytes)
+                thresholds = self.settings.request_thresholds(request_parameters(request))
             except InputError as exc:
                 responses[i] = error_response(pb_utils, str(exc), invalid_arg=True)
                 self.metrics.request("invalid")
                 continue
-            good.append(i)
-            raw.append(pb_utils.get_input_tensor_by_name(request, c.TEXT).as_numpy().reshape(len(texts), 1))
-        if not good:
-            return responses
-        counts = [len(r) for r in raw]
-        outcome = route_batch(np.concatenate(raw), counts, thresholds, self.settings, self._call_stage)
-        if outcome.result is not None:
-            self.metrics.observe(outcome.result.route, outcome.energy)
-        else:
-            self.metrics.observe(np.full(sum(counts), -1), [])
-        for i, answer in zip(good, outcome.per_request(counts)):
-            if isinstance(answer, str):
-                self.logger.log_error(answer)
-                responses[i] = error_response(pb_utils, answer, invalid_arg=False)
-                self.metrics.request("failed")
-                continue
-            self.metrics.request("ok")
-            responses[i] = pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(name, arr) for name, arr in answer.items()]
-            )
+            sender = request.get_response_sender()
+            raw = pb_utils.get_input_tensor_by_name(request, c.TEXT).as_numpy()
+            # Copies: Triton frees the request's tensors when execute returns.
+            jobs.append(Job(np.array(raw, dtype=np.object_).reshape(-1, 1), thresholds, sender, sender.is_cancelled))
+            where.append(i)
+        for i, job, finished in zip(where, jobs, self.executor.run(jobs)):
+            if finished:  # answered by stage 0 alone (or stage 0 failed): answer in the returned list
+                responses[i] = self._response(job)
+        self.metrics.timing(time.perf_counter() - start)
         return responses
+
+    def _response(self, job: Job) -> Any:
+        if job.failure is not None:
+            f = job.failure
+            self.logger.log_error(f.message) if f.kind == FailureKind.ERROR else self.logger.log_warn(f.message)
+            self.metrics.failed(job.n, f.stage, f.kind.value)
+            code = getattr(pb_utils.TritonError, _CODES[f.kind])
+            return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f.message, code))
+        outputs = job_outputs(job, self.settings.temperature)
+        self.metrics.answered(job.route, outputs[c.ENERGY])
+        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])
+
+    def _reply(self, job: Job) -> None:
+        """Answer a job that went past stage 0 (called from the executor's thread)."""
+        job.context.send(self._response(job), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
 
 def load_inline_stage(version_dir: Path, stage: str) -> OnnxTextClassifier:

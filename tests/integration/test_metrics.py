@@ -48,7 +48,7 @@ def test_metrics_after_a_known_workload(tiny_repo):
             time.sleep(0.2)
     assert _metric(text, "elang_routed_rows_total", model="elang", route="super") == 10
     assert _metric(text, "elang_routed_rows_total", model="elang", route="swift") == 10
-    assert _metric(text, "elang_routed_rows_total", model="elang", route="failed") == 0
+    assert _metric(text, "elang_failed_rows_total", model="elang", stage="super", reason="deadline") == 0
     assert _metric(text, "elang_requests_total", model="elang", outcome="ok") == 3
     assert _metric(text, "elang_requests_total", model="elang", outcome="invalid") == 1
     assert _metric(text, "elang_swift_energy_count", model="elang") == 20
@@ -56,11 +56,17 @@ def test_metrics_after_a_known_workload(tiny_repo):
     total = _metric(text, "elang_swift_energy_sum", model="elang")
     assert np.isfinite(total) and total < 0 and np.all(energies < 0)
     assert _metric(text, "elang_super_fraction", model="elang") == pytest.approx(0.5)
-    # Time profile: 3 good requests (and the invalid one) in at least 1 execute; Swift and Super waited on.
+    # Time profile: 3 good requests (and the invalid one) in at least 1 execute; Swift on every text,
+    # Super on the 10 escalated ones.
     assert 1 <= _metric(text, "elang_router_executions_total", model="elang") <= 4
+    assert _metric(text, "elang_stage_rows_total", model="elang", stage="swift") == 20
+    assert _metric(text, "elang_stage_rows_total", model="elang", stage="super") == 10
+    assert _metric(text, "elang_stage_calls_total", model="elang", stage="super") >= 1
     total = _metric(text, "elang_router_duration_us_total", model="elang")
     swift = _metric(text, "elang_stage_duration_us_total", model="elang", stage="swift")
     sup = _metric(text, "elang_stage_duration_us_total", model="elang", stage="super")
-    assert 0 < swift and 0 < sup and swift + sup < total
+    assert 0 < swift < total and 0 < sup  # Swift runs inside execute; Super's calls do not
+    assert _metric(text, "elang_stage_queue_rows", model="elang", stage="super") == 0
+    assert _metric(text, "elang_stage_abandoned_total", model="elang", stage="super") == 0
     version = re.search(r'elang_calibration_info\{[^}]*calibration_version="([^"]+)"', text).group(1)
     assert version == "tiny-sample-q0.3"

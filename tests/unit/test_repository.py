@@ -18,7 +18,7 @@ from elang.repository import (
     inspect_model_folder,
     model_names,
     parse_config,
-    refresh_inline_copies,
+    refresh_routers,
     tune_repository,
     write_classifier,
     write_repository,
@@ -138,6 +138,7 @@ def test_checked_in_layout_matches_the_writer(tiny_repo):
             cfg.max_batch_size,
         )
         assert set(ours[name].parameters) == set(cfg.parameters), name
+        assert ours[name].dynamic_batching.default_queue_policy == cfg.dynamic_batching.default_queue_policy, name
         assert (checked_in / name / "1" / "model.py").read_text() == (
             tiny_repo["repo"] / name / "1" / "model.py"
         ).read_text()
@@ -184,11 +185,11 @@ def test_rewriting_a_stage_refreshes_its_inline_copy(tiny_repo, tmp_path):
     repo = write_repository(tmp_path / "r", ClassifierSpec(work / "swift"), ClassifierSpec(work / "super"))
     # Swift replaced by another model (here: the super's files) with another max_length.
     write_classifier(repo, "swift", ClassifierSpec(work / "super", max_length=32))
-    assert refresh_inline_copies(repo, "swift") == ["elang"]
+    assert refresh_routers(repo, "swift") == ["elang"]
     copy = repo / "elang" / "1" / "swift"
     assert (copy / "model.onnx").read_bytes() == (work / "super" / "model.onnx").read_bytes()
     assert json.loads((copy / c.INLINE_STAGE_FILE).read_text())["parameters"][c.PARAM_MAX_LENGTH] == "32"
-    assert refresh_inline_copies(repo, "super") == []
+    assert refresh_routers(repo, "nonexistent") == []
     with pytest.raises(RepositoryError, match="not a python-ort stage"):
         copy_inline_stage(repo, "elang", "nonexistent")
 
@@ -236,9 +237,69 @@ def test_tune_command(tiny_repo, tmp_path, capsys):
     repo = write_repository(tmp_path / "r", ClassifierSpec(work / "swift"), ClassifierSpec(work / "super"))
     assert main(["tune", str(repo)]) == 2
     assert "nothing to change" in capsys.readouterr().err
+    assert main(["tune", str(repo), "--stage-timeout-s", "5", "--max-queue-size", "9"]) == 0
+    assert _configs(repo)["elang"].parameters[c.PARAM_STAGE_TIMEOUT_S].string_value == "5.0"
+    assert _configs(repo)["super"].dynamic_batching.default_queue_policy.max_queue_size == 9
     assert main(["tune", str(repo), "--inline", "off", "--router-instances", "3"]) == 0
     assert "changed: elang" in capsys.readouterr().out
     assert _configs(repo)["elang"].instance_group[0].count == 3
     with pytest.raises(SystemExit):
         main(["tune", str(repo), "--inline", "maybe"])
     assert "expected on or off" in capsys.readouterr().err
+
+
+def test_every_model_gets_a_queue_policy_and_the_router_knows_each_stage_batch_limit(tiny_repo, tmp_path):
+    work = tiny_repo["work"]
+    repo = write_repository(
+        tmp_path / "r",
+        ClassifierSpec(work / "swift"),
+        ClassifierSpec(work / "super", max_batch_size=4, max_queue_size=10, queue_timeout_s=2.5),
+        RouterSpec(stage_timeout_s=3.0, stage_inflight=1, stage_queue_rows=50),
+    )
+    cfgs = _configs(repo)
+    for name, cfg in cfgs.items():
+        policy = cfg.dynamic_batching.default_queue_policy
+        assert policy.timeout_action == mc.ModelQueuePolicy.REJECT and policy.allow_timeout_override, name
+    sup = cfgs["super"].dynamic_batching.default_queue_policy
+    assert (sup.max_queue_size, sup.default_timeout_microseconds) == (10, 2_500_000)
+    router = cfgs["elang"].dynamic_batching.default_queue_policy
+    assert router.max_queue_size == 4 * cfgs["elang"].max_batch_size and router.default_timeout_microseconds == 30_000_000
+    params = {k: v.string_value for k, v in cfgs["elang"].parameters.items()}
+    assert params[c.PARAM_STAGE_MAX_BATCH] == "swift=64,super=4"
+    assert (params[c.PARAM_STAGE_INFLIGHT], params[c.PARAM_STAGE_QUEUE_ROWS]) == ("1", "50")
+    assert cfgs["super"].parameters[c.PARAM_FAULT_INJECTION].string_value == "0"
+    # Re-exporting a stage with another batch size tells the router.
+    write_classifier(repo, "super", ClassifierSpec(work / "super", max_batch_size=16))
+    assert refresh_routers(repo, "super") == ["elang"]
+    assert _configs(repo)["elang"].parameters[c.PARAM_STAGE_MAX_BATCH].string_value == "swift=64,super=16"
+    assert not [p.name for p in repo.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_a_failed_write_leaves_the_old_stage_in_place(tiny_repo, tmp_path):
+    work = tiny_repo["work"]
+    repo = write_repository(tmp_path / "r", ClassifierSpec(work / "swift"), ClassifierSpec(work / "super"))
+    before = (repo / "super" / "config.pbtxt").read_text()
+    with pytest.raises(RepositoryError, match="max_batch_size"):
+        write_classifier(repo, "super", ClassifierSpec(work / "super", max_batch_size=0))
+    assert (repo / "super" / "config.pbtxt").read_text() == before
+    assert (repo / "super" / "1" / "model.onnx").is_file()
+    assert not [p.name for p in repo.iterdir() if p.name.startswith(".")]
+
+
+def test_tune_queue_deadline_and_fault_knobs(tiny_repo, tmp_path):
+    work = tiny_repo["work"]
+    repo = write_repository(tmp_path / "r", ClassifierSpec(work / "swift"), ClassifierSpec(work / "super"))
+    changed = tune_repository(
+        repo, max_queue_size=3, queue_timeout_s=0, stage_timeout_s=2.0, stage_inflight=1, fault_injection=True
+    )
+    assert changed == ["elang", "super", "swift"]
+    cfgs = _configs(repo)
+    assert all(cfg.dynamic_batching.default_queue_policy.max_queue_size == 3 for cfg in cfgs.values())
+    assert all(cfg.dynamic_batching.default_queue_policy.default_timeout_microseconds == 0 for cfg in cfgs.values())
+    params = cfgs["elang"].parameters
+    assert params[c.PARAM_STAGE_TIMEOUT_S].string_value == "2.0" and params[c.PARAM_STAGE_INFLIGHT].string_value == "1"
+    assert cfgs["super"].parameters[c.PARAM_FAULT_INJECTION].string_value == "1"
+    assert c.PARAM_FAULT_INJECTION not in cfgs["elang"].parameters
+    for bad, match in (({"stage_timeout_s": 0}, "stage timeout"), ({"max_queue_size": -1}, "max queue size")):
+        with pytest.raises(RepositoryError, match=match):
+            tune_repository(repo, **bad)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from elang import contract as c
+from elang.execution import Job
 from elang.inputs import InputError, encode_texts
-from elang.router import RouterSettings, route_batch
+from elang.router import RouterSettings, format_stage_map, job_outputs, parse_stage_map, stage_batch_limits
 from elang.routing import energy
 
 
@@ -42,59 +43,40 @@ def test_request_threshold_override():
             s.request_thresholds({c.THRESHOLD_PARAM: bad})
 
 
-def _models():
+def test_job_outputs_follow_the_contract():
     rng = np.random.default_rng(3)
-    table = {c.SWIFT_MODEL: rng.normal(size=(10, 3)), c.SUPER_MODEL: rng.normal(size=(10, 3))}
-    texts = encode_texts([f"text {i}" for i in range(10)])
-    index = {t[0]: i for i, t in enumerate(texts)}
-    seen: dict[str, list[int]] = {}
-
-    def call(model, rows):
-        ids = [index[r[0]] for r in rows]
-        seen.setdefault(model, []).extend(ids)
-        return table[model][ids]
-
-    return table, texts, call, seen
-
-
-def test_route_batch_uses_each_requests_threshold():
-    table, texts, call, seen = _models()
-    counts = [4, 6]
-    outcome = route_batch(texts, counts, [[math.inf], [-math.inf]], RouterSettings(), call)
-    first, second = outcome.per_request(counts)
-    assert first[c.ROUTE].ravel().tolist() == [0] * 4
-    assert second[c.ROUTE].ravel().tolist() == [1] * 6
-    assert np.allclose(first[c.LOGITS], table[c.SWIFT_MODEL][:4])
-    assert np.allclose(second[c.LOGITS], table[c.SUPER_MODEL][4:])
-    assert np.allclose(first[c.ENERGY].ravel(), energy(table[c.SWIFT_MODEL][:4]))
-    assert first[c.LABEL].ravel().tolist() == np.argmax(table[c.SWIFT_MODEL][:4], 1).tolist()
-    assert seen[c.SUPER_MODEL] == [4, 5, 6, 7, 8, 9]
-    assert {a.dtype for a in first.values()} == {np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.int32)}
+    job = Job(encode_texts(["a", "b", "c"]), [0.0])
+    job.first_logits = rng.normal(size=(3, 4)).astype(np.float32)
+    job.logits = job.first_logits.copy()
+    job.logits[1] = [0, 0, 9, 0]
+    job.route[1] = 1
+    out = job_outputs(job, temperature=2.0)
+    assert out[c.LABEL].ravel().tolist()[1] == 2 and out[c.ROUTE].ravel().tolist() == [0, 1, 0]
+    assert np.allclose(out[c.ENERGY].ravel(), energy(job.first_logits, 2.0))  # Swift's energy, even when Super answered
+    assert {k: v.shape for k, v in out.items()} == {c.LABEL: (3, 1), c.LOGITS: (3, 4), c.ENERGY: (3, 1), c.ROUTE: (3, 1)}
+    assert {a.dtype for a in out.values()} == {np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.int32)}
 
 
-def test_super_failure_fails_only_requests_with_escalated_rows():
-    table, texts, call, _ = _models()
+def test_stage_limits_from_parameters():
+    s = RouterSettings.from_parameters(
+        {"stage_max_batch": "swift=32,super=8", "stage_inflight": "3", "stage_timeout_s": "2.5"}
+    )
+    swift, sup = s.stage_limits()
+    assert (swift.max_batch, sup.max_batch, sup.max_inflight, sup.timeout_s) == (32, 8, 3, 2.5)
+    assert sup.max_queued_rows == c.DEFAULT_STAGE_QUEUE_ROWS
+    assert parse_stage_map({"k": "super=4"}, "k", c.STAGES) == {"super": 4}
+    assert format_stage_map({"swift": 1, "super": 2}) == "swift=1,super=2"
+    for bad, match in (("nope=3", "not one of the stages"), ("super=x", "name=number"), ("0", "max_batch")):
+        with pytest.raises(ValueError, match=match):
+            RouterSettings.from_parameters({"stage_max_batch": bad})
 
-    def flaky(model, rows):
-        if model == c.SUPER_MODEL:
-            raise RuntimeError("model 'super' answered with an error: unavailable")
-        return call(model, rows)
 
-    counts = [3, 7]
-    out = route_batch(texts, counts, [[math.inf], [-math.inf]], RouterSettings(), flaky)
-    first, second = out.per_request(counts)
-    assert isinstance(first, dict)
-    assert isinstance(second, str) and "super" in second and "unavailable" in second
-
-
-def test_swift_failure_fails_every_request():
-    _, texts, _, _ = _models()
-
-    def down(model, rows):
-        raise RuntimeError("swift down")
-
-    out = route_batch(texts, [5, 5], [[0.0], [0.0]], RouterSettings(), down)
-    assert all(isinstance(a, str) and "swift down" in a for a in out.per_request([5, 5]))
+def test_stage_batch_limits_come_from_the_stages_configs(tmp_path):
+    (tmp_path / "super").mkdir()
+    (tmp_path / "super" / "config.pbtxt").write_text('name: "super"\nmax_batch_size: 4\n')
+    params = {"stages": "swift,super", "stage_max_batch": "swift=64,super=64"}
+    assert stage_batch_limits(tmp_path, params) == {"stage_max_batch": "swift=64,super=4"}
+    assert stage_batch_limits(tmp_path / "elsewhere", params) == {"stage_max_batch": "swift=64,super=64"}
 
 
 def test_inline_stage_must_be_the_first_stage():

@@ -59,27 +59,48 @@ def test_sliding_fraction_window():
         SlidingFraction(0)
 
 
+class _Executor:
+    def __init__(self):
+        self.snap = {"swift": {"queued_rows": 0, "inflight": 0, "calls": 0, "abandoned": 0}}
+        self.snap["super"] = {"queued_rows": 7, "inflight": 2, "calls": 5, "abandoned": 1}
+
+    def snapshot(self):
+        return self.snap
+
+
 def test_router_metrics_counts():
     s = RouterSettings.from_parameters(
         {"threshold": "-1", "calibration_version": "cal-x", "window_rows": "10", "metrics_interval_s": "0.2"}
     )
     m = RouterMetrics(_PbUtils, "elang", s)
-    m.observe(np.array([0, 1, 1, -1]), np.array([-3.0, -1.0, -0.5, -0.2]))
-    m.request("ok")
-    m.request("ok")
+    ex = _Executor()
+    m.watch(ex)
+    m.answered(np.array([0, 1, 1]), np.array([-3.0, -1.0, -0.5]))
+    m.answered(np.array([0]), np.array([-2.0]))
+    m.failed(4, "super", "deadline")  # a failed request's rows: none counted as answered
     m.request("invalid")
+    m.stage_call("super", 0.002, 3)
+    m.timing(0.001)
     m.flush()  # updates are sent by a background thread, gathered over metrics_interval_s
-    assert m.rows["swift"].value == 1 and m.rows["super"].value == 2 and m.rows["failed"].value == 1
-    assert m.energy.observed == [-3.0, -1.0, -0.5, -0.2]
-    assert m.fraction.value == pytest.approx(2 / 3)
-    assert m.requests["ok"].value == 2 and m.requests["invalid"].value == 1
+    assert m.rows["swift"].value == 2 and m.rows["super"].value == 2
+    assert m.failed_rows[("super", "deadline")].value == 4 and m.failed_rows[("swift", "deadline")].value == 0
+    assert m.energy.observed == [-3.0, -1.0, -0.5, -2.0]
+    assert m.fraction.value == pytest.approx(2 / 4)
+    assert m.requests["ok"].value == 2 and m.requests["invalid"].value == 1 and m.requests["deadline"].value == 1
+    assert m.requests["ok"].calls == 1  # two requests, one message to the server
+    assert m.stage["calls"]["super"].value == 1 and m.stage["rows"]["super"].value == 3
+    assert m.stage["us"]["super"].value == pytest.approx(2000)
+    assert m.executions.value == 1 and m.duration.value == pytest.approx(1000)
+    assert m.gauges["queued_rows"]["super"].value == 7 and m.gauges["inflight"]["super"].value == 2
+    assert m.abandoned["super"].value == 1
     assert m.info.value == 1.0 and m.info.labels["calibration_version"] == "cal-x"
     assert m.energy.buckets == list(range(-12, 3))
-    assert m.requests["ok"].calls == 1  # two requests, one message to the server
-    m.observe(np.array([0, 0]), np.array([-5.0, -6.0]))
+    ex.snap["super"]["abandoned"] = 3
+    m.answered(np.array([0, 0]), np.array([-5.0, -6.0]))
     m.close()  # sends what is queued
     assert not m._thread.is_alive()
-    assert m.rows["swift"].value == 3 and m.energy.observed[-2:] == [-5.0, -6.0]
+    assert m.rows["swift"].value == 4 and m.energy.observed[-2:] == [-5.0, -6.0]
+    assert m.abandoned["super"].value == 3  # counters follow the executor's totals
 
 
 def test_a_failing_metric_update_is_logged_and_the_rest_still_sent():
@@ -88,11 +109,11 @@ def test_a_failing_metric_update_is_logged_and_the_rest_still_sent():
     def broken(v):
         raise RuntimeError("metric backend gone")
 
-    m.requests["failed"].increment = broken
-    m.request("failed")
-    m.request("ok")
+    m.requests["error"].increment = broken
+    m.failed(1, "super", "error")
+    m.request("invalid")
     m.flush()
-    assert m.requests["ok"].value == 1
+    assert m.requests["invalid"].value == 1 and m.failed_rows[("super", "error")].value == 1
     assert any("metric backend gone" in w for w in _Logger.warnings)
     m.close()
 

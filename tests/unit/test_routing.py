@@ -7,15 +7,12 @@ import pytest
 
 from elang.routing import (
     POLICIES,
-    CascadeResult,
-    StageError,
     energy,
     entropy,
     get_policy,
     max_softmax,
     parse_threshold,
     parse_thresholds,
-    run_cascade,
     softmax,
     threshold_for_fraction,
 )
@@ -113,74 +110,11 @@ def test_threshold_for_fraction_refuses_bad_fraction():
         threshold_for_fraction(np.zeros(0), 0.5, get_policy("energy"))
 
 
-def _stage(logits, calls):
-    def call(rows):
-        calls.append(rows.tolist())
-        return logits[rows]
-
-    return call
-
-
-def test_cascade_routes_exactly_the_rows_above_threshold():
-    rng = np.random.default_rng(0)
-    swift = rng.normal(size=(20, 3)).astype(np.float32)
-    sup = rng.normal(size=(20, 3)).astype(np.float32)
-    calls: list = []
-    thr = float(np.median(energy(swift)))
-    res = run_cascade(20, [_stage(swift, calls), _stage(sup, calls)], get_policy("energy"), [thr])
-    assert isinstance(res, CascadeResult)
-    want = energy(swift) > thr
-    assert (res.route == 1).tolist() == want.tolist()
-    assert np.array_equal(res.logits[want], sup[want])
-    assert np.array_equal(res.logits[~want], swift[~want])
-    assert calls[0] == list(range(20))
-    assert calls[1] == np.flatnonzero(want).tolist()  # super sees only the escalated rows
-
-
-def test_cascade_per_row_thresholds_and_no_call_when_nothing_escalates():
-    swift = np.array([[0.0, 0.0], [9.0, 0.0]], dtype=np.float32)
-    calls: list = []
-    res = run_cascade(2, [_stage(swift, calls), _stage(swift, calls)], get_policy("energy"), [np.array([-np.inf, 0.0])])
-    assert res.route.tolist() == [1, 0]
-    calls.clear()
-    res = run_cascade(2, [_stage(swift, calls), _stage(swift, calls)], get_policy("energy"), [np.inf])
-    assert res.route.tolist() == [0, 0] and len(calls) == 1
-
-
-def test_three_stage_cascade():
-    logits = [np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 0.0]], dtype=np.float32)] * 3
-    calls: list = []
-    stages = [_stage(lg, calls) for lg in logits]
-    res = run_cascade(3, stages, get_policy("softmax"), [0.9, 0.9])
-    # rows 0 and 2 are unsure at every stage, so they end at stage 2
-    assert res.route.tolist() == [2, 0, 2]
-    assert calls == [[0, 1, 2], [0, 2], [0, 2]]
-
-
-def test_cascade_later_stage_failure_marks_only_its_rows():
-    swift = np.array([[0.0, 0.0], [9.0, 0.0]], dtype=np.float32)
-
-    def broken(rows):
-        raise RuntimeError("super is down")
-
-    res = run_cascade(2, [lambda r: swift[r], broken], get_policy("energy"), [-1.0])
-    assert res.route.tolist() == [-1, 0]
-    assert res.failed.tolist() == [True, False]
-    assert "super is down" in res.failures[0].message and res.failures[0].rows.tolist() == [0]
-
-
-def test_cascade_first_stage_failure_raises():
-    def broken(rows):
-        raise RuntimeError("swift is down")
-
-    with pytest.raises(StageError, match="swift is down"):
-        run_cascade(2, [broken, broken], get_policy("energy"), [0.0])
-
-
-def test_cascade_refuses_wrong_shapes():
-    res = run_cascade(
-        2, [lambda r: np.zeros((len(r), 3)), lambda r: np.zeros((len(r), 4))], get_policy("energy"), [-np.inf]
-    )
-    assert "labels" in res.failures[0].message
-    with pytest.raises(ValueError, match="thresholds"):
-        run_cascade(2, [lambda r: np.zeros((len(r), 3))] * 2, get_policy("energy"), [])
+def test_unsure_is_one_cascade_step():
+    swift = np.array([[0.0, 0.0], [9.0, 0.0], [np.nan, 0.0]], dtype=np.float32)
+    pol = get_policy("energy")
+    assert pol.unsure(swift, np.array([-np.inf, 0.0, 0.0])).tolist() == [True, False, True]  # NaN escalates
+    assert pol.unsure(swift[:2], np.inf).tolist() == [False, False]
+    soft = get_policy("softmax")
+    assert soft.unsure(swift[:2], 0.9).tolist() == [True, False]
+    assert soft.unsure(swift[:2], 0.9, temperature=100.0).tolist() == [True, True]  # flattened by T
