@@ -263,7 +263,9 @@ def test_every_model_gets_a_queue_policy_and_the_router_knows_each_stage_batch_l
     sup = cfgs["super"].dynamic_batching.default_queue_policy
     assert (sup.max_queue_size, sup.default_timeout_microseconds) == (10, 2_500_000)
     router = cfgs["elang"].dynamic_batching.default_queue_policy
-    assert router.max_queue_size == 4 * cfgs["elang"].max_batch_size and router.default_timeout_microseconds == 30_000_000
+    assert (
+        router.max_queue_size == 4 * cfgs["elang"].max_batch_size and router.default_timeout_microseconds == 30_000_000
+    )
     params = {k: v.string_value for k, v in cfgs["elang"].parameters.items()}
     assert params[c.PARAM_STAGE_MAX_BATCH] == "swift=64,super=4"
     assert (params[c.PARAM_STAGE_INFLIGHT], params[c.PARAM_STAGE_QUEUE_ROWS]) == ("1", "50")

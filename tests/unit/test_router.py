@@ -53,7 +53,12 @@ def test_job_outputs_follow_the_contract():
     out = job_outputs(job, temperature=2.0)
     assert out[c.LABEL].ravel().tolist()[1] == 2 and out[c.ROUTE].ravel().tolist() == [0, 1, 0]
     assert np.allclose(out[c.ENERGY].ravel(), energy(job.first_logits, 2.0))  # Swift's energy, even when Super answered
-    assert {k: v.shape for k, v in out.items()} == {c.LABEL: (3, 1), c.LOGITS: (3, 4), c.ENERGY: (3, 1), c.ROUTE: (3, 1)}
+    assert {k: v.shape for k, v in out.items()} == {
+        c.LABEL: (3, 1),
+        c.LOGITS: (3, 4),
+        c.ENERGY: (3, 1),
+        c.ROUTE: (3, 1),
+    }
     assert {a.dtype for a in out.values()} == {np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.int32)}
 
 
