@@ -9,8 +9,10 @@ Super-only baselines are measured.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,8 +27,46 @@ from elang.routing import energy
 PROTOCOLS = ("grpc", "http")
 
 
+FAILURE_KINDS = ("overloaded", "deadline", "cancelled", "unreachable", "error")
+
+
 class ClientError(RuntimeError):
-    """The server is unreachable, or a request failed; the message says which and why."""
+    """The server is unreachable, or a request failed; the message says which and why.
+
+    ``kind`` sorts failures for statistics and retries: ``overloaded`` (a queue was full:
+    retry later), ``deadline`` (a stage or this client's timeout ran out), ``cancelled``,
+    ``unreachable`` (no server at the address), ``error`` (anything else).
+    """
+
+    kind = "error"
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+
+
+class OverloadedError(ClientError):
+    """The server refused the request because a queue was full: retry later, or slow down."""
+
+    kind = "overloaded"
+
+
+_OVERLOAD = re.compile(r"maximum queue size|overloaded|request timeout expired|queue.*full", re.IGNORECASE)
+_DEADLINE = re.compile(r"stage_timeout_s|deadline exceeded|timed out|timeout", re.IGNORECASE)
+
+
+def classify_failure(message: str) -> str:
+    """The FAILURE_KINDS entry for a server or transport error message."""
+    if "stage_timeout_s" in message or "own timeout" in message:  # the router's stage deadlines
+        return "deadline"
+    if _OVERLOAD.search(message):
+        return "overloaded"
+    if _DEADLINE.search(message):
+        return "deadline"
+    if "cancel" in message.lower():
+        return "cancelled"
+    return "error"
 
 
 @dataclass
@@ -41,6 +81,7 @@ class Prediction:
     route: int | None = None
     latency_s: float | None = None
     error: str | None = None
+    error_kind: str | None = None  # a FAILURE_KINDS entry when error is set
 
     @property
     def ok(self) -> bool:
@@ -56,6 +97,7 @@ class Prediction:
             "latency_ms": None if self.latency_s is None else self.latency_s * 1e3,
             "logits": None if self.logits is None else [float(x) for x in self.logits],
             "error": self.error,
+            "error_kind": self.error_kind,
         }
 
 
@@ -110,9 +152,17 @@ class ElangClient:
         try:
             return fn()
         except InferenceServerException as exc:
-            raise ClientError(f"{what} at {self.protocol}://{self.url} failed: {exc.message()}") from None
+            msg = str(exc.message())
+            kind = classify_failure(msg)
+            if kind == "overloaded":
+                raise OverloadedError(
+                    f"{what} at {self.protocol}://{self.url}: server overloaded, retry later ({msg})"
+                ) from None
+            if "failed to connect" in msg.lower() or "connection refused" in msg.lower():
+                kind = "unreachable"
+            raise ClientError(f"{what} at {self.protocol}://{self.url} failed: {msg}", kind) from None
         except (ConnectionError, OSError) as exc:
-            raise ClientError(f"{what}: cannot reach {self.protocol}://{self.url}: {exc}") from None
+            raise ClientError(f"{what}: cannot reach {self.protocol}://{self.url}: {exc}", "unreachable") from None
 
     def is_ready(self) -> bool:
         """True when the server and the target model are ready; False when unreachable."""
@@ -222,6 +272,7 @@ class ElangClient:
                 sendable.append(i)
             except InputError as exc:
                 preds[i].error = str(exc).replace("row 0", f"text {i}")
+                preds[i].error_kind = "invalid"
         if sendable:
             self.check()
         labels = self.labels() if sendable else None
@@ -236,6 +287,7 @@ class ElangClient:
                     raise
                 for i in idx:
                     preds[i].error = str(exc)
+                    preds[i].error_kind = exc.kind
                 return
             dt = time.perf_counter() - t0
             for row, i in enumerate(idx):
@@ -282,6 +334,7 @@ def stats_of(
         wall_s=wall_s,
         correct=correct,
         failed=len(preds) - len(ok),
+        failures_by_kind=dict(Counter(p.error_kind or "error" for p in preds if not p.ok)),
     )
 
 

@@ -43,6 +43,8 @@ class RoutingStats:
     per_route: dict[int, RouteStats] = field(default_factory=dict)
     accuracy: float | None = None
     stage_names: tuple[str, ...] = STAGES
+    # failed texts by why: overloaded / deadline / cancelled / unreachable / invalid / error
+    failures_by_kind: dict[str, int] = field(default_factory=dict)
 
     @property
     def answered(self) -> int:
@@ -70,6 +72,7 @@ class RoutingStats:
         correct: Sequence[bool] | None = None,
         failed: int = 0,
         stage_names: tuple[str, ...] = STAGES,
+        failures_by_kind: dict[str, int] | None = None,
     ) -> RoutingStats:
         """Statistics of answered texts (parallel sequences) plus a count of failed ones."""
         r = np.asarray(routes, dtype=np.int64)
@@ -98,6 +101,7 @@ class RoutingStats:
             per_route=per_route,
             accuracy=None if ok is None or ok.size == 0 else float(ok.mean()),
             stage_names=stage_names,
+            failures_by_kind=dict(failures_by_kind or ({"error": failed} if failed else {})),
         )
 
     def stage_name(self, route: int) -> str:
@@ -108,6 +112,7 @@ class RoutingStats:
             "count": self.count,
             "answered": self.answered,
             "failed": self.failed,
+            "failed_by_kind": dict(self.failures_by_kind),
             "super_fraction": self.super_fraction,
             "throughput_per_s": self.throughput,
             "wall_s": self.wall_s,
@@ -131,7 +136,9 @@ class RoutingStats:
             return "-" if x is None or x != x else fmt.format(x)
 
         lines = [
-            f"texts          {self.count} ({self.answered} answered, {self.failed} failed)",
+            f"texts          {self.count} ({self.answered} answered, {self.failed} failed"
+            + (": " + ", ".join(f"{n} {k}" for k, n in sorted(self.failures_by_kind.items())) if self.failed else "")
+            + ")",
             f"super fraction {f(self.super_fraction, '{:.1%}')}",
             f"throughput     {f(self.throughput, '{:.1f}')} texts/s over {self.wall_s:.2f} s",
             f"accuracy       {f(self.accuracy, '{:.2%}')}",

@@ -178,13 +178,12 @@ def run_load(
                 out = client.infer_batch([texts[i] for i in idx], config.threshold)
             except ClientError as exc:
                 with lock:
-                    msg = str(exc)
-                    if "Deadline" in msg or "timed out" in msg.lower() or "timeout" in msg.lower():
+                    if exc.kind == "deadline":
                         res.timed_out += 1
                     else:
                         res.failed += 1
                     if len(res.errors) < 5:
-                        res.errors.append(msg)
+                        res.errors.append(str(exc))
                 continue
             dt = time.perf_counter() - t0
             with lock:

@@ -16,7 +16,13 @@ log = logging.getLogger("elang")
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="start the bundled Triton server on a model repository")
+    p = sub.add_parser(
+        "serve",
+        help="start the bundled Triton server on a model repository, and keep it healthy",
+        description="Starts tritonserver and runs the deep health check (one text through every stage, "
+        "as `elang health`) every --health-interval seconds; after --health-failures failed checks in a "
+        "row it heals (--heal). See docs/OPERATIONS.md.",
+    )
     p.add_argument("--model-repository", required=True, type=Path, help="folder written by the repository writer")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--http-port", type=int, default=8000)
@@ -28,13 +34,29 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--allow-reload",
         action="store_true",
-        help="model control 'explicit': `elang calibrate --reload-url` can reload the router without a restart",
+        help="model control 'explicit': `elang calibrate --reload-url` can reload the router without a restart, "
+        "and a dead stage is healed by reloading it alone",
+    )
+    h = p.add_argument_group("healing")
+    h.add_argument(
+        "--heal",
+        choices=("auto", "reload", "restart", "exit", "off"),
+        default="auto",
+        help="what to do when the server is unhealthy: reload the failing models (needs --allow-reload), restart "
+        "the server, exit with code 3, or nothing; auto: reload with --allow-reload, else restart",
+    )
+    h.add_argument("--health-interval", type=float, default=5.0, help="seconds between deep checks (default 5)")
+    h.add_argument("--health-failures", type=int, default=2, help="failed checks in a row before healing (default 2)")
+    h.add_argument("--health-timeout", type=float, default=10.0, help="seconds a model may take to answer a check")
+    h.add_argument(
+        "--exit-timeout", type=int, default=10, help="seconds tritonserver waits for in-flight requests on shutdown"
     )
     p.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from elang.server import TritonServer
+    from elang.supervisor import Supervisor
 
     server = TritonServer(
         args.model_repository,
@@ -46,6 +68,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_path=args.log_file,
         log_verbose=args.log_verbose,
         model_control="explicit" if args.allow_reload else "none",
+        exit_timeout_s=args.exit_timeout,
+    )
+    supervisor = Supervisor(
+        server,
+        heal=args.heal,
+        interval_s=args.health_interval,
+        failures=args.health_failures,
+        timeout_s=args.health_timeout,
+        notify=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
     stop = {"now": False}
 
@@ -60,19 +91,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  HTTP     http://{server.http_url}")
     print(f"  metrics  {server.metrics_url}")
     print(f"  log      {server.log_path}")
+    print(f"  health   deep check every {args.health_interval:g} s, heal: {supervisor.heal}")
     print("Ctrl-C or SIGTERM stops it.", flush=True)
+    supervisor.start()
     try:
-        while not stop["now"]:
-            if server.process.poll() is not None:
+        while not stop["now"] and not supervisor.stopped:
+            if supervisor.heal == "off" and server.process.poll() is not None:
                 print(
                     f"tritonserver exited with code {server.process.returncode}:\n{server.log_tail()}", file=sys.stderr
                 )
                 return 1
             time.sleep(0.2)
     finally:
+        supervisor.stop()
         code = server.stop()
         print(f"stopped (exit code {code})")
-    return 0
+        for event in supervisor.events:
+            print(f"  health event at {event.detected_s:.0f} s: {event.describe()}")
+    return supervisor.exit_code or 0
+
+
+def _add_health(sub: argparse._SubParsersAction) -> None:
+    from elang.health import add_arguments
+
+    p = sub.add_parser(
+        "health",
+        help="deep health check of a running server: one text through every stage (exit 0 healthy, 1 not)",
+        description="The check behind the Helm chart's liveness probe and `elang serve`'s healing "
+        "(also runnable as `python -m elang.health`).",
+    )
+    add_arguments(p)
+    p.set_defaults(func=cmd_health)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from elang.health import run
+
+    return run(args)
 
 
 def _add_classify(sub: argparse._SubParsersAction) -> None:
@@ -489,7 +544,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--stage-timeout-s", type=float, default=None, help="routers' deadline for each stage (default 60)")
     q.add_argument("--stage-inflight", type=int, default=None, help="routers' calls in flight per stage (default 2)")
     q.add_argument(
-        "--stage-queue-rows", type=int, default=None, help="texts allowed to wait in a router per stage (default 1024)"
+        "--stage-queue-rows", type=int, default=None, help="texts allowed to wait in a router per stage (default 256)"
     )
     q.add_argument(
         "--fault-injection",
@@ -619,6 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_bench,
         _add_tiny,
         _add_tune,
+        _add_health,
         _add_demo,
         _add_bench_layout,
         _add_profile,

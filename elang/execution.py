@@ -110,12 +110,16 @@ class Job:
         thresholds: Sequence[float],
         context: Any = None,
         is_cancelled: Callable[[], bool] | None = None,
+        timeout_s: float = 0.0,
     ) -> None:
         self.texts = np.asarray(texts, dtype=np.object_).reshape(-1, 1)
         self.n = len(self.texts)
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.context = context
         self.is_cancelled = is_cancelled or (lambda: False)
+        # The request's own timeout (Triton's request timeout, 0: none) bounds every stage's wait.
+        self.timeout_s = float(timeout_s)
+        self.deadline = time.monotonic() + self.timeout_s if self.timeout_s > 0 else float("inf")
         self.logits: np.ndarray | None = None
         self.first_logits: np.ndarray | None = None
         self.route = np.zeros(self.n, dtype=np.int32)
@@ -265,7 +269,7 @@ class CascadeExecutor:
                     ),
                 )
                 continue
-            part.deadline = now + lim.timeout_s
+            part.deadline = min(now + lim.timeout_s, job.deadline)
             part.timer = self.loop.call_at(part.deadline, self._expire, part)
             st.queue.append(part)
             st.queued_rows += part.rows.size
@@ -340,8 +344,9 @@ class CascadeExecutor:
         for part in call.parts:
             if part.timer is not None:
                 part.timer.cancel()
+        # Always fetch the outcome, so an abandoned call's error is not reported as "never retrieved".
+        exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
         if live:
-            exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
             try:
                 if exc is not None:
                     raise exc
@@ -381,15 +386,11 @@ class CascadeExecutor:
         job = part.job
         lim = self.stages[part.stage].limits
         where = "waiting for a free call slot" if part.call is None else "waiting for its answer"
-        self._fail(
-            job,
-            StageFailure(
-                lim.name,
-                FailureKind.DEADLINE,
-                f"stage '{lim.name}' gave no answer within stage_timeout_s={lim.timeout_s:g} s ({where}); "
-                "the stage is slow, hung or overloaded",
-            ),
-        )
+        if part.deadline >= job.deadline:
+            why = f"the request's own timeout of {job.timeout_s:g} s ran out ({where})"
+        else:
+            why = f"no answer within stage_timeout_s={lim.timeout_s:g} s ({where}); the stage is slow, hung or busy"
+        self._fail(job, StageFailure(lim.name, FailureKind.DEADLINE, f"stage '{lim.name}': {why}"))
         call = part.call
         if call is not None and not call.released and all(p.job.done for p in call.parts):
             self._release(call)  # nobody waits for this call any more: give its slot back
@@ -480,7 +481,7 @@ def _failure(limits: StageLimits, exc: BaseException) -> StageFailure:
             name,
             FailureKind.DEADLINE,
             f"stage '{name}' gave no answer within stage_timeout_s={limits.timeout_s:g} s; "
-            "the stage is slow, hung or overloaded",
+            "the stage is slow, hung or busy",
         )
     if isinstance(exc, StageCallError) and exc.overloaded:
         return StageFailure(name, FailureKind.OVERLOADED, f"stage '{name}' is overloaded ({exc}); retry later")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -103,6 +104,9 @@ class TritonServer:
     # "none": the repository is fixed at startup; "explicit": models can be (re)loaded through
     # the API, which is how a new calibration reaches a running server without a restart.
     model_control: str = "none"
+    # After SIGTERM, Triton waits this long for in-flight requests, then exits. Its default (30 s)
+    # also applies when a Python stub died, which otherwise stalls the shutdown.
+    exit_timeout_s: int = 10
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
@@ -131,6 +135,7 @@ class TritonServer:
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
+            f"--exit-timeout-secs={int(self.exit_timeout_s)}",
             f"--log-verbose={self.log_verbose}",
             *(["--model-control-mode=explicit", "--load-model=*"] if self.model_control == "explicit" else []),
             *self.extra_args,
@@ -193,11 +198,18 @@ class TritonServer:
         text = Path(self.log_path).read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
-    def stop(self, timeout_s: float = 30.0) -> int | None:
-        """SIGTERM the server this object started (by PID), SIGKILL after ``timeout_s``."""
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        """SIGTERM the server this object started (by PID); SIGKILL its process group (its stubs
+        included) after ``timeout_s`` (default: ``exit_timeout_s`` + 5 s)."""
+        if timeout_s is None:
+            timeout_s = self.exit_timeout_s + 5.0
         proc = self.process
         if proc is None or proc.poll() is not None:
             return None if proc is None else proc.returncode
+        dead = self.dead_stubs()
+        if dead:  # Triton would wait for a stub that will never answer: do not wait long
+            log.warning("stubs %s of tritonserver pid %d are dead; stopping it without a long grace", dead, proc.pid)
+            timeout_s = min(timeout_s, 3.0)
         proc.send_signal(signal.SIGTERM)
         try:
             return proc.wait(timeout_s)
@@ -207,8 +219,53 @@ class TritonServer:
                 os.killpg(proc.pid, signal.SIGKILL)
             return proc.wait(10)
 
+    def restart(self, stop_timeout_s: float | None = None) -> TritonServer:
+        """Stop the server (by PID) and start it again on the same ports and repository."""
+        self.stop(stop_timeout_s)
+        return self.start()
+
+    def stub_pids(self, model: str | None = None) -> dict[str, int]:
+        """PIDs of this server's Python-backend stubs by instance name (``super_0_0``); see :func:`stub_pids`."""
+        if self.process is None or self.process.poll() is not None:
+            return {}
+        return {name: pid for name, (pid, _) in stub_processes(self.process.pid, model).items()}
+
+    def dead_stubs(self) -> list[str]:
+        """Stub instances that died (zombies the server never reaped): their models fail every request."""
+        if self.process is None or self.process.poll() is not None:
+            return []
+        return [name for name, (_, state) in stub_processes(self.process.pid).items() if state in ("Z", "X")]
+
     def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stub_processes(server_pid: int, model: str | None = None) -> dict[str, tuple[int, str]]:
+    """The Python-backend stubs started by tritonserver ``server_pid``: instance name -> (PID, state).
+
+    Read from /proc (state "Z": a stub that died and was not reaped). ``model`` keeps only that
+    model's instances (``super_0_0``, ``super_1_0``...). The fault tests kill stubs by these PIDs.
+    """
+    out = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            stat = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[1]) != server_pid:
+                continue
+            args = cmdline.read_bytes().split(b"\0")
+            comm = (cmdline.parent / "comm").read_text().strip()
+        except (OSError, IndexError, ValueError):
+            continue
+        if not comm.startswith("triton_python") and not (args and args[0].endswith(b"triton_python_backend_stub")):
+            continue
+        # argv: stub, model.py path, shm region, sizes, parent pid, backend dir, ipc handle, instance name, kind.
+        # A zombie has no argv left: its instance name is then unknown.
+        name = next(
+            (a.decode() for a in args if re.fullmatch(rb"[\w.-]+_\d+_\d+", a)), f"unknown-stub-{cmdline.parent.name}"
+        )
+        if model is None or re.fullmatch(rf"{re.escape(model)}_\d+_\d+", name):
+            out[name] = (int(cmdline.parent.name), stat[0])
+    return out

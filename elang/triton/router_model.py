@@ -103,7 +103,9 @@ class TritonPythonModel:
             sender = request.get_response_sender()
             raw = pb_utils.get_input_tensor_by_name(request, c.TEXT).as_numpy()
             # Copies: Triton frees the request's tensors when execute returns.
-            jobs.append(Job(np.array(raw, dtype=np.object_).reshape(-1, 1), thresholds, sender, sender.is_cancelled))
+            texts = np.array(raw, dtype=np.object_).reshape(-1, 1)
+            timeout_s = request.timeout() / 1e6  # the client's request timeout (microseconds; 0: none)
+            jobs.append(Job(texts, thresholds, sender, sender.is_cancelled, timeout_s))
             where.append(i)
         for i, job, finished in zip(where, jobs, self.executor.run(jobs)):
             if finished:  # answered by stage 0 alone (or stage 0 failed): answer in the returned list

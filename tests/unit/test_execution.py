@@ -128,8 +128,14 @@ def test_a_slow_stage_fails_escalated_requests_at_the_deadline_and_never_blocks_
     assert 0.25 < waited < 1.5
     assert failed.failure.kind == FailureKind.DEADLINE and failed.failure.stage == "super"
     assert "stage_timeout_s=0.3" in failed.failure.message and "'super'" in failed.failure.message
+    # A request's own (shorter) timeout bounds the wait too.
+    t0 = time.monotonic()
+    own = Job(encode_texts(["text 5"]), [-np.inf], timeout_s=0.1)
+    h.ex.run([own])
+    assert h.wait(2)[1] is own and time.monotonic() - t0 < 0.25
+    assert "request's own timeout of 0.1 s" in own.failure.message
     snap = h.ex.snapshot()["super"]
-    assert snap["abandoned"] == 1 and snap["inflight"] == 0  # the slot came back for later calls
+    assert snap["abandoned"] == 2 and snap["inflight"] == 0  # the slots came back for later calls
     h.ex.close()
 
 

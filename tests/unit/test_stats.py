@@ -46,3 +46,20 @@ def test_stats_of_nothing():
 def test_stats_length_mismatch():
     with pytest.raises(ValueError, match="same length"):
         RoutingStats.compute([0], [1.0, 2.0], [0.1], 1.0)
+
+
+def test_failures_are_counted_by_kind():
+    s = RoutingStats.compute([0], [-1.0], [0.01], 1.0, failed=3, failures_by_kind={"overloaded": 2, "deadline": 1})
+    assert s.to_dict()["failed_by_kind"] == {"overloaded": 2, "deadline": 1}
+    assert "3 failed: 1 deadline, 2 overloaded" in s.format_table()
+
+
+def test_server_messages_are_classified():
+    from elang.client.client import classify_failure
+
+    assert classify_failure("[StatusCode.UNAVAILABLE] Exceeds maximum queue size") == "overloaded"
+    assert classify_failure("stage 'super' is overloaded: 9 rows already wait") == "overloaded"
+    assert classify_failure("stage 'super' gave no answer within stage_timeout_s=2 s") == "deadline"
+    assert classify_failure("[StatusCode.DEADLINE_EXCEEDED] Deadline Exceeded") == "deadline"
+    assert classify_failure("request cancelled by its client") == "cancelled"
+    assert classify_failure("stage 'super' failed: Stub process 'super_0_0' is not healthy.") == "error"
