@@ -414,6 +414,25 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
 
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)
+    if getattr(args, "faults", False):
+        from elang.faultbench import run_fault_bench
+
+        if not args.repository:
+            raise ValueError("bench --faults needs --repository (it starts and supervises its own server)")
+        header = [f"command: `{command}`", f"machine: {machine_line()}", f"texts: drawn from {len(test)} test texts"]
+        return run_fault_bench(
+            args.repository,
+            test.texts,
+            report,
+            concurrency=args.fault_concurrency,
+            duration_s=args.fault_duration,
+            baseline_s=args.fault_baseline,
+            kill_every_s=args.kill_every,
+            slow_s=args.slow_s,
+            stage_timeout_s=args.fault_stage_timeout,
+            heal=args.heal,
+            header=header,
+        )
     with contextlib.ExitStack() as stack:
         pid = None
         url = args.url

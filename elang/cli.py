@@ -476,6 +476,20 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", default=None, help="measure only these configurations (names as in the report)")
     p.add_argument("--soak", type=float, default=None, metavar="SECONDS", help="instead: soak test of the router")
     p.add_argument("--soak-concurrency", type=int, default=64)
+    f = p.add_argument_group("faults (needs --repository; docs/BENCHMARKS.md)")
+    f.add_argument(
+        "--faults",
+        action="store_true",
+        help="instead: load at --fault-concurrency while Super's stub is killed every --kill-every seconds and "
+        "one Super call is slowed; reports sent/answered/failed/lost and Swift-only latency with and without",
+    )
+    f.add_argument("--fault-concurrency", type=int, default=32)
+    f.add_argument("--fault-duration", type=float, default=300.0, help="seconds with faults (default 300)")
+    f.add_argument("--fault-baseline", type=float, default=60.0, help="seconds without faults first (default 60)")
+    f.add_argument("--kill-every", type=float, default=60.0, help="seconds between stub kills (default 60)")
+    f.add_argument("--slow-s", type=float, default=20.0, help="how long the one slow Super call sleeps (default 20)")
+    f.add_argument("--fault-stage-timeout", type=float, default=10.0, help="the routers' stage_timeout_s (default 10)")
+    f.add_argument("--heal", choices=("reload", "restart"), default="reload", help="how the supervisor heals")
     p.add_argument("--report", type=Path, default=Path("bench-report"), help="folder for bench.md, .png, .json")
     _add_data_args(p)
     p.set_defaults(func=cmd_bench)
