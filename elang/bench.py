@@ -308,27 +308,45 @@ def prom_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
 def router_profile(metrics_text: str) -> dict[str, dict]:
     """Where each router's time went, from its counters on /metrics (docs/OPERATIONS.md).
 
-    Per router model: executions, mean ms per execute, and the share of execute time spent
-    waiting for each stage; ``own`` is the rest (parsing, routing, responses).
+    Per router model: executions and mean ms per ``execute``; the share of execute time spent
+    in the first stage (which runs inside execute), the rest being the router's own work
+    (parsing, routing, answers); and per stage: calls, texts per call and mean ms per call
+    (later stages run outside execute, while the router takes its next batch).
     """
     prof: dict[str, dict] = {}
+
+    def entry(model: str) -> dict:
+        return prof.setdefault(model, {"stages": {}})
+
     for labels, v in prom_samples(metrics_text, "elang_router_executions_total"):
-        prof.setdefault(labels["model"], {"stages": {}})["executions"] = v
+        entry(labels["model"])["executions"] = v
     for labels, v in prom_samples(metrics_text, "elang_router_duration_us_total"):
-        prof.setdefault(labels["model"], {"stages": {}})["duration_us"] = v
-    for labels, v in prom_samples(metrics_text, "elang_stage_duration_us_total"):
-        prof.setdefault(labels["model"], {"stages": {}})["stages"][labels["stage"]] = v
+        entry(labels["model"])["duration_us"] = v
+    for key in ("calls", "rows", "duration_us"):
+        name = "elang_stage_duration_us_total" if key == "duration_us" else f"elang_stage_{key}_total"
+        for labels, v in prom_samples(metrics_text, name):
+            entry(labels["model"])["stages"].setdefault(labels["stage"], {})[key] = v
     out = {}
     for model, p in prof.items():
         n, total = p.get("executions", 0.0), p.get("duration_us", 0.0)
-        if n <= 0 or total <= 0:
+        if n <= 0 or total <= 0 or not p["stages"]:
             continue
-        shares = {s: us / total for s, us in p["stages"].items()}
+        first = next(iter(p["stages"].values()))
+        first_share = min(1.0, first.get("duration_us", 0.0) / total)
+        stages = {
+            name: {
+                "calls": int(st.get("calls", 0)),
+                "rows_per_call": st.get("rows", 0) / st["calls"] if st.get("calls") else 0.0,
+                "ms_per_call": st.get("duration_us", 0) / st["calls"] / 1e3 if st.get("calls") else 0.0,
+            }
+            for name, st in p["stages"].items()
+        }
         out[model] = {
             "executions": int(n),
             "ms_per_execute": total / n / 1e3,
-            "stage_share": shares,
-            "own_share": max(0.0, 1.0 - sum(shares.values())),
+            "first_stage_share": first_share,
+            "own_share": 1.0 - first_share,
+            "stages": stages,
         }
     return out
 
@@ -336,16 +354,19 @@ def router_profile(metrics_text: str) -> dict[str, dict]:
 def profile_markdown(profile: dict[str, dict]) -> str:
     if not profile:
         return ""
-    stages = sorted({s for p in profile.values() for s in p["stage_share"]})
     lines = [
-        "| router | executions | ms per execute | "
-        + " | ".join(f"{s} share" for s in stages)
-        + " | router's own share |",
-        "|---|---|---|" + "---|" * len(stages) + "---|",
+        "| router | executions | ms per execute | first stage's share | router's own share | stage calls: texts/call, ms/call |",
+        "|---|---|---|---|---|---|",
     ]
     for model, p in sorted(profile.items()):
-        cells = " | ".join(f"{p['stage_share'].get(s, 0.0):.1%}" for s in stages)
-        lines.append(f"| {model} | {p['executions']} | {p['ms_per_execute']:.2f} | {cells} | {p['own_share']:.1%} |")
+        calls = "; ".join(
+            f"{name} {st['calls']}: {st['rows_per_call']:.1f}, {st['ms_per_call']:.2f}"
+            for name, st in p["stages"].items()
+        )
+        lines.append(
+            f"| {model} | {p['executions']} | {p['ms_per_execute']:.2f} | {p['first_stage_share']:.1%} | "
+            f"{p['own_share']:.1%} | {calls} |"
+        )
     return "\n".join(lines)
 
 

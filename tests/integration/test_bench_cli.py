@@ -29,8 +29,9 @@ def test_bench_report(elang_cli, tiny_repo, labelled_csv, tmp_path):
     assert "where the routers' time went" in md
     prof = json.loads((r / "router_profile.json").read_text())["elang"]
     assert prof["executions"] > 0 and prof["ms_per_execute"] > 0
-    assert prof["stage_share"]["swift"] > 0 and prof["stage_share"]["super"] > 0  # -1.5 escalates some
-    assert 0 <= prof["own_share"] < 1 and sum(prof["stage_share"].values()) <= 1
+    assert 0 < prof["first_stage_share"] < 1 and prof["own_share"] == pytest.approx(1 - prof["first_stage_share"])
+    assert prof["stages"]["swift"]["calls"] > 0 and prof["stages"]["super"]["calls"] > 0  # -1.5 escalates some
+    assert prof["stages"]["super"]["ms_per_call"] > 0 and prof["stages"]["super"]["rows_per_call"] >= 1
 
 
 def test_soak_accounts_for_every_request(elang_cli, tiny_repo, labelled_csv, tmp_path):

@@ -80,7 +80,9 @@ def test_defaults_are_safe():
     assert "--model-control-mode=none" in ctr["args"]
     assert not [a for a in ctr["args"] if a.startswith("--load-model")]
     assert {p["name"]: p["containerPort"] for p in ctr["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
-    assert ctr["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    probe = ctr["livenessProbe"]["exec"]["command"]
+    assert probe[:3] == ["python3", "-m", "elang.health"] and "--url=127.0.0.1:8000" in probe
+    assert ctr["livenessProbe"]["timeoutSeconds"] > 10 and "--exit-timeout-secs=10" in ctr["args"]
     assert ctr["readinessProbe"]["httpGet"]["path"] == ctr["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
     sc = ctr["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
@@ -156,3 +158,20 @@ def test_image_install_step_in_a_fresh_venv(tmp_path):
     code = "import elang.router, elang.classifier, elang.triton.common, elang.calibration; print('ok')"
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_liveness_probe_command_is_the_health_check():
+    """The chart's exec probe parses with `elang health`'s own arguments; the shallow probe stays available."""
+    import argparse
+
+    from elang.health import add_arguments
+
+    values = _values("values.yaml")
+    values["probes"]["liveness"]["slowIsAlive"] = True
+    cmd = _container(_render(values))["livenessProbe"]["exec"]["command"]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(cmd[3:])
+    assert (args.url, args.timeout, args.slow_is_alive, args.quiet) == ("127.0.0.1:8000", 10.0, True, True)
+    values["probes"]["liveness"]["deep"] = False
+    assert _container(_render(values))["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
