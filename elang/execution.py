@@ -225,9 +225,12 @@ class CascadeExecutor:
                     job.parts.add(part)
                     escalated.append(part)
             job.done = not job.parts
+        # Decided before the hand-off: once the loop has the escalated jobs, it may finish them
+        # at any moment, and they must be answered by `reply` only, never twice.
+        finished = [job.done for job in jobs]
         if escalated:
             self.loop.call_soon_threadsafe(self._admit, escalated)
-        return [job.done for job in jobs]
+        return finished
 
     def _first_stage(self, texts: np.ndarray) -> np.ndarray:
         limits = self.stages[0].limits
@@ -284,7 +287,7 @@ class CascadeExecutor:
             room = st.limits.max_batch
             while st.queue and room > 0:
                 part = st.queue[0]
-                if part.job.is_cancelled():
+                if _cancelled(part.job):
                     self._fail(
                         part.job,
                         StageFailure(
@@ -463,6 +466,14 @@ class CascadeExecutor:
             with contextlib.suppress(Exception):  # let cancelled calls unwind, then free the loop
                 self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self.loop.close()
+
+
+def _cancelled(job: Job) -> bool:
+    try:
+        return bool(job.is_cancelled())
+    except Exception:  # noqa: BLE001 - if the question cannot be asked, the request still gets its answer
+        log.exception("could not ask whether a request was cancelled")
+        return False
 
 
 def _checked(out: Any, rows: int, labels: int | None) -> np.ndarray:

@@ -1,0 +1,57 @@
+"""The deep health check's decisions, without a server (tests/integration/test_faults.py runs it on one)."""
+
+from __future__ import annotations
+
+from elang import contract as c
+from elang.health import HealthReport, ModelCheck, _probe_body, deep_check
+
+
+def _config(name: str, outputs: list[str], **params: str) -> dict:
+    return {
+        "name": name,
+        "input": [{"name": c.TEXT}],
+        "output": [{"name": o} for o in outputs],
+        "parameters": {k: {"string_value": v} for k, v in params.items()},
+    }
+
+
+def test_routers_are_probed_through_every_stage_under_their_policy():
+    energy = _probe_body(_config("elang", [c.LABEL, c.LOGITS, c.ROUTE], stages="swift,super", policy="energy"))
+    assert energy["parameters"][c.THRESHOLD_PARAM] == "-inf"
+    soft = _probe_body(_config("elang", [c.LOGITS, c.ROUTE], stages="a,b,c", policy="softmax"))
+    assert soft["parameters"][c.THRESHOLD_PARAM] == "inf,inf"  # softmax escalates below the threshold
+    stage = _probe_body(_config("super", [c.LOGITS]))
+    assert stage["inputs"][0]["data"] and c.THRESHOLD_PARAM not in stage["parameters"]
+    assert _probe_body(_config("super_tokenizer", ["input_ids"])) is None  # not a text model
+
+
+def test_verdicts_and_what_to_reload():
+    dead = "Stub process 'super_0_0' is not healthy."
+    report = HealthReport(
+        live=True,
+        checks=[
+            ModelCheck("elang", "broken", 1.0, f"stage 'super' failed: {dead}"),
+            ModelCheck("super", "broken", 1.0, dead),
+            ModelCheck("swift", "ok", 0.01),
+        ],
+    )
+    assert not report.healthy
+    assert report.failing() == ["super"]  # the router only failed because its stage did
+    assert "UNHEALTHY" in report.summary() and "super" in report.summary()
+    own = HealthReport(
+        live=True, checks=[ModelCheck("elang", "broken", 1.0, "Stub process 'elang_0_0' is not healthy.")]
+    )
+    assert own.failing() == ["elang"]
+    busy = HealthReport(live=True, checks=[ModelCheck("elang", "overloaded", 0.01, "Exceeds maximum queue size")])
+    assert busy.healthy
+    slow = HealthReport(live=True, checks=[ModelCheck("elang", "slow", 10.0, "no answer within 10 s")])
+    assert not slow.healthy
+    slow.slow_is_alive = True
+    assert slow.healthy
+
+
+def test_no_server_is_unhealthy_with_a_clear_message():
+    from elang.server import free_port
+
+    report = deep_check(f"127.0.0.1:{free_port()}", timeout_s=2)
+    assert not report.healthy and "no server at" in report.summary()
