@@ -27,3 +27,7 @@ scripts/bench-ablation.sh "$REPO"
 # 5. Through the server: Swift-only, Super-only, E-LANG, the no-escalation router (overhead), int8 variants; soak.
 $E bench --repository "$REPO" --concurrency 1,8,32 --limit 800 --report docs/results/bench
 $E bench --repository "$REPO" --soak 1800 --report docs/results/bench
+
+# 6. Under faults: Super's stub killed once a minute for 5 minutes and one Super call slowed by
+#    20 s, at concurrency 32, healed by the supervisor of `elang serve` (in-place reload).
+$E bench --repository "$REPO" --faults --report docs/results/faults
