@@ -331,7 +331,8 @@ def router_profile(metrics_text: str) -> dict[str, dict]:
         n, total = p.get("executions", 0.0), p.get("duration_us", 0.0)
         if n <= 0 or total <= 0 or not p["stages"]:
             continue
-        first = next(iter(p["stages"].values()))
+        # The first stage sees every text, so it is the one with the most rows.
+        first = max(p["stages"].values(), key=lambda st: st.get("rows", 0.0))
         first_share = min(1.0, first.get("duration_us", 0.0) / total)
         stages = {
             name: {
@@ -471,7 +472,9 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
             import urllib.request
 
             time.sleep(1.5)  # the routers send their metric updates every 0.5 s
-            profile = router_profile(urllib.request.urlopen(server.metrics_url, timeout=10).read().decode())
+            metrics_text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+            (report / "metrics.prom").write_text(metrics_text)  # raw, to recompute the profile
+            profile = router_profile(metrics_text)
     table, summary = bench_markdown(results, concs)
     if profile:
         summary.append(

@@ -70,12 +70,12 @@ def test_router_profile_from_metrics_text():
             "# HELP elang_router_executions_total Dynamic batches executed by the router",
             'elang_router_executions_total{model="elang"} 4',
             'elang_router_duration_us_total{model="elang"} 40000',
-            'elang_stage_calls_total{model="elang",stage="swift"} 4',
-            'elang_stage_rows_total{model="elang",stage="swift"} 40',
-            'elang_stage_duration_us_total{model="elang",stage="swift"} 10000',
             'elang_stage_calls_total{model="elang",stage="super"} 2',
             'elang_stage_rows_total{model="elang",stage="super"} 6',
             'elang_stage_duration_us_total{model="elang",stage="super"} 26000',
+            'elang_stage_calls_total{model="elang",stage="swift"} 4',
+            'elang_stage_rows_total{model="elang",stage="swift"} 40',
+            'elang_stage_duration_us_total{model="elang",stage="swift"} 10000',
             'elang_router_executions_total{model="elang_x"} 0',
             'nv_inference_count{model="elang"} 9',
         ]
@@ -87,4 +87,6 @@ def test_router_profile_from_metrics_text():
     assert p["first_stage_share"] == pytest.approx(0.25) and p["own_share"] == pytest.approx(0.75)
     assert p["stages"]["super"] == {"calls": 2, "rows_per_call": 3.0, "ms_per_call": pytest.approx(13.0)}
     md = profile_markdown(prof)
-    assert "| elang | 4 | 10.00 | 25.0% | 75.0% | swift 4: 10.0, 2.50; super 2: 3.0, 13.00 |" in md
+    assert (
+        "| elang | 4 | 10.00 | 25.0% | 75.0% | super 2: 3.0, 13.00; swift 4: 10.0, 2.50 |" in md
+    )  # super listed first
