@@ -49,6 +49,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--health-failures", type=int, default=2, help="failed checks in a row before healing (default 2)")
     h.add_argument("--health-timeout", type=float, default=10.0, help="seconds a model may take to answer a check")
     h.add_argument(
+        "--slow-after",
+        type=float,
+        default=60.0,
+        help="heal a model that keeps answering checks too slowly after this many seconds (default 60; errors "
+        "heal after --health-failures checks)",
+    )
+    h.add_argument(
         "--exit-timeout", type=int, default=10, help="seconds tritonserver waits for in-flight requests on shutdown"
     )
     p.set_defaults(func=cmd_serve)
@@ -77,6 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         failures=args.health_failures,
         timeout_s=args.health_timeout,
         notify=lambda msg: print(msg, file=sys.stderr, flush=True),
+        slow_after_s=args.slow_after,
     )
     stop = {"now": False}
 

@@ -77,8 +77,8 @@ def _worker(
             rec = Outcome(start - t0, time.monotonic() - start, exc.kind, -1, stream, str(exc)[:300])
         with lock:
             out.append(rec)
-        if pause_s:
-            stop.wait(pause_s)
+        if pause_s or rec.kind != "ok":  # a sane client backs off after an error
+            stop.wait(pause_s or 0.1)
 
 
 def _slow_call(url: str, seconds: float) -> None:
@@ -132,6 +132,13 @@ def run_fault_bench(
             lock = threading.Lock()
             out: list[Outcome] = []
             sent = [0]
+            # A threshold that keeps every text on Swift under the router's policy (softmax
+            # escalates below its threshold, energy and entropy above it).
+            from elang.client.client import ElangClient
+            from elang.routing import get_policy
+
+            policy = get_policy(ElangClient(server.grpc_url).router_info().get(c.PARAM_POLICY) or "energy")
+            swift_only = "inf" if policy.escalate_above else "-inf"
             t0 = time.monotonic()
             workers = [
                 threading.Thread(
@@ -144,7 +151,7 @@ def run_fault_bench(
             workers.append(
                 threading.Thread(
                     target=_worker,
-                    args=(server.grpc_url, texts, stop, t0, out, sent, "inf", "probe", 0.1, 60.0, lock),
+                    args=(server.grpc_url, texts, stop, t0, out, sent, swift_only, "probe", 0.1, 60.0, lock),
                     daemon=True,
                 )
             )

@@ -60,15 +60,28 @@ class HealthReport:
         bad = {"broken"} if self.slow_is_alive else {"broken", "slow"}
         return self.live and not self.error and not any(ch.status in bad for ch in self.checks)
 
+    @property
+    def broken(self) -> bool:
+        """No server, or a model that answered with an error (a dead stub, a failed load)."""
+        return not self.live or bool(self.error) or any(ch.status == "broken" for ch in self.checks)
+
+    @property
+    def slow(self) -> bool:
+        return any(ch.status == "slow" for ch in self.checks)
+
     def failing(self) -> list[str]:
         """Models to reload: those whose stub a message names as dead, and those that failed on
         their own. A router that failed only because a stage failed (its message names the
         stage, which failed its own check too) is left alone."""
         bad = {ch.model for ch in self.checks if ch.status in ("broken", "slow")}
+        stages_bad = any(not c.is_router(m) for m in bad)
         names = [m for ch in self.checks for m in _STUB.findall(ch.message)]
         for ch in self.checks:
-            if ch.model in bad and not any(f"stage '{other}'" in ch.message for other in bad - {ch.model}):
-                names.append(ch.model)
+            if ch.model not in bad:
+                continue
+            if c.is_router(ch.model) and stages_bad:
+                continue  # a router fails when its stages do: heal the stage
+            names.append(ch.model)
         return list(dict.fromkeys(names))
 
     def summary(self) -> str:

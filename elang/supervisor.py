@@ -3,8 +3,9 @@
 The bundled Triton 2.51 does not restart a Python stub that died (an OOM kill, a crash);
 the model then fails every request while the server's health endpoints say 200. The
 supervisor runs the same deep check as the Kubernetes liveness probe every
-``interval_s``; after ``failures`` unhealthy checks in a row (or if the server process
-exited) it heals:
+``interval_s``; after ``failures`` checks in a row that find an error (a dead stub, a failed
+load) or no server, or after ``slow_after_s`` of a model answering too slowly (a hung stage:
+a short stall, such as one slow call, heals itself and is only reported), it heals:
 
 * ``reload`` (needs model control ``explicit``): load each failing model again in place (new
   stubs start beside the dead one, then take over; the model never goes away). The other
@@ -68,6 +69,7 @@ class Supervisor:
         failures: int = 2,
         timeout_s: float = 10.0,
         notify: Callable[[str], None] | None = None,
+        slow_after_s: float = 60.0,
     ) -> None:
         if heal not in HEALS:
             raise ValueError(f"heal must be one of {', '.join(HEALS)}, got {heal!r}")
@@ -82,6 +84,8 @@ class Supervisor:
         self.interval_s = interval_s
         self.failures = failures
         self.timeout_s = timeout_s
+        self.slow_after_s = slow_after_s
+        self._slow_since: float | None = None
         self.notify = notify or (lambda msg: log.warning("%s", msg))
         self.events: list[HealEvent] = []
         self.exit_code: int | None = None
@@ -106,20 +110,34 @@ class Supervisor:
         report = self.check()
         if report.healthy:
             self._bad = 0
-            if self._open is not None and self._open.action:
-                self._open.healed_s = t
-                self.notify(f"elang serve: {self._open.describe()}")
+            self._slow_since = None
+            if self._open is not None:
+                if self._open.action:
+                    self._open.healed_s = t
+                    self.notify(f"elang serve: {self._open.describe()}")
+                else:
+                    self._open.action = "none needed: it recovered by itself"
+                    self._open.healed_s = t
+                    self.notify(f"elang serve: recovered without a heal after {t - self._open.detected_s:.1f} s")
                 self._open = None
             return report
-        self._bad += 1
         if self._open is None:
             self._open = HealEvent(t, report.failing(), report.summary().splitlines()[-1].strip())
             self.events.append(self._open)
             self.notify(f"elang serve: {report.summary()}")
         exited = self.server.process is None or self.server.process.poll() is not None
-        if self._bad >= self.failures or exited:
+        if report.broken or exited:
+            self._slow_since = None
+            self._bad += 1
+            due = self._bad >= self.failures or exited
+        else:  # only slow: a stall may pass by itself; a stage hung this long will not
+            self._bad = 0
+            self._slow_since = t if self._slow_since is None else self._slow_since
+            due = t - self._slow_since >= self.slow_after_s
+        if due:
             self._heal(report)
             self._bad = 0
+            self._slow_since = None
         return report
 
     def _heal(self, report: HealthReport) -> None:

@@ -55,3 +55,59 @@ def test_no_server_is_unhealthy_with_a_clear_message():
 
     report = deep_check(f"127.0.0.1:{free_port()}", timeout_s=2)
     assert not report.healthy and "no server at" in report.summary()
+
+
+def test_a_slow_router_behind_a_slow_stage_is_not_reloaded():
+    report = HealthReport(
+        live=True,
+        checks=[ModelCheck("elang", "slow", 10.0, "no answer within 10 s"), ModelCheck("super", "slow", 10.0, "")],
+    )
+    assert report.failing() == ["super"] and report.slow and not report.broken
+
+
+class _Scripted:
+    """A supervisor whose checks return scripted reports and whose heals are recorded."""
+
+    def __init__(self, reports, **kwargs):
+        from elang.supervisor import Supervisor
+
+        class S(Supervisor):
+            def check(self_inner):
+                return reports.pop(0)
+
+            def _heal(self_inner, report):
+                self_inner._open.action = "restart"
+                self.heals.append(self_inner.now())
+
+        class _Running:
+            pid = 1
+
+            def poll(self):
+                return None
+
+        class _Server:
+            model_control = "none"
+            process = _Running()
+
+        self.heals: list[float] = []
+        self.sup = S(_Server(), heal="restart", notify=lambda m: None, **kwargs)
+
+
+def test_supervisor_heals_errors_after_n_checks_and_slowness_only_after_a_while():
+    ok = HealthReport(live=True, checks=[ModelCheck("super", "ok", 0.01)])
+    dead = HealthReport(
+        live=True, checks=[ModelCheck("super", "broken", 1.0, "Stub process 'super_0_0' is not healthy.")]
+    )
+    slow = HealthReport(live=True, checks=[ModelCheck("super", "slow", 10.0, "no answer within 10 s")])
+    s = _Scripted([dead, dead, ok], failures=2)
+    for _ in range(3):
+        s.sup.step()
+    assert len(s.heals) == 1 and s.sup.events[0].healed_s is not None and s.sup.events[0].action == "restart"
+    s = _Scripted([slow, slow, slow, ok], failures=2, slow_after_s=3600)
+    for _ in range(4):
+        s.sup.step()
+    assert s.heals == []  # a stall that passes is reported, not healed
+    assert s.sup.events[0].action.startswith("none needed")
+    s = _Scripted([slow, slow], failures=2, slow_after_s=0)
+    s.sup.step()
+    assert len(s.heals) == 1  # slow for slow_after_s: healed
