@@ -293,6 +293,7 @@ def test_elang_serve_restarts_a_server_whose_stub_died_and_shuts_down_promptly(f
                 break
         assert healed is not None, "not healed within 60 s"
         print(f"time to heal (elang serve, restart): {healed:.1f} s")
+        time.sleep(3.0)  # the supervisor's own check confirms the heal (it checks every second)
         # A dead stub again, then SIGTERM: the shutdown does not wait for it.
         server_pid = next(int(p.name) for p in _children(proc.pid) if "tritonserver" in _comm(p))
         os.kill(stub_processes(server_pid, c.SUPER_MODEL)["super_0_0"][0], signal.SIGKILL)
