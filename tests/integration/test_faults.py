@@ -271,10 +271,10 @@ def test_elang_serve_restarts_a_server_whose_stub_died_and_shuts_down_promptly(f
     )
     url = f"127.0.0.1:{ports['grpc']}"
     try:
-        deadline = time.monotonic() + 120
-        while not ElangClient(url).is_ready() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120  # Triton opens gRPC a moment before HTTP: wait for both
+        while not (ElangClient(url).is_ready() and deep_check(f"127.0.0.1:{ports['http']}").healthy):
+            assert time.monotonic() < deadline, "elang serve did not come up"
             time.sleep(0.3)
-        assert deep_check(f"127.0.0.1:{ports['http']}").healthy
         server_pid = next(int(p.name) for p in _children(proc.pid) if "tritonserver" in _comm(p))
         stub = stub_processes(server_pid, c.SUPER_MODEL)["super_0_0"][0]
         os.kill(stub, signal.SIGKILL)
