@@ -232,6 +232,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--patience", type=int, default=None, help="evaluations without improvement before early stopping (default 1)"
+    )
+    p.add_argument("--evals-per-epoch", type=int, default=None, help="validation runs per epoch (default 1)")
     p.add_argument("--quick", action="store_true", help="a first look: 1000/500/1000 rows, one epoch")
     p.add_argument("--cache-dir", type=Path, default=None, help="default: $ELANG_CACHE or ~/.cache/elang")
     _add_data_args(p)
@@ -248,7 +252,17 @@ def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
     recipe = PRESETS[args.preset] if args.preset else Recipe(base=args.model)
     if args.preset and args.model:
         recipe = replace(recipe, base=args.model)
-    for field in ("layers", "freeze_layers", "epochs", "lr", "batch_size", "max_length", "seed"):
+    for field in (
+        "layers",
+        "freeze_layers",
+        "epochs",
+        "lr",
+        "batch_size",
+        "max_length",
+        "seed",
+        "patience",
+        "evals_per_epoch",
+    ):
         value = getattr(args, field)
         if value is not None:
             recipe = replace(recipe, **{field: value})
@@ -270,6 +284,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"checkpoint {result.checkpoint}")
     print(f"validation accuracy {m['validation_accuracy']:.2%}, test accuracy {m['test_accuracy']:.2%}")
     print(f"{m['steps']} steps in {m['train_seconds'] / 60:.1f} min, {m['parameters'] / 1e6:.1f}M parameters")
+    if m.get("warning"):
+        print(f"WARNING: {m['warning']}", file=sys.stderr)
     return 0
 
 

@@ -95,6 +95,33 @@ def evaluate(model, tokenizer, ds: Dataset, max_length: int, batch_size: int = 6
     return {"accuracy": float(np.mean(logits.argmax(1) == ds.labels)), "logits": logits}
 
 
+def collapse_warning(logits: np.ndarray, labels: np.ndarray, label_names: list[str]) -> str | None:
+    """A loud warning when a model learnt nothing beyond the label frequencies, else None.
+
+    Fires when the model predicts a single class, or when its accuracy on ``labels`` is no
+    better than always answering the most frequent of them (a collapse seen on a small,
+    imbalanced user corpus: every preset reached exactly the majority share).
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return None
+    pred = np.asarray(logits).argmax(1)
+    counts = np.bincount(labels, minlength=len(label_names))
+    major = int(counts.argmax())
+    share = counts[major] / labels.size
+    acc = float(np.mean(pred == labels))
+    hint = "; try more epochs, --patience 3 --evals-per-epoch 4, another --lr, or check that the labels are right"
+    used = np.unique(pred)
+    if used.size == 1:
+        return f"the model predicts a single class ({label_names[int(used[0])]!r}) for every text{hint}"
+    if acc <= share + 0.005:
+        return (
+            f"the model ({acc:.2%}) does no better than always answering the majority class "
+            f"{label_names[major]!r} ({share:.2%}){hint}"
+        )
+    return None
+
+
 def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: bool = True) -> TrainResult:
     """Fine-tune (or return the cached result of) ``recipe`` on ``splits``."""
     import torch
@@ -206,6 +233,7 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
         "splits": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
         "data_fingerprint": splits.fingerprint,
         "parameters": int(sum(p.numel() for p in best_model.parameters())),
+        "warning": collapse_warning(val["logits"], splits.validation.labels, list(splits.label_names)),
     }
     metrics_path.write_text(json.dumps(metrics, indent=2))
     state_path.unlink(missing_ok=True)  # the best checkpoint and metrics are what remains
