@@ -158,7 +158,12 @@ class TritonServer:
         log.info("starting %s", " ".join(cmd))
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=server_environment(), start_new_session=True
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=server_environment(),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         try:
             self.wait_ready()
@@ -269,3 +274,20 @@ def stub_processes(server_pid: int, model: str | None = None) -> dict[str, tuple
         if model is None or re.fullmatch(rf"{re.escape(model)}_\d+_\d+", name):
             out[name] = (int(cmdline.parent.name), stat[0])
     return out
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies (Linux).
+
+    The server runs in a session of its own (so that stop() can kill its stubs with it), which
+    also takes it out of its parent's process group: without this, an `elang serve` killed
+    with SIGKILL would leave a server running and holding its ports. Linux ties this to the
+    thread that started the server, so start it from one that outlives it (the main thread, or
+    the supervisor's, which runs until the server is stopped).
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

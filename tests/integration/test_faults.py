@@ -305,7 +305,7 @@ def test_elang_serve_restarts_a_server_whose_stub_died_and_shuts_down_promptly(f
         assert "healed by restart" in out, out
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.kill()  # its server dies with it (PR_SET_PDEATHSIG in elang.server)
             proc.wait(10)
 
 
