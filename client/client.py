@@ -52,7 +52,6 @@ class OverloadedError(ClientError):
     kind = "overloaded"
 
 
-_OVERLOAD = re.compile(r"maximum queue size|overloaded|request timeout expired|queue.*full", re.IGNORECASE)
 _DEADLINE = re.compile(r"stage_timeout_s|deadline exceeded|timed out|timeout", re.IGNORECASE)
 
 
@@ -60,7 +59,7 @@ def classify_failure(message: str) -> str:
     """The FAILURE_KINDS entry for a server or transport error message."""
     if "stage_timeout_s" in message or "own timeout" in message:  # the router's stage deadlines
         return "deadline"
-    if _OVERLOAD.search(message):
+    if c.OVERLOAD_ERROR.search(message):
         return "overloaded"
     if _DEADLINE.search(message):
         return "deadline"

@@ -7,6 +7,7 @@ Only the standard library and numpy are imported.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,16 @@ ROUTE = "ROUTE"
 # Route codes (index of the stage that answered).
 ROUTE_SWIFT = 0
 ROUTE_SUPER = 1
+
+# Errors that mean "a queue was full or waited too long: retry later": Triton's queue-policy
+# refusals and the router's own ("stage 'super' is overloaded ...").
+OVERLOAD_ERROR = re.compile(r"maximum queue size|request timeout expired|overloaded|queue.*full", re.IGNORECASE)
+
+
+def parse_stages(raw: str | None) -> tuple[str, ...]:
+    """The cascade's stage names from the router's ``stages`` parameter (default: swift, super)."""
+    return tuple(s.strip() for s in (raw or ",".join(STAGES)).split(",") if s.strip())
+
 
 # Request parameter that overrides the router's threshold for one request.
 THRESHOLD_PARAM = "elang_threshold"

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from elang import contract as c
 
 PROBE_TEXT = "elang health check: is every stage answering?"
-_OVERLOAD = re.compile(r"maximum queue size|request timeout expired|overloaded", re.IGNORECASE)
 _STUB = re.compile(r"Stub process '(.+?)_\d+_\d+' is not healthy")
 
 
@@ -123,7 +122,7 @@ def _probe_body(config: dict) -> dict | None:
     }
     params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
     if c.ROUTE in outputs and c.PARAM_STAGES in params:  # a router: escalate through every stage
-        steps = len([s for s in params[c.PARAM_STAGES].split(",") if s.strip()]) - 1
+        steps = len(c.parse_stages(params[c.PARAM_STAGES])) - 1
         unsure_below = params.get(c.PARAM_POLICY, "energy") == "softmax"
         body["parameters"][c.THRESHOLD_PARAM] = ",".join(["inf" if unsure_below else "-inf"] * max(steps, 1))
     return body
@@ -147,7 +146,7 @@ def check_model(http_url: str, model: str, config: dict, timeout_s: float) -> Mo
     if status == 200:
         return ModelCheck(model, "ok", dt)
     msg = out.get("error", str(out)) if isinstance(out, dict) else str(out)
-    if _OVERLOAD.search(msg):
+    if c.OVERLOAD_ERROR.search(msg):
         return ModelCheck(model, "overloaded", dt, msg)
     if "stage_timeout_s" in msg or "timeout" in msg.lower():
         return ModelCheck(model, "slow", dt, msg)

@@ -385,27 +385,14 @@ def copy_inline_stage(repo: Path, router: str, stage: str) -> None:
     replace_dir(Path(repo) / router / "1" / stage, fill)
 
 
-def stage_max_batches(repo: Path, stages: tuple[str, ...]) -> dict[str, int]:
-    """``max_batch_size`` of each stage whose config ``repo`` holds."""
-    out = {}
-    for name in stages:
-        path = Path(repo) / name / "config.pbtxt"
-        if path.is_file():
-            size = parse_config(path.read_text()).max_batch_size
-            if size > 0:
-                out[name] = int(size)
-    return out
-
-
 def _router_stages(params) -> tuple[str, ...]:  # noqa: ANN001 - a protobuf parameters map
-    raw = params[c.PARAM_STAGES].string_value if c.PARAM_STAGES in params else ",".join(c.STAGES)
-    return tuple(x.strip() for x in raw.split(",") if x.strip())
+    return c.parse_stages(params[c.PARAM_STAGES].string_value if c.PARAM_STAGES in params else None)
 
 
 def refresh_routers(repo: Path, stage: str) -> list[str]:
     """After stage ``stage`` was rewritten: every router that calls it learns its new
     ``max_batch_size`` (``stage_max_batch``) and, if it runs the stage inline, gets a fresh copy."""
-    from elang.router import format_stage_map
+    from elang.router import format_stage_map, stage_max_batches
 
     refreshed = []
     for cfg_path in sorted(Path(repo).glob("*/config.pbtxt")):
@@ -434,7 +421,7 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
     The stages' ``max_batch_size`` found in ``repo`` is recorded as ``stage_max_batch``, so
     the router never sends a stage more rows than it accepts.
     """
-    from elang.router import DEFAULT_ENERGY_BUCKETS, RouterSettings, format_stage_map
+    from elang.router import DEFAULT_ENERGY_BUCKETS, RouterSettings, format_stage_map, stage_max_batches
 
     repo = Path(repo)
     first = spec.stages[0]

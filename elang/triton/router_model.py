@@ -12,7 +12,6 @@ version folder.
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,6 @@ from elang.routing import get_policy
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
 from elang.triton.metrics import RouterMetrics
 
-# Triton's own refusals for a full or timed-out queue (dynamic batcher queue policy).
-_OVERLOAD = re.compile(r"maximum queue size|queue.*(full|timeout)|request timeout expired", re.IGNORECASE)
 _CODES = {
     FailureKind.DEADLINE: "UNAVAILABLE",
     FailureKind.OVERLOADED: "UNAVAILABLE",
@@ -81,7 +78,7 @@ class TritonPythonModel:
         response = await request.async_exec()
         if response.has_error():
             msg = response.error().message()
-            raise StageCallError(msg, overloaded=bool(_OVERLOAD.search(msg)))
+            raise StageCallError(msg, overloaded=bool(c.OVERLOAD_ERROR.search(msg)))
         out = pb_utils.get_output_tensor_by_name(response, c.LOGITS)
         if out is None:
             raise StageCallError(f"returned no {c.LOGITS}")
