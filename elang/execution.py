@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from elang.routing import Policy
+from elang.routing import Policy, text_lengths
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,9 @@ class CascadeExecutor:
             job.logits = job.first_logits.copy()
             start += job.n
             if steps:
-                rows = np.flatnonzero(self.policy.unsure(job.logits, job.thresholds[0], self.temperature))
+                rows = np.flatnonzero(
+                    self.policy.unsure(job.logits, job.thresholds[0], self.temperature, text_lengths(job.texts))
+                )
                 if rows.size:
                     part = _Part(job, rows, 1)
                     job.parts.add(part)
@@ -375,7 +377,8 @@ class CascadeExecutor:
             job.logits[part.rows] = out
             job.route[part.rows] = k
             if k + 1 < len(self.stages):
-                rows = part.rows[self.policy.unsure(out, job.thresholds[k], self.temperature)]
+                lengths = text_lengths(job.texts[part.rows])
+                rows = part.rows[self.policy.unsure(out, job.thresholds[k], self.temperature, lengths)]
                 if rows.size:
                     nxt = _Part(job, rows, k + 1)
                     job.parts.add(nxt)

@@ -7,6 +7,7 @@ the output tensors of the contract. The `elang` Triton adapter and the tests use
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -19,7 +20,16 @@ import numpy as np
 from elang import contract as c
 from elang.execution import Job, StageLimits
 from elang.inputs import InputError
-from elang.routing import energy, get_policy, parse_thresholds
+from elang.routing import (
+    LEARNED,
+    POLICY_NAMES,
+    DeferralRule,
+    Policy,
+    energy,
+    get_policy,
+    learned_policy,
+    parse_thresholds,
+)
 
 
 @dataclass(frozen=True)
@@ -40,9 +50,12 @@ class RouterSettings:
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        get_policy(self.policy)
+        if self.policy not in POLICY_NAMES:
+            get_policy(self.policy)  # the error lists the known policies
         if len(self.stages) < 2:
             raise ValueError(f"the router needs at least two stages, got {list(self.stages)}")
+        if self.policy == LEARNED and len(self.stages) != 2:
+            raise ValueError(f"the learned policy is fitted on one Swift/Super pair; {len(self.stages)} stages given")
         if len(self.thresholds) != len(self.stages) - 1:
             raise ValueError(
                 f"{len(self.stages)} stages need {len(self.stages) - 1} thresholds, got {list(self.thresholds)}"
@@ -69,6 +82,25 @@ class RouterSettings:
             )
             for name in self.stages
         ]
+
+    def load_policy(self, router_dir: Path) -> Policy:
+        """The routing policy; ``learned`` reads its rule from the router's calibration.json."""
+        if self.policy != LEARNED:
+            return get_policy(self.policy)
+        path = Path(router_dir) / "calibration.json"
+        if not path.is_file():
+            raise ValueError(f"policy learned needs {path} (written by elang calibrate --apply)")
+        try:
+            record = json.loads(path.read_text())
+        except ValueError as exc:
+            raise ValueError(f"{path}: not JSON ({exc})") from None
+        if record.get("version") != self.calibration_version:
+            raise ValueError(
+                f"{path} holds calibration {record.get('version')!r} but the config names {self.calibration_version!r}"
+            )
+        if not record.get("rule"):
+            raise ValueError(f"{path} holds no learned rule")
+        return learned_policy(DeferralRule.from_dict(record["rule"]))
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str]) -> RouterSettings:

@@ -24,7 +24,6 @@ from elang.classifier import OnnxTextClassifier, classifier_options
 from elang.execution import CascadeExecutor, FailureKind, Job, StageCallError
 from elang.inputs import InputError, decode_texts
 from elang.router import RouterSettings, job_outputs, stage_batch_limits
-from elang.routing import get_policy
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
 from elang.triton.metrics import RouterMetrics
 
@@ -50,7 +49,7 @@ class TritonPythonModel:
         self.metrics = RouterMetrics(pb_utils, self.model_config["name"], self.settings)
         self.executor = CascadeExecutor(
             self.settings.stage_limits(),
-            get_policy(self.settings.policy),
+            self.settings.load_policy(Path(args["model_repository"])),
             call_stage=self._call_stage,
             reply=self._reply,
             temperature=self.settings.temperature,

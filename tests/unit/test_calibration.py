@@ -11,8 +11,12 @@ from elang.calibration import (
     Target,
     TargetError,
     auroc,
-    bootstrap_lower_bound,
     choose,
+    clt_p_values,
+    fixed_sequence,
+    realizable,
+    risk_curve,
+    simulate_coverage,
     ece,
     fit_temperature,
     routing_curve,
@@ -104,16 +108,71 @@ def test_bad_targets(target, match):
         choose(curve, target, pol, super_ok.mean())
 
 
-def test_bootstrap_margin_costs_super_share():
+def test_certified_choice_costs_super_share():
     pol = get_policy("energy")
     scores, swift_ok, super_ok = _synthetic(n=600)
     curve = routing_curve(scores, swift_ok, super_ok, pol)
-    lower = bootstrap_lower_bound(curve, swift_ok, super_ok, confidence=0.9, resamples=300)
-    assert np.all(lower <= curve.accuracy + 1e-12)
     target = Target("accuracy", float(curve.accuracy[int(0.5 * 600)]))
     point = choose(curve, target, pol, super_ok.mean())
-    safe = choose(curve, target, pol, super_ok.mean(), lower=lower)
+    safe = choose(curve, target, pol, super_ok.mean(), confidence=0.9, swift_correct=swift_ok, super_correct=super_ok)
     assert safe.fraction >= point.fraction and safe.point_k == point.k
+    assert safe.lower_bound is not None and safe.lower_bound <= safe.accuracy
+
+
+def test_fixed_sequence_stops_at_the_first_failure():
+    allowed = np.ones(6, dtype=bool)
+    # From k = 5 down: rejected, rejected, NOT rejected, then rejected again below.
+    p = np.array([0.0, 0.01, 0.5, 0.02, 0.0, 0.0])
+    assert fixed_sequence(p, allowed, 0.1) == 3  # never jumps the failure at k = 2
+    allowed[3] = False
+    assert fixed_sequence(p, allowed, 0.1) == 4  # a cut inside a tie block is skipped, not taken
+    assert fixed_sequence(np.ones(6), np.ones(6, dtype=bool), 0.1) is None
+
+
+def test_risk_curve_matches_brute_force():
+    pol = get_policy("energy")
+    scores, swift_ok, super_ok = _synthetic(n=50)
+    curve = routing_curve(scores, swift_ok, super_ok, pol)
+    for relative in (False, True):
+        mean, sd = risk_curve(curve, swift_ok, super_ok, relative)
+        for k in (0, 7, 50):
+            esc = np.zeros(50, dtype=bool)
+            esc[curve.order[:k]] = True
+            routed = np.where(esc, super_ok, swift_ok).astype(float)
+            loss = super_ok - routed if relative else 1 - routed
+            assert mean[k] == pytest.approx(loss.mean()) and sd[k] == pytest.approx(loss.std())
+    p = clt_p_values(np.array([0.0, 0.02, 0.1]), np.array([0.0, 0.1, 0.1]), 1000, 0.05)
+    assert p[0] == 0.0 and p[1] < 1e-10 and p[2] > 0.99
+
+
+def test_ties_at_the_cut_never_miss_the_target():
+    pol = get_policy("energy")
+    # Ten examples share one score; Swift is wrong on all of them, Super right.
+    scores = np.array([5.0, 4.0] + [3.0] * 10 + list(np.linspace(2, 0, 28)))
+    swift_ok = np.array([False, False] + [False] * 10 + [True] * 28)
+    super_ok = np.ones(40, dtype=bool)
+    curve = routing_curve(scores, swift_ok, super_ok, pol)
+    ok = realizable(curve)
+    assert ok[2] and not ok[3] and not ok[11] and ok[12]
+    for target in (Target("accuracy", 0.8), Target("super_fraction", 0.1)):
+        ch = choose(curve, target, pol, 1.0)
+        assert ch.k == 12  # the whole tie block escalates
+        esc = pol.escalate(scores, ch.threshold)
+        assert int(esc.sum()) == 12
+        if target.kind == "accuracy":
+            assert np.mean(np.where(esc, super_ok, swift_ok)) >= 0.8
+
+
+def test_coverage_of_the_certificate_by_simulation():
+    pol = get_policy("energy")
+    scores, swift_ok, super_ok = _synthetic(n=3000, seed=5)
+    target = Target("accuracy_drop", 2.0)
+    cov = simulate_coverage(scores, swift_ok, super_ok, pol, target, 0.9, n=800, sims=100, seed=1)
+    assert cov["simulations"] == 100 and cov["stated"] == 0.9
+    assert cov["coverage"] >= 0.85  # the stated probability (0.9), within simulation noise
+    # Without a guarantee (confidence ~ 0.5: the point estimate, roughly) the target fails far more often.
+    loose = simulate_coverage(scores, swift_ok, super_ok, pol, target, 0.5, n=800, sims=100, seed=1)
+    assert loose["coverage"] < cov["coverage"]
 
 
 def test_temperature_fit_recovers_known_t():
@@ -138,14 +197,21 @@ def test_auroc_matches_pair_counting():
     assert math.isnan(auroc(np.arange(3.0), np.zeros(3, bool)))
 
 
-def test_paired_bound_for_a_drop_target():
+def test_paired_certificate_for_a_drop_target():
     pol = get_policy("energy")
     scores, swift_ok, super_ok = _synthetic(n=800)
     curve = routing_curve(scores, swift_ok, super_ok, pol)
-    paired = bootstrap_lower_bound(curve, swift_ok, super_ok, 0.9, 300, relative_to_super=True)
-    plain = bootstrap_lower_bound(curve, swift_ok, super_ok, 0.9, 300)
-    assert paired[-1] == pytest.approx(0.0)  # Super-only never differs from Super
-    assert plain[-1] < super_ok.mean()  # while Super's own accuracy is uncertain
-    choice = choose(curve, Target("accuracy_drop", 1.0), pol, super_ok.mean(), lower=paired)
-    assert paired[choice.k] >= -0.01 - 1e-12  # met by the bound
-    assert choice.k == 0 or paired[choice.k - 1] < -0.01  # and the cheapest such point
+    choice = choose(
+        curve,
+        Target("accuracy_drop", 1.0),
+        pol,
+        super_ok.mean(),
+        confidence=0.9,
+        swift_correct=swift_ok,
+        super_correct=super_ok,
+    )
+    mean, sd = risk_curve(curve, swift_ok, super_ok, relative_to_super=True)
+    assert mean[-1] == 0.0 and sd[-1] == 0.0  # Super-only never differs from Super
+    assert choice.lower_bound >= -0.01 - 1e-12  # met by the bound
+    p = clt_p_values(mean, sd, curve.n, 0.01)
+    assert np.all(p[choice.k :] <= 0.1)  # every threshold above the choice was rejected too

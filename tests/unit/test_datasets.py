@@ -26,10 +26,12 @@ def test_seeded_splits_are_reproducible_and_disjoint(tmp_path):
     a = make_splits(f, seed=3)
     b = make_splits(f, seed=3)
     c = make_splits(f, seed=4)
-    assert (len(a.train), len(a.validation), len(a.test)) == (70, 10, 20)
+    assert (len(a.train), len(a.validation), len(a.test), len(a.calibration)) == (60, 10, 20, 10)
     assert a.train.texts == b.train.texts and a.fingerprint == b.fingerprint
     assert a.train.texts != c.train.texts and a.fingerprint != c.fingerprint
-    assert not set(a.train.texts) & set(a.test.texts)
+    parts = [set(a.train.texts), set(a.validation.texts), set(a.test.texts), set(a.calibration.texts)]
+    assert sum(map(len, parts)) == len(set().union(*parts)) == 100  # disjoint, nothing lost
+    assert "seeded shuffle" in a.describe() and "calibration 10" in a.describe()
     assert a.label_names == ["neg", "neu", "pos"]
 
 
@@ -38,14 +40,21 @@ def test_sizes_and_label_ids(tmp_path):
     s = make_splits(f, sizes=(20, 10, 10))
     assert (len(s.train), len(s.validation), len(s.test)) == (20, 10, 10)
     assert s.label_names == ["0", "1"] and s.train.labels.dtype == np.int64
+    assert s.calibration is None and len(s.unused) == 10  # rows beyond the sizes: unlabelled input
     with pytest.raises(DatasetError, match="need 60 rows, the file has 50"):
         make_splits(f, sizes=(30, 20, 10))
+    four = make_splits(f, sizes=(20, 10, 10, 5))
+    assert len(four.calibration) == 5 and len(four.unused) == 5
+    assert four.train.texts == s.train.texts and four.fingerprint == s.fingerprint  # calibration leaves training alone
 
 
 def test_split_column_is_honoured(tmp_path):
     body = "text,label,split\n" + "a,x,train\nb,y,train\nc,x,validation\nd,y,test\n"
     s = make_splits(_csv(tmp_path, body))
     assert (s.train.texts, s.validation.texts, s.test.texts) == (["a", "b"], ["c"], ["d"])
+    assert s.calibration is None and "split column" in s.describe()
+    s = make_splits(_csv(tmp_path, body + "e,y,calibration\n"))
+    assert s.calibration.texts == ["e"]
 
 
 def test_two_text_columns_jsonl(tmp_path):
@@ -99,3 +108,4 @@ def test_default_corpus_splits():
     s = default_splits(sizes=(300, 100, 100))
     assert s.label_names == ["negative", "neutral", "positive"]
     assert len(s.train) == 300 and set(s.train.labels.tolist()) == {0, 1, 2}
+    assert len(s.calibration) == 600  # six times validation, from the rows the splits leave unused

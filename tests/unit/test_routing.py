@@ -1,5 +1,6 @@
 """Routing maths against hand-computed values and brute force."""
 
+import json
 import math
 
 import numpy as np
@@ -70,7 +71,7 @@ def test_policy_sides():
 
 
 def test_unknown_policy_names_the_known_ones():
-    with pytest.raises(ValueError, match="energy, entropy, softmax"):
+    with pytest.raises(ValueError, match="energy, entropy, learned, softmax"):
         get_policy("patience")
 
 
@@ -118,3 +119,47 @@ def test_unsure_is_one_cascade_step():
     soft = get_policy("softmax")
     assert soft.unsure(swift[:2], 0.9).tolist() == [True, False]
     assert soft.unsure(swift[:2], 0.9, temperature=100.0).tolist() == [True, True]  # flattened by T
+
+
+def _deferral_data(n=3000, seed=0):
+    """Swift is unsure on long texts; Super fixes Swift exactly where the text is long."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=2.0, size=(n, 3))
+    lengths = rng.integers(5, 200, n).astype(float)
+    swift_ok = rng.random(n) < np.where(lengths > 100, 0.3, 0.9)
+    super_ok = np.where(lengths > 100, True, swift_ok)
+    return logits, lengths, swift_ok, super_ok
+
+
+def test_learned_rule_finds_what_confidence_cannot():
+    from elang.calibration import auroc
+    from elang.routing import DeferralRule, fit_deferral_rule, learned_policy
+
+    logits, lengths, swift_ok, super_ok = _deferral_data()
+    rule = fit_deferral_rule(logits[:2000], lengths[:2000], swift_ok[:2000], super_ok[:2000])
+    pol = learned_policy(rule)
+    held = pol.score(logits[2000:], 1.0, lengths[2000:])
+    fixes = ~swift_ok[2000:] & super_ok[2000:]
+    assert auroc(held, fixes) > 0.8  # the length carries the signal
+    assert abs(auroc(get_policy("energy").score(logits[2000:]), fixes) - 0.5) < 0.1  # confidence does not
+    again = DeferralRule.from_dict(json.loads(json.dumps(rule.to_dict())))
+    assert np.allclose(learned_policy(again).score(logits, 1.0, lengths), pol.score(logits, 1.0, lengths))
+    esc = pol.unsure(logits[:5], 0.0, 1.0, lengths[:5])
+    assert esc.dtype == bool and esc.shape == (5,)
+
+
+def test_learned_rule_refuses_what_it_was_not_fitted_for():
+    from elang.routing import DeferralRule, fit_deferral_rule, text_lengths
+
+    logits, lengths, swift_ok, super_ok = _deferral_data(300)
+    rule = fit_deferral_rule(logits, lengths, swift_ok, super_ok)
+    with pytest.raises(ValueError, match="fitted on 3 labels"):
+        rule.score(np.zeros((2, 4)))
+    bad = rule.to_dict() | {"weights": [[0.0]]}
+    with pytest.raises(ValueError, match="shapes"):
+        DeferralRule.from_dict(bad)
+    with pytest.raises(ValueError, match="malformed"):
+        DeferralRule.from_dict({"features": rule.to_dict()["features"]})
+    with pytest.raises(ValueError, match="needs its fitted rule"):
+        get_policy("learned")
+    assert text_lengths(np.array([[b"ab"], ["\u00e9"]], dtype=object)).tolist() == [2.0, 2.0]

@@ -1,0 +1,180 @@
+"""`elang calibrate`: the command around :mod:`elang.calibrate` (options, report, files)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from elang import dataspec
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="choose the router threshold for a target, compare criteria, check on test")
+    p.add_argument("--repository", type=Path, required=True, help="repository holding swift, super and elang")
+    t = p.add_mutually_exclusive_group(required=True)
+    t.add_argument("--target-accuracy", type=float, help="routed accuracy to reach, e.g. 0.78")
+    t.add_argument("--max-accuracy-drop", type=float, help="points below Super's accuracy allowed, e.g. 0.5")
+    t.add_argument("--super-fraction", type=float, help="share of texts to send to Super, e.g. 0.2")
+    t.add_argument("--compute-budget", type=float, help="expected cost relative to Super only, e.g. 0.4")
+    p.add_argument(
+        "--criterion",
+        choices=("auto", "energy", "softmax", "entropy", "learned"),
+        default="energy",
+        help="auto: the one whose certified threshold needs the least Super on held-out data (default energy)",
+    )
+    p.add_argument(
+        "--confidence", type=float, default=0.9, help="probability that an accuracy target holds (default 0.9)"
+    )
+    p.add_argument("--no-margin", action="store_true", help="use the point estimate on calibration (no guarantee)")
+    p.add_argument(
+        "--coverage-sims",
+        type=int,
+        default=200,
+        help="resampled calibration sets to measure the guarantee's coverage (0: off; default 200)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("calibration", "validation"),
+        default="calibration",
+        help="split to calibrate on (validation also picked the checkpoint: use it only without a calibration split)",
+    )
+    p.add_argument("--no-temperature", action="store_true", help="keep T = 1 instead of fitting it")
+    p.add_argument("--url", default=None, help="run swift and super through this server instead of offline")
+    p.add_argument("--evaluate-on", choices=("test",), default=None, help="report how the choice lands on test")
+    p.add_argument("--tolerance", type=float, default=0.5, help="points of accuracy gap on test that warn")
+    p.add_argument("--out", type=Path, default=Path("calibration"), help="folder for record, table and plot")
+    p.add_argument("--apply", action="store_true", help="write the result into the repository's router config")
+    p.add_argument("--reload-url", default=None, help="after --apply, reload the router on this server (gRPC)")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    dataspec.add_arguments(p, remembered=True)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from elang import calibrate as cal
+    from elang.calibration import Target
+    from elang.export.pipeline import default_cache
+
+    kinds = {
+        "accuracy": args.target_accuracy,
+        "accuracy_drop": args.max_accuracy_drop,
+        "super_fraction": args.super_fraction,
+        "compute_budget": args.compute_budget,
+    }
+    kind, value = next((k, v) for k, v in kinds.items() if v is not None)
+    target = Target(kind, value)
+    target.validate()
+    splits, spec = dataspec.splits_for(args, args.repository)
+    print(f"data: {spec.describe()}: {splits.describe()}")
+    split = args.split
+    if split == "calibration" and splits.calibration is None:
+        print(
+            "WARNING: these splits have no calibration split; calibrating on validation, which also picked the "
+            "checkpoint (add calibration rows to the split column, or a fourth --sizes value)",
+            file=sys.stderr,
+        )
+        split = "validation"
+    ds = splits.get(split)
+    cache = args.cache_dir or default_cache()
+    scores = cal.cached_scores(args.repository, split, ds, splits.fingerprint, cache, args.url)
+    costs = cal.measure_costs(args.repository, ds.texts)
+    ratio = costs["swift"] / costs["super"]
+    record, choice, rows = cal.calibrate(
+        scores,
+        target,
+        args.criterion,
+        None if args.no_margin else args.confidence,
+        costs,
+        splits.fingerprint,
+        fit_t=not args.no_temperature,
+        coverage_sims=args.coverage_sims,
+    )
+    v = record.calibration
+    print(
+        f"{split}: {v['examples']} texts: {v['fit_examples']} fit T and the learned rule, {v['held_out_examples']} "
+        f"held out choose the criterion and the threshold; Swift {v['swift_accuracy']:.2%}, Super {v['super_accuracy']:.2%}"
+    )
+    print(
+        f"costs (ONNX Runtime, batch 32): swift {costs['swift']:.2f} ms/text, super {costs['super']:.2f} ms/text, ratio {ratio:.3f}"
+    )
+    print(f"temperature T = {record.temperature:.3f}; Swift ECE {v['ece_before']:.4f} -> {v['ece_after']:.4f}")
+    print()
+    print(cal.criterion_markdown(rows))
+    print()
+    print(f"target: {target.describe()}; criterion {record.criterion} ({args.criterion} requested)")
+    print(
+        f"chosen threshold {record.threshold!r}: Super fraction {v['super_fraction']:.1%}, routed accuracy "
+        f"{v['routed_accuracy']:.2%}, relative compute {v['relative_compute']:.3f}"
+    )
+    if choice.lower_bound is not None:
+        margin = v["super_fraction"] - v["point_estimate_fraction"]
+        if target.kind == "accuracy_drop":
+            bound = f"routed minus Super accuracy (paired) {choice.lower_bound * 100:+.2f} pt"
+        else:
+            bound = f"routed accuracy {choice.lower_bound:.2%}"
+        print(f"guarantee: {v['guarantee']}; lower confidence bound of {bound}")
+        print(
+            f"the point estimate would send {v['point_estimate_fraction']:.1%} to Super: the guarantee costs "
+            f"{margin * 100:+.1f} pt of Super share"
+        )
+        if v["coverage"]:
+            cv = v["coverage"]
+            print(
+                f"coverage by simulation ({cv['simulations']} resampled calibration sets of {cv['calibration_size']}): "
+                f"the target held in {cv['coverage']:.1%} (stated {cv['stated']:.3g}); mean Super share {cv['mean_super_fraction']:.1%}"
+            )
+    for w in record.warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "calibration.json").write_text(record.to_json())
+    policies = cal.record_policies(record)
+    table = cal.curve_markdown(scores, record.temperature, ratio, policies=policies)
+    (out / "curve.md").write_text(table + "\n")
+    png = cal.plot_curves(
+        scores, record.temperature, ratio, out / "curve.png", (v["super_fraction"], v["routed_accuracy"]), policies
+    )
+    print()
+    print(table)
+    print(f"\nrecord {out / 'calibration.json'}, curve {out / 'curve.md'} and {png}")
+    status = 0
+    if args.evaluate_on:
+        status = _evaluate(args, cal, record, target, splits, cache, out)
+    if args.apply:
+        path = cal.apply_record(args.repository, record)
+        print(f"applied {record.version} to {path}")
+        if args.reload_url:
+            from elang.client.client import ElangClient
+
+            info = ElangClient(args.reload_url).reload_router()
+            print(f"reloaded the router on {args.reload_url}: {info}")
+    return status
+
+
+def _evaluate(args, cal, record, target, splits, cache, out: Path) -> int:  # noqa: ANN001
+    """How the recorded choice lands on the test split; 3 when it misses by more than the tolerance."""
+    test = cal.cached_scores(args.repository, "test", splits.test, splits.fingerprint, cache, args.url)
+    res = cal.evaluate_record(record, test)
+    res["criteria"] = [r.__dict__ for r in cal.criterion_table(test, record.temperature, cal.record_policies(record))]
+    print(
+        f"\non {args.evaluate_on} ({res['examples']} texts): routed accuracy {res['routed_accuracy']:.2%}, Super "
+        f"fraction {res['super_fraction']:.1%} (Swift {res['swift_accuracy']:.2%}, Super {res['super_accuracy']:.2%})"
+    )
+    print(cal.criterion_markdown(cal.criterion_table(test, record.temperature, cal.record_policies(record))))
+    required = record.calibration["required_accuracy"]
+    status = 0
+    if target.kind == "accuracy_drop":
+        required = res["super_accuracy"] - target.value / 100
+    if required is not None:
+        gap = (res["routed_accuracy"] - required) * 100
+        print(f"gap to the target on {args.evaluate_on}: {gap:+.2f} pt (tolerance {args.tolerance} pt)")
+        if gap < -args.tolerance:
+            print(f"WARNING: {args.evaluate_on} misses the target by more than {args.tolerance} pt", file=sys.stderr)
+            status = 3
+    else:
+        gap = (res["super_fraction"] - record.calibration["super_fraction"]) * 100
+        print(f"Super fraction gap on {args.evaluate_on}: {gap:+.1f} pt")
+    (out / "evaluation.json").write_text(json.dumps(res, indent=2))
+    return status
