@@ -104,20 +104,22 @@ def _stage_dir(repository: Path, stage: str) -> tuple[Path, int]:
     return version, max_length
 
 
+def stage_logits(folder_or_repo: Path, stage: str, texts: list[str], url: str | None = None) -> np.ndarray:
+    """One stage's logits for ``texts``: offline with ONNX Runtime, or through the server at ``url``."""
+    if url:
+        from elang.client.client import ElangClient
+
+        res = ElangClient(url, model=stage, timeout_s=600).classify(texts, progress=True, raise_on_error=True)
+        return np.stack([p.logits for p in res.predictions]).astype(np.float32)
+    from elang.classifier import OnnxTextClassifier, logits_in_batches
+
+    folder, max_length = _stage_dir(Path(folder_or_repo), stage)
+    return logits_in_batches(OnnxTextClassifier(folder, max_length=max_length), texts)
+
+
 def collect_scores(repository: Path, texts: list[str], labels: np.ndarray, url: str | None = None) -> Scores:
     """Swift and Super logits for ``texts``: offline with ONNX Runtime, or through the server at ``url``."""
-    out = {}
-    for stage in c.STAGES:
-        if url:
-            from elang.client.client import ElangClient
-
-            res = ElangClient(url, model=stage, timeout_s=600).classify(texts, progress=True, raise_on_error=True)
-            out[stage] = np.stack([p.logits for p in res.predictions]).astype(np.float32)
-        else:
-            from elang.classifier import OnnxTextClassifier, logits_in_batches
-
-            folder, max_length = _stage_dir(Path(repository), stage)
-            out[stage] = logits_in_batches(OnnxTextClassifier(folder, max_length=max_length), texts)
+    out = {stage: stage_logits(repository, stage, texts, url) for stage in c.STAGES}
     return Scores(out[c.SWIFT_MODEL], out[c.SUPER_MODEL], np.asarray(labels), text_lengths(texts))
 
 
@@ -501,21 +503,35 @@ def criterion_markdown(rows: list[CriterionRow]) -> str:
     return "\n".join(lines)
 
 
-def cached_scores(repository: Path, split_name: str, ds, fingerprint: str, cache_dir: Path, url: str | None) -> Scores:  # noqa: ANN001
-    """:func:`collect_scores` cached per (stage models, data split): the ONNX files' sizes and mtimes key it."""
+def cached_stage_logits(
+    repository: Path,
+    stage: str,
+    split_name: str,
+    ds,
+    fingerprint: str,
+    cache_dir: Path,
+    url: str | None,  # noqa: ANN001
+) -> np.ndarray:
+    """:func:`stage_logits` cached per (stage model, data split): the stage's ONNX files' sizes and mtimes key it."""
     repository = Path(repository)
-    h = hashlib.sha256(f"{fingerprint}|{split_name}|{len(ds)}|{url or 'offline'}".encode())
-    for stage in c.STAGES:
-        for onnx in sorted((repository).glob(f"{stage}*/1/model.onnx")):
+    h = hashlib.sha256(f"{fingerprint}|{split_name}|{len(ds)}|{url or 'offline'}|{stage}".encode())
+    if not url:
+        folder, max_length = _stage_dir(repository, stage)
+        h.update(str(max_length).encode())
+        for onnx in sorted(folder.glob("*.onnx")):
             st = onnx.stat()
-            h.update(f"{onnx.name}{st.st_size}{st.st_mtime_ns}".encode())
-    path = Path(cache_dir) / "scores" / f"{split_name}-{h.hexdigest()[:16]}.npz"
+            h.update(f"{onnx.resolve()}{st.st_size}{st.st_mtime_ns}".encode())
+    path = Path(cache_dir) / "scores" / f"{stage}-{split_name}-{h.hexdigest()[:16]}.npy"
     if path.is_file():
-        scores = Scores.load(path)
-        scores.lengths = text_lengths(ds.texts)
-        return scores
-    log.info("running swift and super on %d %s texts", len(ds), split_name)
-    scores = collect_scores(repository, ds.texts, ds.labels, url)
+        return np.load(path)
+    log.info("running %s on %d %s texts", stage, len(ds), split_name)
+    logits = stage_logits(repository, stage, ds.texts, url)
     path.parent.mkdir(parents=True, exist_ok=True)
-    scores.save(path)
-    return scores
+    np.save(path, logits)
+    return logits
+
+
+def cached_scores(repository: Path, split_name: str, ds, fingerprint: str, cache_dir: Path, url: str | None) -> Scores:  # noqa: ANN001
+    """Swift and Super logits on one split, each stage cached on its own (see :func:`cached_stage_logits`)."""
+    out = {s: cached_stage_logits(repository, s, split_name, ds, fingerprint, cache_dir, url) for s in c.STAGES}
+    return Scores(out[c.SWIFT_MODEL], out[c.SUPER_MODEL], np.asarray(ds.labels), text_lengths(ds.texts))

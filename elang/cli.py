@@ -201,12 +201,35 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--max-length", type=int, default=None)
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="tokens per text (default: the 95th percentile of the training texts, rounded up to 32, at most 256)",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--patience", type=int, default=None, help="evaluations without improvement before early stopping (default 1)"
     )
     p.add_argument("--evals-per-epoch", type=int, default=None, help="validation runs per epoch (default 1)")
+    p.add_argument("--min-steps", type=int, default=None, help="no early stopping before this many steps (default 200)")
+    p.add_argument(
+        "--class-weights",
+        action="store_const",
+        const=True,
+        default=None,
+        help="weight the loss by inverse label frequency (imbalanced labels)",
+    )
+    d = p.add_argument_group("distillation")
+    d.add_argument(
+        "--distill-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="a teacher checkpoint (e.g. the trained Super): learn its soft labels on the training texts and on "
+        "the texts no split uses",
+    )
+    d.add_argument("--distill-unlabelled", type=int, default=None, help="unlabelled texts to use (default: all)")
+    d.add_argument("--distill-alpha", type=float, default=None, help="weight of the true-label loss (default 0.5)")
     p.add_argument("--quick", action="store_true", help="a first look: 1000/500/1000 rows, one epoch")
     p.add_argument("--cache-dir", type=Path, default=None, help="default: $ELANG_CACHE or ~/.cache/elang")
     dataspec.add_arguments(p)
@@ -233,12 +256,19 @@ def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
         "seed",
         "patience",
         "evals_per_epoch",
+        "min_steps",
+        "class_weights",
+        "distill_from",
+        "distill_unlabelled",
+        "distill_alpha",
     ):
         value = getattr(args, field)
         if value is not None:
             recipe = replace(recipe, **{field: value})
     if args.quick:
         recipe = replace(recipe, epochs=1)
+    if recipe.distill_from:
+        recipe = replace(recipe, distill_from=str(Path(recipe.distill_from).resolve()))
     return recipe
 
 
@@ -257,6 +287,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"checkpoint {result.checkpoint}")
     print(f"validation accuracy {m['validation_accuracy']:.2%}, test accuracy {m['test_accuracy']:.2%}")
     print(f"{m['steps']} steps in {m['train_seconds'] / 60:.1f} min, {m['parameters'] / 1e6:.1f}M parameters")
+    for what, note in (m.get("notes") or {}).items():
+        print(f"{what.replace('_', ' ')}: {note}")
+    if m.get("distilled_from"):
+        print(f"distilled from {m['distilled_from']} on {m['unlabelled_texts']} unlabelled texts besides the training set")
     if m.get("warning"):
         print(f"WARNING: {m['warning']}", file=sys.stderr)
     return 0

@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +38,39 @@ class Recipe:
     epochs: int = 3
     lr: float = 5e-5
     batch_size: int = 32
-    max_length: int = 64
+    max_length: int | None = None  # None: from the data (see auto_max_length)
     weight_decay: float = 0.01
     warmup: float = 0.06
     patience: int = 1  # evaluations without improvement before stopping
     evals_per_epoch: int = 1
     seed: int = 0
+    min_steps: int = 200  # no early stop before this many steps (small data: a few evaluations prove nothing)
+    class_weights: bool = False  # weight the loss by inverse label frequency (imbalanced labels)
+    distill_from: str | None = None  # a teacher checkpoint: learn its soft labels too, on unlabelled texts as well
+    distill_unlabelled: int | None = None  # unlabelled texts to use (default: all the splits leave unused)
+    distill_alpha: float = 0.5  # weight of the true-label loss on labelled texts; the rest is the teacher's
+    distill_temperature: float = 2.0
+
+
+# Fields added after models were cached: at their defaults they stay out of the cache key, so a
+# recipe that does not use them keeps the key (and the trained model) it always had.
+_LATER_FIELDS = {
+    "min_steps": 200,
+    "class_weights": False,
+    "distill_from": None,
+    "distill_unlabelled": None,
+    "distill_alpha": 0.5,
+    "distill_temperature": 2.0,
+}
+MAX_LENGTH_CAP = 256
+
+
+def auto_max_length(tokenizer, texts: list[str], pairs: list[str] | None = None) -> tuple[int, float]:  # noqa: ANN001
+    """(max length, 95th percentile of token lengths): the percentile rounded up to 32, within 32..256."""
+    sample = texts[:5000]
+    enc = tokenizer(sample, pairs[:5000] if pairs else None, truncation=False)["input_ids"]
+    p95 = float(np.percentile([len(x) for x in enc], 95))
+    return int(min(MAX_LENGTH_CAP, max(32, math.ceil(p95 / 32) * 32))), p95
 
 
 # The default pair (docs/BENCHMARKS.md says why).
@@ -59,8 +86,13 @@ class TrainResult:
     metrics: dict
 
 
-def _key(recipe: Recipe, base_dir: Path, splits: Splits) -> str:
-    h = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode())
+def _key(recipe: Recipe, base_dir: Path, splits: Splits, unlabelled: list[str]) -> str:
+    d = {k: v for k, v in asdict(recipe).items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+    h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
+    if recipe.distill_from:
+        teacher = Path(recipe.distill_from)
+        h.update(json.dumps(sorted((p.name, p.stat().st_size) for p in teacher.iterdir() if p.is_file())).encode())
+        h.update(hashlib.sha256("\n".join(unlabelled).encode()).digest())
     weights = [p for p in base_dir.iterdir() if p.suffix in (".safetensors", ".bin")]
     h.update(json.dumps(sorted((p.name, p.stat().st_size) for p in weights)).encode())
     h.update(splits.fingerprint.encode())
@@ -122,6 +154,49 @@ def collapse_warning(logits: np.ndarray, labels: np.ndarray, label_names: list[s
     return None
 
 
+def _check_teacher(teacher: Path, label_names: list[str]) -> None:
+    from elang.datasets import LABELS_FILE
+
+    if not (teacher / "config.json").is_file():
+        raise FileNotFoundError(f"--distill-from {teacher}: not a Hugging Face checkpoint folder (no config.json)")
+    labels = teacher / LABELS_FILE
+    if labels.is_file():
+        have = [n for _, n in sorted(json.loads(labels.read_text()).items(), key=lambda kv: int(kv[0]))]
+        if have != label_names:
+            raise ValueError(f"--distill-from {teacher} predicts labels {have}, the data has {label_names}")
+
+
+def _teacher_logits(teacher: Path, train: Dataset, extra: Dataset, max_length: int, run: Path) -> np.ndarray:
+    """The teacher's logits on the training texts then the unlabelled ones (cached in the run folder)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = run / "teacher_logits.npy"
+    if path.is_file():
+        return np.load(path)
+    log.info("teacher %s on %d training and %d unlabelled texts", teacher, len(train), len(extra))
+    model = AutoModelForSequenceClassification.from_pretrained(teacher)
+    tok = AutoTokenizer.from_pretrained(teacher)
+    parts = [evaluate(model, tok, ds, max_length, desc="teacher")["logits"] for ds in (train, extra) if len(ds)]
+    logits = np.concatenate(parts)
+    np.save(path, logits)
+    return logits
+
+
+def _loss(logits, labels, weight, teacher, recipe: Recipe):  # noqa: ANN001, ANN202
+    """Cross-entropy on the labelled rows; with a teacher, mixed with the distillation loss on every row."""
+    import torch.nn.functional as F  # noqa: N812
+
+    known = labels >= 0
+    ce = logits.new_zeros(())
+    if known.any():
+        ce = F.cross_entropy(logits[known], labels[known], weight=weight)
+    if teacher is None:
+        return ce
+    t = recipe.distill_temperature
+    kd = F.kl_div(F.log_softmax(logits / t, -1), F.softmax(teacher / t, -1), reduction="batchmean") * t * t
+    return recipe.distill_alpha * ce + (1 - recipe.distill_alpha) * kd
+
+
 def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: bool = True) -> TrainResult:
     """Fine-tune (or return the cached result of) ``recipe`` on ``splits``."""
     import torch
@@ -129,7 +204,22 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
     base_dir = resolve(recipe.base, cache_dir)
-    run = Path(cache_dir) / "train" / _key(recipe, base_dir, splits)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    notes: dict[str, str] = {}
+    if recipe.max_length is None:
+        ml, p95 = auto_max_length(tokenizer, splits.train.texts, splits.train.pairs)
+        recipe = replace(recipe, max_length=ml)
+        notes["max_length"] = (
+            f"{ml} tokens (95th percentile of the training texts: {p95:.0f}; rounded up to 32, at most {MAX_LENGTH_CAP})"
+        )
+        log.info("max length %s", notes["max_length"])
+    unlabelled: list[str] = []
+    if recipe.distill_from:
+        _check_teacher(Path(recipe.distill_from), list(splits.label_names))
+        unlabelled = list(splits.unused[: recipe.distill_unlabelled])
+        if splits.train.pairs is not None:
+            unlabelled = []  # unused rows of a pair task lack their second text
+    run = Path(cache_dir) / "train" / _key(recipe, base_dir, splits, unlabelled)
     metrics_path, best, state_path = run / "metrics.json", run / "best", run / "state.pt"
     if metrics_path.is_file() and (best / "config.json").is_file():
         log.info("cached: %s", run)
@@ -147,7 +237,6 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
     }
     if recipe.layers:
         kwargs["num_hidden_layers"] = recipe.layers
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForSequenceClassification.from_pretrained(base_dir, **kwargs)
     if recipe.freeze_layers:
         base = model.base_model
@@ -159,6 +248,16 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
 
     train_items = _encode(tokenizer, splits.train, recipe.max_length)
     labels = torch.tensor(splits.train.labels)
+    teacher = None
+    if recipe.distill_from:
+        extra = Dataset(unlabelled, None, np.zeros(len(unlabelled), dtype=np.int64), list(names))
+        teacher = torch.tensor(_teacher_logits(Path(recipe.distill_from), splits.train, extra, recipe.max_length, run))
+        train_items += _encode(tokenizer, extra, recipe.max_length)
+        labels = torch.cat([labels, torch.full((len(unlabelled),), -1)])  # -1: no true label
+    weight = None
+    if recipe.class_weights:
+        counts = np.bincount(splits.train.labels, minlength=len(names)).astype(np.float64)
+        weight = torch.tensor(len(splits.train) / (len(names) * np.maximum(counts, 1)), dtype=torch.float32)
     steps_per_epoch = math.ceil(len(train_items) / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
     eval_every = max(1, steps_per_epoch // recipe.evals_per_epoch)
@@ -184,7 +283,7 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
             idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
             model.train()
             batch = _collate(tokenizer, [train_items[i] for i in idx])
-            loss = torch.nn.functional.cross_entropy(model(**batch).logits, labels[idx])
+            loss = _loss(model(**batch).logits, labels[idx], weight, None if teacher is None else teacher[idx], recipe)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -204,7 +303,7 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
                     save_label_map(best, names)
                 else:
                     pos["bad_evals"] += 1
-                    stop = pos["bad_evals"] > recipe.patience
+                    stop = pos["bad_evals"] > recipe.patience and pos["step"] >= recipe.min_steps
                 pos["seconds"] = time.monotonic() - t0
                 torch.save(
                     {
@@ -234,6 +333,9 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
         "data_fingerprint": splits.fingerprint,
         "parameters": int(sum(p.numel() for p in best_model.parameters())),
         "warning": collapse_warning(val["logits"], splits.validation.labels, list(splits.label_names)),
+        "notes": notes,
+        "distilled_from": recipe.distill_from,
+        "unlabelled_texts": len(unlabelled),
     }
     metrics_path.write_text(json.dumps(metrics, indent=2))
     state_path.unlink(missing_ok=True)  # the best checkpoint and metrics are what remains

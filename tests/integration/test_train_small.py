@@ -1,0 +1,64 @@
+"""Training on a user's small, imbalanced file of long texts: the collapse warning fires when the
+model learns nothing and stays quiet when the documented options make it learn (issue 11)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from elang.export.tiny import TinySpec, make_tiny_checkpoint
+
+WORDS = "the a service order delivery staff room price time place food day night week month".split()
+CUE = {"positive": "wonderful", "negative": "terrible", "neutral": "average"}
+
+
+def _review(rng: random.Random, label: str) -> str:
+    filler = [rng.choice(WORDS) for _ in range(rng.randint(40, 90))]
+    filler.insert(rng.randint(0, 10), CUE[label])  # the cue sits early, inside any max length
+    return " ".join(filler)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    rng = random.Random(0)
+    labels = ["positive"] * 130 + ["negative"] * 45 + ["neutral"] * 25  # 65% positive
+    rng.shuffle(labels)
+    rows = [(_review(rng, lab), lab) for lab in labels]
+    folder = tmp_path_factory.mktemp("small")
+    data = folder / "reviews.csv"
+    data.write_text("review,stars\n" + "".join(f"{t},{lab}\n" for t, lab in rows))
+    spec = TinySpec(layers=1, hidden=32, vocab_size=200, seed=3, labels=("negative", "neutral", "positive"))
+    ckpt = make_tiny_checkpoint(folder / "tiny", spec, corpus=[t for t, _ in rows])
+    return data, ckpt
+
+
+def _train(elang_cli, small_data, tmp_path, *extra):
+    data, ckpt = small_data
+    common = ["train", "--model", ckpt, "--data", data, "--text-column", "review", "--label-column", "stars"]
+    return elang_cli(*common, "--cache-dir", tmp_path / "cache", *extra, timeout=900)
+
+
+def test_a_model_that_learns_nothing_is_flagged(elang_cli, small_data, tmp_path):
+    out = _train(elang_cli, small_data, tmp_path, "--epochs", "1", "--lr", "1e-9")
+    assert out.returncode == 0, out.stderr
+    assert "WARNING" in out.stderr and ("single class" in out.stderr or "majority class" in out.stderr)
+    # The split sizes and where they came from, and the max length read from the data, are printed.
+    assert "train 120 / validation 20 / test 40 / calibration 20 (seeded shuffle" in out.stdout
+    assert "max length: 96 tokens (95th percentile" in out.stdout
+
+
+def test_the_documented_options_train_above_the_majority_baseline(elang_cli, small_data, tmp_path):
+    args = ["--epochs", "40", "--lr", "3e-3", "--class-weights", "--patience", "4", "--evals-per-epoch", "2"]
+    out = _train(elang_cli, small_data, tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    assert "WARNING" not in out.stderr, out.stderr
+    ckpt = Path(out.stdout.split("checkpoint ", 1)[1].split()[0])
+    metrics = json.loads((ckpt.parent / "metrics.json").read_text())
+    assert metrics["validation_accuracy"] > 0.75  # the majority class is 65% of the file
+    assert metrics["recipe"]["class_weights"] is True
+    # The data options are remembered with the checkpoint, for export, calibrate and bench.
+    remembered = json.loads((ckpt / "data.json").read_text())
+    assert remembered["label_column"] == "stars" and remembered["fingerprint"] == metrics["data_fingerprint"]
