@@ -123,24 +123,26 @@ def collect_scores(repository: Path, texts: list[str], labels: np.ndarray, url: 
     return Scores(out[c.SWIFT_MODEL], out[c.SUPER_MODEL], np.asarray(labels), text_lengths(texts))
 
 
-def measure_costs(repository: Path, texts: list[str], batch: int = 32, rounds: int = 3) -> dict[str, float]:
-    """Milliseconds per text of each stage offline (ONNX Runtime, batches of ``batch``), best of ``rounds``."""
+def stage_cost(repository: Path, stage: str, texts: list[str], batch: int = 32, rounds: int = 3) -> float:
+    """Milliseconds per text of one stage offline (ONNX Runtime, batches of ``batch``), best of ``rounds``."""
     from elang.classifier import OnnxTextClassifier
 
     sample = texts[: batch * 8]
-    costs = {}
-    for stage in c.STAGES:
-        folder, max_length = _stage_dir(Path(repository), stage)
-        model = OnnxTextClassifier(folder, max_length=max_length)
-        model(sample[:batch])  # warm-up
-        best = float("inf")
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            for i in range(0, len(sample), batch):
-                model(sample[i : i + batch])
-            best = min(best, (time.perf_counter() - t0) / len(sample))
-        costs[stage] = best * 1e3
-    return costs
+    folder, max_length = _stage_dir(Path(repository), stage)
+    model = OnnxTextClassifier(folder, max_length=max_length)
+    model(sample[:batch])  # warm-up
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for i in range(0, len(sample), batch):
+            model(sample[i : i + batch])
+        best = min(best, (time.perf_counter() - t0) / len(sample))
+    return best * 1e3
+
+
+def measure_costs(repository: Path, texts: list[str], batch: int = 32, rounds: int = 3) -> dict[str, float]:
+    """:func:`stage_cost` of Swift and Super."""
+    return {stage: stage_cost(repository, stage, texts, batch, rounds) for stage in c.STAGES}
 
 
 @dataclass

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from elang import __version__, calibrate_cmd, dataspec
+from elang import __version__, calibrate_cmd, dataspec, pairs
 
 log = logging.getLogger("elang")
 
@@ -290,7 +290,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     for what, note in (m.get("notes") or {}).items():
         print(f"{what.replace('_', ' ')}: {note}")
     if m.get("distilled_from"):
-        print(f"distilled from {m['distilled_from']} on {m['unlabelled_texts']} unlabelled texts besides the training set")
+        print(
+            f"distilled from {m['distilled_from']} on {m['unlabelled_texts']} unlabelled texts besides the training set"
+        )
     if m.get("warning"):
         print(f"WARNING: {m['warning']}", file=sys.stderr)
     return 0
@@ -596,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         _add_export,
         calibrate_cmd.add_parser,
+        pairs.add_parser,
         _add_bench,
         _add_tiny,
         _add_tune,

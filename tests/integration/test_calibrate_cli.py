@@ -20,11 +20,14 @@ def test_calibrate_super_fraction_writes_record_table_plot(elang_cli, tiny_repo,
     out = _calibrate(elang_cli, tiny_repo, labelled_csv, tmp_path, *extra)
     assert out.returncode == 0, out.stderr
     record = json.loads((tmp_path / "cal" / "calibration.json").read_text())
-    assert record["criterion"] in ("energy", "softmax", "entropy") and record["schema"] == 1
-    assert record["validation"]["super_fraction"] == pytest.approx(0.25, abs=0.01)
+    assert record["criterion"] in ("energy", "softmax", "entropy", "learned") and record["schema"] == 2
+    assert record["calibration"]["super_fraction"] == pytest.approx(0.25, abs=0.01)
+    # 240 rows by 60/10/20/10%: 24 calibration texts, 8 of them fit T and the rule, 16 set the threshold.
+    assert record["calibration"]["examples"] == 24 and record["calibration"]["held_out_examples"] == 16
     assert (tmp_path / "cal" / "curve.png").stat().st_size > 10_000
     assert "| criterion | AUROC" in out.stdout and "oracle routing" in out.stdout
     assert "Super fraction gap on test" in out.stdout
+    assert "calibration 24 (seeded shuffle" in out.stdout
     assert json.loads((tmp_path / "cal" / "evaluation.json").read_text())["examples"] > 0
 
 
@@ -41,3 +44,32 @@ def test_bad_targets_are_clear_errors(elang_cli, tiny_repo, labelled_csv, tmp_pa
     out = _calibrate(elang_cli, tiny_repo, labelled_csv, tmp_path, *args)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "error" in out.stderr and re.search(match, out.stderr), out.stderr
+
+
+def test_an_accuracy_target_is_certified_and_its_coverage_measured(elang_cli, tiny_repo, labelled_csv, tmp_path):
+    extra = ("--target-accuracy", "0.0", "--criterion", "energy", "--coverage-sims", "20", "--sizes", "100,40,40,60")
+    out = _calibrate(elang_cli, tiny_repo, labelled_csv, tmp_path, *extra)
+    assert out.returncode == 0, out.stderr
+    record = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert record["confidence"] == 0.9 and "fixed-sequence" in record["calibration"]["guarantee"]
+    assert record["calibration"]["coverage"]["simulations"] == 20
+    assert "coverage by simulation (20 resampled calibration sets of 40)" in out.stdout
+
+
+def test_calibrating_on_data_the_models_were_not_trained_on_is_refused(elang_cli, tiny_repo, labelled_csv, tmp_path):
+    import shutil
+
+    from elang import dataspec
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo["repo"], repo)
+    other = dataspec.DataSpec(path=str(labelled_csv), fingerprint="0123456789abcdef")
+    (repo / dataspec.DATA_FILE).write_text(other.to_json())
+    args = ["calibrate", "--repository", repo, "--super-fraction", "0.3", "--out", tmp_path / "o"]
+    out = elang_cli(*args, "--data", labelled_csv, "--cache-dir", tmp_path / "c", cwd=tmp_path)
+    assert out.returncode == 2 and "--allow-other-data" in out.stderr, out.stderr
+    out = elang_cli(*args, "--data", labelled_csv, "--allow-other-data", "--cache-dir", tmp_path / "c", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    # Without data options the remembered data is used (here: the same file).
+    out = elang_cli(*args, "--cache-dir", tmp_path / "c", cwd=tmp_path)
+    assert out.returncode == 0 and str(labelled_csv) in out.stdout, out.stderr

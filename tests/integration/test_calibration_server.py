@@ -12,21 +12,22 @@ from elang.export.tiny import sample_rows
 from elang import calibrate as cal
 from elang.calibration import Target
 from elang.repository import parse_config
-from elang.routing import get_policy
 from elang.server import TritonServer
 
 pytestmark = pytest.mark.integration
 
 
-def test_record_round_trip_and_reload(tiny_repo, tmp_path):
+@pytest.mark.parametrize("criterion", ["softmax", "learned"])
+def test_record_round_trip_and_reload(tiny_repo, tmp_path, criterion):
     repo = tmp_path / "repo"
     shutil.copytree(tiny_repo["repo"], repo)
     rows = sample_rows()
     names = ["negative", "neutral", "positive"]
     texts, labels = [t for t, _ in rows], np.array([names.index(lab) for _, lab in rows])
     scores = cal.collect_scores(repo, texts, labels)
-    record, choice, table = cal.calibrate(scores, Target("super_fraction", 0.5), "softmax", dataset="sample")
-    assert {r.name for r in table} == {"energy", "softmax", "entropy"}
+    record, choice, table = cal.calibrate(scores, Target("super_fraction", 0.5), criterion, dataset="sample")
+    assert {r.name for r in table} == {"energy", "softmax", "entropy", "learned"}
+    assert record.rule and record.rule["features"][-1] == "log_length"
     again = cal.CalibrationRecord.from_json(record.to_json())
     assert again == record
 
@@ -37,14 +38,29 @@ def test_record_round_trip_and_reload(tiny_repo, tmp_path):
         cal.apply_record(repo, record)
         cfg = parse_config((repo / "elang" / "config.pbtxt").read_text())
         assert cfg.parameters["calibration_version"].string_value == record.version
-        assert cfg.parameters["policy"].string_value == "softmax"
+        assert cfg.parameters["policy"].string_value == criterion
         info = client.reload_router()
-        assert info["calibration_version"] == record.version and info["policy"] == "softmax"
+        assert info["calibration_version"] == record.version and info["policy"] == criterion
         out = client.infer_batch(texts)
-    pol = get_policy("softmax")
-    want = pol.escalate(pol.score(scores.swift, record.temperature), record.threshold)
-    assert want.mean() == pytest.approx(0.5)
+    # The router escalates exactly the rows the recorded policy does offline (the learned one
+    # from the rule in calibration.json, with the text lengths the router measures itself).
+    pol = cal.policy_from_record(record)
+    want = pol.escalate(scores.policy_scores(pol, record.temperature), record.threshold)
+    assert want.mean() == pytest.approx(0.5, abs=0.15)
     assert (out["ROUTE"].ravel() == 1).tolist() == want.tolist()
+
+
+def test_a_learned_policy_without_its_rule_is_refused_at_load(tiny_repo, tmp_path):
+    from elang.router import RouterSettings
+
+    settings = RouterSettings(policy="learned", calibration_version="cal-x")
+    with pytest.raises(ValueError, match="needs .*calibration.json"):
+        settings.load_policy(tmp_path)
+    (tmp_path / "calibration.json").write_text('{"version": "cal-y", "rule": {}}')
+    with pytest.raises(ValueError, match="holds calibration 'cal-y' but the config names 'cal-x'"):
+        settings.load_policy(tmp_path)
+    with pytest.raises(ValueError, match="learned policy is fitted on one Swift/Super pair"):
+        RouterSettings(stages=("a", "b", "c"), thresholds=(0.0, 0.0), policy="learned")
 
 
 def test_reload_on_a_fixed_server_is_a_clear_error(server):
