@@ -312,7 +312,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quantize", choices=("int8",), default=None, help="dynamic int8 quantization")
     p.add_argument("--quantize-exclude", choices=("ffn-output", "none"), default="ffn-output")
     p.add_argument("--optimize", choices=("none", "basic", "extended", "all"), default="none")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per text (longer texts are truncated)")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="tokens per text, longer texts are truncated (default: what the checkpoint was trained with, else 128)",
+    )
     p.add_argument("--gpu", action="store_true", help="GPU instances / CUDA provider in the configs")
     p.add_argument("--atol", type=float, default=1e-4, help="max |ONNX - PyTorch| logit difference accepted")
     p.add_argument(
@@ -340,12 +345,23 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def trained_max_length(checkpoint: Path) -> int | None:
+    """The max length an `elang train` checkpoint was trained with (its run's metrics.json), if known."""
+    metrics = Path(checkpoint).parent / "metrics.json"
+    try:
+        return int(json.loads(metrics.read_text())["recipe"]["max_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from elang.export.stage import export_stage
     from elang.export.tiny import sample_rows
 
     args.repository.mkdir(parents=True, exist_ok=True)
     dataspec.adopt(args.checkpoint, args.repository, args.allow_other_data)
+    if args.max_length is None:
+        args.max_length = trained_max_length(args.checkpoint) or 128
     splits, _ = dataspec.splits_for(args, args.repository, required=args.quantize is not None)
     report = export_stage(
         args.checkpoint,

@@ -147,7 +147,11 @@ def demo_pipeline(
         shutil.rmtree(repo, ignore_errors=True)
         for role in c.STAGES:
             report = export_stage(
-                trained[role].checkpoint, role, repo, splits=splits, max_length=recipes[role].max_length
+                trained[role].checkpoint,
+                role,
+                repo,
+                splits=splits,
+                max_length=trained[role].metrics["recipe"]["max_length"],
             )
             print("\n".join(report.lines()))
         stamp.write_text(json.dumps(want))
