@@ -180,7 +180,7 @@ def clt_p_values(mean: np.ndarray, sd: np.ndarray, n: int, alpha: float) -> np.n
     p = np.where(mean <= alpha, 0.0, 1.0)
     spread = sd > 0
     z = (alpha - mean[spread]) / (sd[spread] / math.sqrt(n))
-    p[spread] = 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2))
+    p[spread] = 0.5 * np.vectorize(math.erfc, otypes=[float])(z / math.sqrt(2))
     return p
 
 
