@@ -117,10 +117,12 @@ def stage_logits(folder_or_repo: Path, stage: str, texts: list[str], url: str | 
     return logits_in_batches(OnnxTextClassifier(folder, max_length=max_length), texts)
 
 
-def collect_scores(repository: Path, texts: list[str], labels: np.ndarray, url: str | None = None) -> Scores:
+def collect_scores(
+    repository: Path, texts: list[str], labels: np.ndarray, url: str | None = None, super_stage: str = c.SUPER_MODEL
+) -> Scores:
     """Swift and Super logits for ``texts``: offline with ONNX Runtime, or through the server at ``url``."""
-    out = {stage: stage_logits(repository, stage, texts, url) for stage in c.STAGES}
-    return Scores(out[c.SWIFT_MODEL], out[c.SUPER_MODEL], np.asarray(labels), text_lengths(texts))
+    swift, sup = (stage_logits(repository, s, texts, url) for s in (c.SWIFT_MODEL, super_stage))
+    return Scores(swift, sup, np.asarray(labels), text_lengths(texts))
 
 
 def stage_cost(repository: Path, stage: str, texts: list[str], batch: int = 32, rounds: int = 3) -> float:
@@ -140,9 +142,14 @@ def stage_cost(repository: Path, stage: str, texts: list[str], batch: int = 32, 
     return best * 1e3
 
 
-def measure_costs(repository: Path, texts: list[str], batch: int = 32, rounds: int = 3) -> dict[str, float]:
-    """:func:`stage_cost` of Swift and Super."""
-    return {stage: stage_cost(repository, stage, texts, batch, rounds) for stage in c.STAGES}
+def measure_costs(
+    repository: Path, texts: list[str], batch: int = 32, rounds: int = 3, super_stage: str = c.SUPER_MODEL
+) -> dict[str, float]:
+    """:func:`stage_cost` of Swift and Super (keyed by role: swift, super)."""
+    return {
+        c.SWIFT_MODEL: stage_cost(repository, c.SWIFT_MODEL, texts, batch, rounds),
+        c.SUPER_MODEL: stage_cost(repository, super_stage, texts, batch, rounds),
+    }
 
 
 @dataclass
@@ -373,13 +380,18 @@ def evaluate_record(record: CalibrationRecord, scores: Scores) -> dict:
     }
 
 
-def apply_record(repository: Path, record: CalibrationRecord) -> Path:
+def router_for(super_stage: str) -> str:
+    """The router that sends Swift's unsure texts to ``super_stage`` (``elang``, or ``elang_<variant>``)."""
+    return c.ROUTER_MODEL if super_stage == c.SUPER_MODEL else f"{c.ROUTER_MODEL}_{super_stage}"
+
+
+def apply_record(repository: Path, record: CalibrationRecord, router: str = c.ROUTER_MODEL) -> Path:
     """Write the record's criterion, threshold, temperature and version into the router config."""
     from elang.atomic import write_text
     from elang.repository import parse_config, render_config
     from elang.router import RouterSettings
 
-    cfg_path = Path(repository) / c.ROUTER_MODEL / "config.pbtxt"
+    cfg_path = Path(repository) / router / "config.pbtxt"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: {repository} has no elang router")
     cfg = parse_config(cfg_path.read_text())
@@ -393,7 +405,7 @@ def apply_record(repository: Path, record: CalibrationRecord) -> Path:
         cfg.parameters[k].string_value = v
     RouterSettings.from_parameters({k: v.string_value for k, v in cfg.parameters.items()})
     # The record first: a reload that sees the new threshold also finds the record behind it.
-    write_text(Path(repository) / c.ROUTER_MODEL / "calibration.json", record.to_json())
+    write_text(Path(repository) / router / "calibration.json", record.to_json())
     write_text(cfg_path, render_config(cfg))
     return cfg_path
 
@@ -533,7 +545,18 @@ def cached_stage_logits(
     return logits
 
 
-def cached_scores(repository: Path, split_name: str, ds, fingerprint: str, cache_dir: Path, url: str | None) -> Scores:  # noqa: ANN001
+def cached_scores(
+    repository: Path,
+    split_name: str,
+    ds,  # noqa: ANN001 - elang.datasets.Dataset
+    fingerprint: str,
+    cache_dir: Path,
+    url: str | None,
+    super_stage: str = c.SUPER_MODEL,
+) -> Scores:
     """Swift and Super logits on one split, each stage cached on its own (see :func:`cached_stage_logits`)."""
-    out = {s: cached_stage_logits(repository, s, split_name, ds, fingerprint, cache_dir, url) for s in c.STAGES}
-    return Scores(out[c.SWIFT_MODEL], out[c.SUPER_MODEL], np.asarray(ds.labels), text_lengths(ds.texts))
+    swift, sup = (
+        cached_stage_logits(repository, s, split_name, ds, fingerprint, cache_dir, url)
+        for s in (c.SWIFT_MODEL, super_stage)
+    )
+    return Scores(swift, sup, np.asarray(ds.labels), text_lengths(ds.texts))

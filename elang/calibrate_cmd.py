@@ -13,6 +13,12 @@ from elang import dataspec
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="choose the router threshold for a target, compare criteria, check on test")
     p.add_argument("--repository", type=Path, required=True, help="repository holding swift, super and elang")
+    p.add_argument(
+        "--super",
+        dest="super_stage",
+        default="super",
+        help="the Super stage (default super; e.g. super_int8: calibrates and applies to router elang_super_int8)",
+    )
     t = p.add_mutually_exclusive_group(required=True)
     t.add_argument("--target-accuracy", type=float, help="routed accuracy to reach, e.g. 0.78")
     t.add_argument("--max-accuracy-drop", type=float, help="points below Super's accuracy allowed, e.g. 0.5")
@@ -78,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
         split = "validation"
     ds = splits.get(split)
     cache = args.cache_dir or default_cache()
-    scores = cal.cached_scores(args.repository, split, ds, splits.fingerprint, cache, args.url)
-    costs = cal.measure_costs(args.repository, ds.texts)
+    scores = cal.cached_scores(args.repository, split, ds, splits.fingerprint, cache, args.url, args.super_stage)
+    costs = cal.measure_costs(args.repository, ds.texts, super_stage=args.super_stage)
     ratio = costs["swift"] / costs["super"]
     record, choice, rows = cal.calibrate(
         scores,
@@ -143,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if args.evaluate_on:
         status = _evaluate(args, cal, record, target, splits, cache, out)
     if args.apply:
-        path = cal.apply_record(args.repository, record)
+        path = cal.apply_record(args.repository, record, cal.router_for(args.super_stage))
         print(f"applied {record.version} to {path}")
         if args.reload_url:
             from elang.client.client import ElangClient
@@ -155,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args, cal, record, target, splits, cache, out: Path) -> int:  # noqa: ANN001
     """How the recorded choice lands on the test split; 3 when it misses by more than the tolerance."""
-    test = cal.cached_scores(args.repository, "test", splits.test, splits.fingerprint, cache, args.url)
+    test = cal.cached_scores(
+        args.repository, "test", splits.test, splits.fingerprint, cache, args.url, args.super_stage
+    )
     res = cal.evaluate_record(record, test)
     res["criteria"] = [r.__dict__ for r in cal.criterion_table(test, record.temperature, cal.record_policies(record))]
     print(

@@ -24,6 +24,7 @@ from elang.export.onnx_export import (
 )
 
 from elang import contract as c
+from elang.atomic import write_text
 from elang.classifier import ONNX_FILE, OnnxTextClassifier
 from elang.datasets import Splits
 from elang.repository import (
@@ -109,6 +110,9 @@ def _write_variant_router(repository: Path, super_name: str, labels: tuple[str, 
         name=f"{c.ROUTER_MODEL}_{super_name}",
     )
     write_router(repository, spec, labels)
+    record = repository / c.ROUTER_MODEL / "calibration.json"
+    if record.is_file():  # a learned policy reads its rule from there
+        write_text(repository / spec.name / "calibration.json", record.read_text())
 
 
 def _copy_folder_with(src_dir: Path, onnx: Path, dst_dir: Path) -> None:
