@@ -76,14 +76,6 @@ class Scores:
     def super_ok(self) -> np.ndarray:
         return self.super.argmax(1) == self.labels
 
-    def save(self, path: Path) -> None:
-        np.savez_compressed(path, swift=self.swift, super=self.super, labels=self.labels)  # lengths: from the texts
-
-    @classmethod
-    def load(cls, path: Path) -> Scores:
-        d = np.load(path)
-        return cls(d["swift"], d["super"], d["labels"])
-
     def policy_scores(self, policy: Policy, temperature: float) -> np.ndarray:
         return policy.score(self.swift, temperature, self.lengths)
 
