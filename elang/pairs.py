@@ -65,6 +65,7 @@ def evaluate_candidates(
     criterion: str,
     confidence: float | None,
     cache_dir: Path,
+    super_stage: str = c.SUPER_MODEL,
 ) -> list[CandidateResult]:
     from tqdm import tqdm
 
@@ -78,9 +79,9 @@ def evaluate_candidates(
     def logits(repo: Path, stage: str, name: str, ds) -> np.ndarray:  # noqa: ANN001
         return cal.cached_stage_logits(repo, stage, name, ds, fp, cache_dir, None)
 
-    sup_cal = logits(super_repository, c.SUPER_MODEL, cal_name, cal_ds)
-    sup_test = logits(super_repository, c.SUPER_MODEL, "test", splits.test)
-    super_ms = cal.stage_cost(super_repository, c.SUPER_MODEL, cal_ds.texts)
+    sup_cal = logits(super_repository, super_stage, cal_name, cal_ds)
+    sup_test = logits(super_repository, super_stage, "test", splits.test)
+    super_ms = cal.stage_cost(super_repository, super_stage, cal_ds.texts)
     results = []
     for name, repo in tqdm(candidates, desc="candidates", unit="swift"):
         sw_cal = logits(repo, c.SWIFT_MODEL, cal_name, cal_ds)
@@ -144,7 +145,8 @@ def markdown(results: list[CandidateResult], super_accuracy: float) -> str:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pairs", help="compare Swift candidates against one Super at a target; recommend the best")
-    p.add_argument("--repository", type=Path, required=True, help="repository holding the Super (stage super)")
+    p.add_argument("--repository", type=Path, required=True, help="repository holding the Super")
+    p.add_argument("--super", dest="super_stage", default="super", help="the Super's stage name (default super)")
     p.add_argument(
         "--candidate",
         action="append",
@@ -180,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate_candidates(args.repository, candidates, splits, target, args.criterion, args.confidence, cache)
     from elang import calibrate as cal
 
-    sup = cal.cached_stage_logits(args.repository, c.SUPER_MODEL, "test", splits.test, splits.fingerprint, cache, None)
+    sup = cal.cached_stage_logits(
+        args.repository, args.super_stage, "test", splits.test, splits.fingerprint, cache, None
+    )
     table = markdown(results, float(np.mean(sup.argmax(1) == splits.test.labels)))
     print(table)
     for r in results:
