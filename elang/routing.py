@@ -125,32 +125,32 @@ def text_lengths(texts: object) -> np.ndarray:
     return np.array([len(t) if isinstance(t, bytes) else len(str(t).encode()) for t in flat], dtype=np.float64)
 
 
-FEATURES = ("probabilities", "energy", "entropy", "margin", "max_logit", "log_length")
+FEATURES = ("probabilities", "max_probability", "energy", "entropy", "margin", "max_logit", "log_length")
 
 
 def deferral_features(logits: np.ndarray, temperature: float, lengths: np.ndarray | None) -> np.ndarray:
-    """What a learned deferral rule sees of one Swift answer: [rows, labels + 5] (see ``FEATURES``)."""
+    """What a learned deferral rule sees of one Swift answer: [rows, labels + 6] (see ``FEATURES``)."""
     z = _as_logits(logits)
     p = softmax(z, temperature)
     top = np.sort(p, axis=-1)
     margin = top[:, -1] - (top[:, -2] if z.shape[1] > 1 else 0.0)
     n = len(z)
     ln = np.zeros(n) if lengths is None else np.log1p(np.asarray(lengths, dtype=np.float64).reshape(n))
-    cols = [energy(z, temperature), entropy(z, temperature), margin, z.max(axis=1), ln]
+    cols = [top[:, -1], energy(z, temperature), entropy(z, temperature), margin, z.max(axis=1), ln]
     return np.concatenate([p, np.stack(cols, axis=1)], axis=1)
 
 
 @dataclass(frozen=True)
 class DeferralRule:
-    """A multinomial logistic model of what deferring one text to the next stage does.
+    """A logistic model of whether deferring one text to the next stage fixes Swift's answer.
 
-    Outcomes: 0 the next stage fixes Swift's answer, 1 no change, 2 it breaks a right answer.
-    The score is P(fix) - P(break): the expected accuracy gained by deferring this text, the
-    quantity a post-hoc deferral rule should rank by (Jitkrittum et al., NeurIPS 2023).
+    A post-hoc deferral rule (Jitkrittum et al., "When Does Confidence-Based Cascade Deferral
+    Suffice?", NeurIPS 2023): trained on a calibration split to predict "Swift is wrong and the
+    next stage is right" from what Swift returned; the score is that probability.
     """
 
-    weights: np.ndarray  # [features, 3]
-    bias: np.ndarray  # [3]
+    weights: np.ndarray  # [features]
+    bias: float
     mean: np.ndarray  # feature standardisation
     scale: np.ndarray
     temperature: float
@@ -161,19 +161,15 @@ class DeferralRule:
         if z.shape[1] != self.num_labels:
             raise ValueError(f"the learned rule was fitted on {self.num_labels} labels, got logits with {z.shape[1]}")
         x = (deferral_features(z, self.temperature, lengths) - self.mean) / self.scale
-        u = x @ self.weights + self.bias
-        u -= u.max(axis=1, keepdims=True)
-        e = np.exp(u)
-        p = e / e.sum(axis=1, keepdims=True)
-        return p[:, 0] - p[:, 2]
+        return 1 / (1 + np.exp(-(x @ self.weights + self.bias)))
 
     def to_dict(self) -> dict:
         return {
-            "kind": "multinomial-logistic",
+            "kind": "logistic",
+            "predicts": "the next stage fixes Swift's answer",
             "features": list(FEATURES),
-            "outcomes": ["next stage fixes", "no change", "next stage breaks"],
             "weights": self.weights.tolist(),
-            "bias": self.bias.tolist(),
+            "bias": self.bias,
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
             "temperature": self.temperature,
@@ -187,7 +183,7 @@ class DeferralRule:
                 raise ValueError(f"the rule uses features {d['features']}, this version computes {list(FEATURES)}")
             rule = cls(
                 np.asarray(d["weights"], dtype=np.float64),
-                np.asarray(d["bias"], dtype=np.float64),
+                float(d["bias"]),
                 np.asarray(d["mean"], dtype=np.float64),
                 np.asarray(d["scale"], dtype=np.float64),
                 _check_temperature(d["temperature"]),
@@ -196,12 +192,7 @@ class DeferralRule:
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed learned deferral rule: {exc!r}") from None
         f = rule.num_labels + len(FEATURES) - 1
-        if (
-            rule.weights.shape != (f, 3)
-            or rule.bias.shape != (3,)
-            or rule.mean.shape != (f,)
-            or rule.scale.shape != (f,)
-        ):
+        if rule.weights.shape != (f,) or rule.mean.shape != (f,) or rule.scale.shape != (f,):
             raise ValueError(f"malformed learned deferral rule: shapes do not fit {rule.num_labels} labels")
         return rule
 
@@ -212,33 +203,28 @@ def fit_deferral_rule(
     swift_correct: np.ndarray,
     next_correct: np.ndarray,
     temperature: float = 1.0,
-    l2: float = 1e-3,
-    steps: int = 500,
+    l2: float = 1e-2,
+    steps: int = 800,
 ) -> DeferralRule:
-    """Fit a :class:`DeferralRule` on one split (full-batch gradient descent with Adam)."""
+    """Fit a :class:`DeferralRule` on one split (L2-regularised, full-batch gradient descent with Adam)."""
     z = _as_logits(logits)
     x = deferral_features(z, temperature, lengths)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
     x = (x - mean) / scale
-    sw, nx = np.asarray(swift_correct, dtype=bool), np.asarray(next_correct, dtype=bool)
-    y = np.where(~sw & nx, 0, np.where(sw & ~nx, 2, 1))
-    onehot = np.eye(3)[y]
-    w, b = np.zeros((x.shape[1], 3)), np.log(onehot.mean(axis=0) + 1e-3)
+    y = (~np.asarray(swift_correct, dtype=bool) & np.asarray(next_correct, dtype=bool)).astype(np.float64)
+    w = np.zeros(x.shape[1])
+    b = np.array(math.log((y.mean() + 1e-3) / (1 - y.mean() + 1e-3)))
     m = [np.zeros_like(w), np.zeros_like(b)]
     v = [np.zeros_like(w), np.zeros_like(b)]
     for t in range(1, steps + 1):
-        u = x @ w + b
-        u -= u.max(axis=1, keepdims=True)
-        e = np.exp(u)
-        p = e / e.sum(axis=1, keepdims=True)
-        g = (p - onehot) / len(x)
-        grads = [x.T @ g + l2 * w, g.sum(axis=0)]
+        g = (1 / (1 + np.exp(-(x @ w + b))) - y) / len(x)
+        grads = [x.T @ g + l2 * w, g.sum()]
         for i, (param, grad) in enumerate(zip((w, b), grads, strict=True)):
             m[i] = 0.9 * m[i] + 0.1 * grad
             v[i] = 0.999 * v[i] + 0.001 * grad * grad
             param -= 0.05 * (m[i] / (1 - 0.9**t)) / (np.sqrt(v[i] / (1 - 0.999**t)) + 1e-8)
-    return DeferralRule(w, b, mean, scale, float(temperature), z.shape[1])
+    return DeferralRule(w, float(b), mean, scale, float(temperature), z.shape[1])
 
 
 def learned_policy(rule: DeferralRule) -> Policy:
@@ -249,7 +235,9 @@ def learned_policy(rule: DeferralRule) -> Policy:
         def score(self, logits: np.ndarray, temperature: float = 1.0, lengths: np.ndarray | None = None) -> np.ndarray:
             return rule.score(logits, lengths)
 
-    return _Learned(LEARNED, lambda z, t: rule.score(z), True, "escalate when P(fix) - P(break) > threshold")
+    return _Learned(
+        LEARNED, lambda z, t: rule.score(z), True, "escalate when P(the next stage fixes Swift) > threshold"
+    )
 
 
 def get_policy(name: str) -> Policy:

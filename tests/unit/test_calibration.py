@@ -13,13 +13,13 @@ from elang.calibration import (
     auroc,
     choose,
     clt_p_values,
+    ece,
+    fit_temperature,
     fixed_sequence,
     realizable,
     risk_curve,
-    simulate_coverage,
-    ece,
-    fit_temperature,
     routing_curve,
+    simulate_coverage,
 )
 from elang.routing import get_policy
 

@@ -155,7 +155,7 @@ def test_learned_rule_refuses_what_it_was_not_fitted_for():
     rule = fit_deferral_rule(logits, lengths, swift_ok, super_ok)
     with pytest.raises(ValueError, match="fitted on 3 labels"):
         rule.score(np.zeros((2, 4)))
-    bad = rule.to_dict() | {"weights": [[0.0]]}
+    bad = rule.to_dict() | {"weights": [0.0]}
     with pytest.raises(ValueError, match="shapes"):
         DeferralRule.from_dict(bad)
     with pytest.raises(ValueError, match="malformed"):
