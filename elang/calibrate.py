@@ -27,6 +27,7 @@ from elang.calibration import (
     choose,
     ece,
     fit_temperature,
+    realizable,
     routing_curve,
     simulate_coverage,
 )
@@ -153,26 +154,37 @@ class CriterionRow:
     fraction_at_target: float | None = None  # the share the (certified) target needs; None: not met
 
 
-def criterion_row(name: str, policy: Policy, scores: Scores, temperature: float) -> CriterionRow:
-    """AUROC of one criterion for "Swift is wrong" and its accuracy at equal Super fractions."""
+def criterion_row(
+    name: str, policy: Policy, scores: Scores, temperature: float, required: float | None = None
+) -> CriterionRow:
+    """AUROC of one criterion for "Swift is wrong" and its accuracy at equal Super fractions.
+
+    With ``required`` (an accuracy), ``fraction_at_target`` is the smallest Super share whose
+    point estimate reaches it on these scores (no guarantee: a threshold picked on them).
+    """
     s = scores.policy_scores(policy, temperature)
     curve = routing_curve(s, scores.swift_ok, scores.super_ok, policy)
     unsure = s if policy.escalate_above else -s
     reach = np.flatnonzero(curve.accuracy >= scores.super_ok.mean() - 1e-12)
+    at = None
+    if required is not None:
+        ok = np.flatnonzero((curve.accuracy >= required - 1e-12) & realizable(curve))
+        at = float(ok[0] / curve.n) if ok.size else None
     return CriterionRow(
         name,
         auroc(unsure, ~scores.swift_ok),
         {f"{f:g}": float(curve.accuracy[int(round(f * curve.n))]) for f in TABLE_FRACTIONS},
         float(reach[0] / curve.n) if reach.size else None,
+        at,
     )
 
 
 def criterion_table(
-    scores: Scores, temperature: float, policies: dict[str, Policy] | None = None
+    scores: Scores, temperature: float, policies: dict[str, Policy] | None = None, required: float | None = None
 ) -> list[CriterionRow]:
     """:func:`criterion_row` for each criterion (default: the fixed ones)."""
     policies = policies or {n: get_policy(n) for n in CRITERIA}
-    return [criterion_row(n, p, scores, temperature) for n, p in policies.items()]
+    return [criterion_row(n, p, scores, temperature, required) for n, p in policies.items()]
 
 
 def policy_from_record(record: CalibrationRecord) -> Policy:
