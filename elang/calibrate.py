@@ -521,6 +521,18 @@ def criterion_markdown(rows: list[CriterionRow]) -> str:
     return "\n".join(lines)
 
 
+def _file_identity(path: Path, chunk: int = 1 << 20) -> bytes:
+    """Size and a hash of the first and last MiB: the same model copied elsewhere keeps its identity."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        h.update(f.read(chunk))
+        if size > chunk:
+            f.seek(max(chunk, size - chunk))
+            h.update(f.read(chunk))
+    return h.digest()
+
+
 def cached_stage_logits(
     repository: Path,
     stage: str,
@@ -530,15 +542,15 @@ def cached_stage_logits(
     cache_dir: Path,
     url: str | None,  # noqa: ANN001
 ) -> np.ndarray:
-    """:func:`stage_logits` cached per (stage model, data split): the stage's ONNX files' sizes and mtimes key it."""
+    """:func:`stage_logits` cached per (stage model, data split), keyed by the ONNX files' contents (see
+    :func:`_file_identity`), the max length and the split."""
     repository = Path(repository)
     h = hashlib.sha256(f"{fingerprint}|{split_name}|{len(ds)}|{url or 'offline'}|{stage}".encode())
     if not url:
         folder, max_length = _stage_dir(repository, stage)
         h.update(str(max_length).encode())
         for onnx in sorted(folder.glob("*.onnx")):
-            st = onnx.stat()
-            h.update(f"{onnx.resolve()}{st.st_size}{st.st_mtime_ns}".encode())
+            h.update(_file_identity(onnx))
     path = Path(cache_dir) / "scores" / f"{stage}-{split_name}-{h.hexdigest()[:16]}.npy"
     if path.is_file():
         return np.load(path)
