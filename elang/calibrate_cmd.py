@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
             cv = v["coverage"]
             print(
                 f"coverage by simulation ({cv['simulations']} resampled calibration sets of {cv['calibration_size']}): "
-                f"the target held in {cv['coverage']:.1%} (stated {cv['stated']:.3g}); mean Super share {cv['mean_super_fraction']:.1%}"
+                f"the target held in {cv['coverage']:.1%} (stated: {args.confidence:g} overall, {cv['stated']:.3g} for "
+                f"the chosen criterion); mean Super share {cv['mean_super_fraction']:.1%}"
             )
     for w in record.warnings:
         print(f"WARNING: {w}", file=sys.stderr)
