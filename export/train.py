@@ -73,9 +73,10 @@ def auto_max_length(tokenizer, texts: list[str], pairs: list[str] | None = None)
     return int(min(MAX_LENGTH_CAP, max(32, math.ceil(p95 / 32) * 32))), p95
 
 
-# The default pair (docs/BENCHMARKS.md says why).
+# The default pair, chosen by `elang pairs` (docs/BENCHMARKS.md section 1): MiniLM-L6 at all six
+# layers needs a sixth of the Super share that its 3-layer cut needs at "0.5 pt below Super".
 PRESETS = {
-    "swift": Recipe(base="minilm-l6", layers=3, epochs=4, lr=8e-5),
+    "swift": Recipe(base="minilm-l6", layers=6, epochs=4, lr=8e-5),
     "super": Recipe(base="mpnet-base", freeze_layers=6, epochs=2, lr=4e-5),
 }
 
