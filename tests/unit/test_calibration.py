@@ -215,3 +215,25 @@ def test_paired_certificate_for_a_drop_target():
     assert choice.lower_bound >= -0.01 - 1e-12  # met by the bound
     p = clt_p_values(mean, sd, curve.n, 0.01)
     assert np.all(p[choice.k :] <= 0.1)  # every threshold above the choice was rejected too
+
+
+def test_calibration_warns_about_a_useless_swift_and_a_backwards_criterion():
+    from elang.calibrate import Scores, calibrate
+
+    rng = np.random.default_rng(0)
+    n = 600
+    labels = rng.integers(0, 3, n)
+    swift = np.zeros((n, 3))
+    swift[:, 2] = 5.0 + rng.normal(size=n)  # always "positive"
+    super_ = np.eye(3)[labels] * 4.0
+    record, _, rows = calibrate(Scores(swift, super_, labels), Target("super_fraction", 0.3), "energy")
+    assert any("single class" in w for w in record.warnings)
+    # Make Swift confident exactly where it is wrong: every criterion ranks backwards.
+    swift = np.eye(3)[labels] * 0.5
+    wrong = rng.random(n) < 0.4
+    swift[wrong] = np.eye(3)[(labels[wrong] + 1) % 3] * 8.0
+    record, _, rows = calibrate(Scores(swift, super_, labels), Target("super_fraction", 0.3), "energy")
+    assert any("worse than chance" in w and "energy" in w for w in record.warnings)
+    # Confidently wrong: the NLL wants an ever larger T; it stops at the bound, and says so.
+    assert record.temperature == pytest.approx(10.0)
+    assert any("temperature hit its bound" in w for w in record.warnings)
