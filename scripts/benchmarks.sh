@@ -15,16 +15,18 @@ SWIFT6_CKPT=$($E train --preset swift | sed -n 's/^checkpoint //p')    # cached 
 
 # 2. Pair selection: Swift candidates against the one Super at "0.5 pt below Super" (docs/CALIBRATION.md).
 SWIFT3_CKPT=$($E train --preset swift --layers 3 | sed -n 's/^checkpoint //p')
+SWIFT2_CKPT=$($E train --preset swift --layers 2 | sed -n 's/^checkpoint //p')
 DIST3_CKPT=$($E train --preset swift --layers 3 --distill-from "$SUPER_CKPT" --distill-unlabelled 4000 \
     | sed -n 's/^checkpoint //p')
 C=$CACHE/candidates
 for spec in "l6:$SWIFT6_CKPT:" "l6-int8:$SWIFT6_CKPT:int8" "l3:$SWIFT3_CKPT:" "l3-int8:$SWIFT3_CKPT:int8" \
-            "l3-distilled:$DIST3_CKPT:"; do
+            "l2:$SWIFT2_CKPT:" "l3-distilled:$DIST3_CKPT:" "l3-distilled-int8:$DIST3_CKPT:int8"; do
     IFS=: read -r name ckpt q <<< "$spec"
     [ -f "$C/$name/swift/config.pbtxt" ] || $E export "$ckpt" --as swift --repository "$C/$name" ${q:+--quantize $q}
 done
 $E pairs --repository "$REPO" --candidate "l6=$C/l6" --candidate "l6-int8=$C/l6-int8" --candidate "l3=$C/l3" \
-    --candidate "l3-int8=$C/l3-int8" --candidate "l3-distilled=$C/l3-distilled" --max-accuracy-drop 0.5 \
+    --candidate "l3-int8=$C/l3-int8" --candidate "l2=$C/l2" --candidate "l3-distilled=$C/l3-distilled" \
+    --candidate "l3-distilled-int8=$C/l3-distilled-int8" --max-accuracy-drop 0.5 \
     --out docs/results/pairs | tee docs/results/pairs.txt
 
 # 3. Calibration for "at most 0.5 pt below Super": E-LANG's energy criterion, then the best one
