@@ -187,13 +187,12 @@ def criterion_table(
     return [criterion_row(n, p, scores, temperature, required) for n, p in policies.items()]
 
 
-def policy_from_record(record: CalibrationRecord) -> Policy:
-    """The record's criterion as a policy (the learned one rebuilt from its stored rule)."""
-    if record.criterion == LEARNED:
-        if not record.rule:
-            raise ValueError(f"calibration record {record.version} names the learned criterion but holds no rule")
-        return learned_policy(DeferralRule.from_dict(record.rule))
-    return get_policy(record.criterion)
+def criteria_policies(rule: DeferralRule | None = None) -> dict[str, Policy]:
+    """The fixed criteria, plus the learned one when a fitted ``rule`` is given."""
+    policies: dict[str, Policy] = {n: get_policy(n) for n in CRITERIA}
+    if rule is not None:
+        policies[LEARNED] = learned_policy(rule)
+    return policies
 
 
 @dataclass
@@ -285,8 +284,7 @@ def calibrate(
     fit, hold = scores.subset(fit_idx), scores.subset(hold_idx)
     t = fit_temperature(fit.swift, fit.labels, *TEMPERATURE_BOUNDS) if fit_t else 1.0
     rule = fit_deferral_rule(fit.swift, fit.lengths, fit.swift_ok, fit.super_ok, t)
-    policies: dict[str, Policy] = {n: get_policy(n) for n in CRITERIA}
-    policies[LEARNED] = learned_policy(rule)
+    policies = criteria_policies(rule)
     rows = criterion_table(hold, t, policies)
     ratio = costs_ms[c.SWIFT_MODEL] / costs_ms[c.SUPER_MODEL] if costs_ms else None
     certify = confidence is not None and target.kind in ("accuracy", "accuracy_drop")
@@ -294,7 +292,7 @@ def calibrate(
     level = None
     if certify:
         level = 1 - (1 - confidence) / len(names)
-    choices: dict[str, tuple[Choice, object]] = {}
+    choices: dict[str, Choice] = {}
     for row in rows:
         pol = policies[row.name]
         curve = routing_curve(hold.policy_scores(pol, t), hold.swift_ok, hold.super_ok, pol)
@@ -306,14 +304,14 @@ def calibrate(
             log.info("criterion %s: %s", row.name, exc)
             continue
         row.fraction_at_target = ch.fraction
-        choices[row.name] = (ch, curve)
+        choices[row.name] = ch
     candidates = [n for n in names if n in choices]
     if not candidates:
         raise TargetError(f"{target.describe()} cannot be met by any criterion on {len(hold)} held-out examples")
     auc = {r.name: r.auroc for r in rows}
-    name = min(candidates, key=lambda n: (choices[n][0].fraction, -auc[n]))
+    name = min(candidates, key=lambda n: (choices[n].fraction, -auc[n]))
     pol = policies[name]
-    choice, curve = choices[name]
+    choice = choices[name]
     coverage = None
     if certify and coverage_sims:
         coverage = simulate_coverage(
@@ -329,7 +327,7 @@ def calibrate(
         "super_fraction": choice.fraction,
         "lower_bound": choice.lower_bound,
         "required_accuracy": choice.required_accuracy,
-        "point_estimate_fraction": None if choice.point_k is None else choice.point_k / curve.n,
+        "point_estimate_fraction": None if choice.point_k is None else choice.point_k / len(hold),
         "certified_at": level,
         "guarantee": None
         if not certify
@@ -421,11 +419,19 @@ def oracle_point(scores: Scores) -> tuple[float, float]:
 
 
 def record_policies(record: CalibrationRecord | None = None) -> dict[str, Policy]:
-    """The fixed criteria, plus the learned one when ``record`` holds a rule."""
-    policies: dict[str, Policy] = {n: get_policy(n) for n in CRITERIA}
-    if record is not None and record.rule:
-        policies[LEARNED] = learned_policy(DeferralRule.from_dict(record.rule))
-    return policies
+    """:func:`criteria_policies` with the learned rule stored in ``record``, if any."""
+    rule = DeferralRule.from_dict(record.rule) if record is not None and record.rule else None
+    return criteria_policies(rule)
+
+
+def policy_from_record(record: CalibrationRecord) -> Policy:
+    """The record's criterion as a policy (the learned one rebuilt from its stored rule)."""
+    policies = record_policies(record)
+    if record.criterion not in policies:
+        raise ValueError(
+            f"calibration record {record.version} names criterion {record.criterion!r} but holds no rule for it"
+        )
+    return policies[record.criterion]
 
 
 def curves(scores: Scores, temperature: float, policies: dict[str, Policy] | None = None) -> dict[str, np.ndarray]:

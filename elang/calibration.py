@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -296,7 +297,7 @@ def choose(
                     "on more examples"
                 )
             k = found
-            z = _normal_quantile(confidence)
+            z = NormalDist().inv_cdf(confidence)
             lower = -(mean[k] + z * sd[k] / math.sqrt(n))  # lower confidence bound of -loss
             if not relative:
                 lower += 1.0
@@ -333,18 +334,6 @@ def _next_realizable(ok_k: np.ndarray, k: int) -> int:
     while not ok_k[k]:
         k += 1
     return k
-
-
-def _normal_quantile(q: float) -> float:
-    """Inverse standard normal CDF (bisection on erfc; numpy-only code has no scipy)."""
-    lo, hi = -10.0, 10.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if 0.5 * math.erfc(-mid / math.sqrt(2)) < q:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
 
 
 def simulate_coverage(

@@ -345,15 +345,6 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def trained_max_length(checkpoint: Path) -> int | None:
-    """The max length an `elang train` checkpoint was trained with (its run's metrics.json), if known."""
-    metrics = Path(checkpoint).parent / "metrics.json"
-    try:
-        return int(json.loads(metrics.read_text())["recipe"]["max_length"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from elang.export.stage import export_stage
     from elang.export.tiny import sample_rows
@@ -361,6 +352,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     args.repository.mkdir(parents=True, exist_ok=True)
     dataspec.adopt(args.checkpoint, args.repository, args.allow_other_data)
     if args.max_length is None:
+        from elang.export.train import trained_max_length
+
         args.max_length = trained_max_length(args.checkpoint) or 128
     splits, _ = dataspec.splits_for(args, args.repository, required=args.quantize is not None)
     report = export_stage(

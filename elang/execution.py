@@ -219,9 +219,8 @@ class CascadeExecutor:
             job.logits = job.first_logits.copy()
             start += job.n
             if steps:
-                rows = np.flatnonzero(
-                    self.policy.unsure(job.logits, job.thresholds[0], self.temperature, text_lengths(job.texts))
-                )
+                lengths = text_lengths(job.texts) if self.policy.uses_lengths else None
+                rows = np.flatnonzero(self.policy.unsure(job.logits, job.thresholds[0], self.temperature, lengths))
                 if rows.size:
                     part = _Part(job, rows, 1)
                     job.parts.add(part)
@@ -377,7 +376,7 @@ class CascadeExecutor:
             job.logits[part.rows] = out
             job.route[part.rows] = k
             if k + 1 < len(self.stages):
-                lengths = text_lengths(job.texts[part.rows])
+                lengths = text_lengths(job.texts[part.rows]) if self.policy.uses_lengths else None
                 rows = part.rows[self.policy.unsure(out, job.thresholds[k], self.temperature, lengths)]
                 if rows.size:
                     nxt = _Part(job, rows, k + 1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -82,6 +83,7 @@ class Policy:
     score_fn: Callable[[np.ndarray, float], np.ndarray]
     escalate_above: bool  # True: escalate when score > threshold; False: when score < threshold
     description: str
+    uses_lengths: ClassVar[bool] = False  # callers need to measure text lengths only for policies that read them
 
     def score(self, logits: np.ndarray, temperature: float = 1.0, lengths: np.ndarray | None = None) -> np.ndarray:
         """Per-row score; ``lengths`` (UTF-8 bytes per text) matter to learned rules only."""
@@ -227,16 +229,21 @@ def fit_deferral_rule(
     return DeferralRule(w, float(b), mean, scale, float(temperature), z.shape[1])
 
 
+@dataclass(frozen=True)
+class LearnedPolicy(Policy):
+    """The ``learned`` policy: escalate when P(the next stage fixes Swift) exceeds the threshold."""
+
+    rule: DeferralRule | None = None
+    uses_lengths: ClassVar[bool] = True
+
+    def score(self, logits: np.ndarray, temperature: float = 1.0, lengths: np.ndarray | None = None) -> np.ndarray:
+        return self.rule.score(logits, lengths)
+
+
 def learned_policy(rule: DeferralRule) -> Policy:
-    """The ``learned`` policy: escalate when the rule's expected gain exceeds the threshold."""
-
-    @dataclass(frozen=True)
-    class _Learned(Policy):
-        def score(self, logits: np.ndarray, temperature: float = 1.0, lengths: np.ndarray | None = None) -> np.ndarray:
-            return rule.score(logits, lengths)
-
-    return _Learned(
-        LEARNED, lambda z, t: rule.score(z), True, "escalate when P(the next stage fixes Swift) > threshold"
+    """A :class:`LearnedPolicy` around ``rule`` (the rule carries its own temperature)."""
+    return LearnedPolicy(
+        LEARNED, lambda z, t: rule.score(z), True, "escalate when P(the next stage fixes Swift) > threshold", rule
     )
 
 

@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +54,14 @@ class Recipe:
 
 # Fields added after models were cached: at their defaults they stay out of the cache key, so a
 # recipe that does not use them keeps the key (and the trained model) it always had.
-_LATER_FIELDS = {
-    "min_steps": 200,
-    "class_weights": False,
-    "distill_from": None,
-    "distill_unlabelled": None,
-    "distill_alpha": 0.5,
-    "distill_temperature": 2.0,
-}
+_LATER_FIELDS = (
+    "min_steps",
+    "class_weights",
+    "distill_from",
+    "distill_unlabelled",
+    "distill_alpha",
+    "distill_temperature",
+)
 MAX_LENGTH_CAP = 256
 
 
@@ -88,7 +88,8 @@ class TrainResult:
 
 
 def _key(recipe: Recipe, base_dir: Path, splits: Splits, unlabelled: list[str]) -> str:
-    d = {k: v for k, v in asdict(recipe).items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+    defaults = {f.name: f.default for f in fields(Recipe)}
+    d = {k: v for k, v in asdict(recipe).items() if k not in _LATER_FIELDS or v != defaults[k]}
     h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
     if recipe.distill_from:
         teacher = Path(recipe.distill_from)
@@ -153,6 +154,15 @@ def collapse_warning(logits: np.ndarray, labels: np.ndarray, label_names: list[s
             f"{label_names[major]!r} ({share:.2%}){hint}"
         )
     return None
+
+
+def trained_max_length(checkpoint: Path) -> int | None:
+    """The max length an `elang train` checkpoint was trained with (its run's metrics.json), if known."""
+    metrics = Path(checkpoint).parent / "metrics.json"
+    try:
+        return int(json.loads(metrics.read_text())["recipe"]["max_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _check_teacher(teacher: Path, label_names: list[str]) -> None:
