@@ -109,7 +109,12 @@ def _encode(tokenizer, ds: Dataset, max_length: int) -> list[dict]:  # noqa: ANN
 
 
 def _collate(tokenizer, items: list[dict]):  # noqa: ANN001, ANN202
-    return tokenizer.pad(items, return_tensors="pt")
+    """Right-pad encoded items into tensors (what ``tokenizer.pad`` does, without its fast-tokenizer warning)."""
+    import torch
+
+    width = max(len(it["input_ids"]) for it in items)
+    fill = {"input_ids": tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
+    return {k: torch.tensor([list(it[k]) + [fill[k]] * (width - len(it[k])) for it in items]) for k in items[0]}
 
 
 def evaluate(model, tokenizer, ds: Dataset, max_length: int, batch_size: int = 64, desc: str = "eval") -> dict:  # noqa: ANN001

@@ -53,7 +53,9 @@ def test_the_documented_options_train_above_the_majority_baseline(elang_cli, sma
     args = ["--epochs", "40", "--lr", "3e-3", "--class-weights", "--patience", "4", "--evals-per-epoch", "2"]
     out = _train(elang_cli, small_data, tmp_path, *args)
     assert out.returncode == 0, out.stderr
-    assert "WARNING" not in out.stderr, out.stderr
+    # No collapse warning from elang (third-party libraries may warn about their own matters).
+    assert "WARNING:" not in out.stderr and "WARNING elang" not in out.stderr, out.stderr
+    assert "single class" not in out.stderr and "majority class" not in out.stderr, out.stderr
     ckpt = Path(out.stdout.split("checkpoint ", 1)[1].split()[0])
     metrics = json.loads((ckpt.parent / "metrics.json").read_text())
     assert metrics["validation_accuracy"] > 0.75  # the majority class is 65% of the file
