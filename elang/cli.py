@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from elang import __version__, calibrate_cmd, dataspec, pairs
+from elang import __version__, calibrate_cmd, dataspec, pairs, slenderize_cmd
 
 log = logging.getLogger("elang")
 
@@ -230,6 +230,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     d.add_argument("--distill-unlabelled", type=int, default=None, help="unlabelled texts to use (default: all)")
     d.add_argument("--distill-alpha", type=float, default=None, help="weight of the true-label loss (default 0.5)")
+    m = p.add_argument_group("multi-exit (Right Tool / DeeBERT / PABEE)")
+    m.add_argument(
+        "--exits",
+        default=None,
+        metavar="LAYERS",
+        help="a classifier exit after each of these layers, e.g. 2,4,6,8,10,12; all trained jointly "
+        "(loss weighted by depth), with a per-exit temperature fitted on the calibration split",
+    )
+    m.add_argument(
+        "--exit-distill",
+        type=float,
+        default=None,
+        help="weight of distilling the top exit into the lower ones (default 0.5; 0 = off)",
+    )
     p.add_argument("--quick", action="store_true", help="a first look: 1000/500/1000 rows, one epoch")
     p.add_argument("--cache-dir", type=Path, default=None, help="default: $ELANG_CACHE or ~/.cache/elang")
     dataspec.add_arguments(p)
@@ -261,15 +275,33 @@ def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
         "distill_from",
         "distill_unlabelled",
         "distill_alpha",
+        "exit_distill",
     ):
         value = getattr(args, field)
         if value is not None:
             recipe = replace(recipe, **{field: value})
+    if args.exits:
+        from elang.export.multiexit import parse_exits
+
+        recipe = replace(
+            recipe, exits=parse_exits(args.exits), freeze_layers=0 if args.freeze_layers is None else args.freeze_layers
+        )
     if args.quick:
         recipe = replace(recipe, epochs=1)
     if recipe.distill_from:
         recipe = replace(recipe, distill_from=str(Path(recipe.distill_from).resolve()))
     return recipe
+
+
+def exit_table(m: dict) -> str:
+    """Per-exit accuracy, temperature and FLOPs of a multi-exit training run's metrics."""
+    lines = ["exit layer | validation | test | temperature | GFLOPs/text", "---|---|---|---|---"]
+    for i, layer in enumerate(m["exit_layers"]):
+        lines.append(
+            f"{layer} | {m['exit_validation_accuracy'][i]:.2%} | {m['exit_test_accuracy'][i]:.2%} | "
+            f"{m['exit_temperatures'][i]:.3f} | {m['exit_gflops'][i]:.2f}"
+        )
+    return "\n".join(lines)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -287,6 +319,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"checkpoint {result.checkpoint}")
     print(f"validation accuracy {m['validation_accuracy']:.2%}, test accuracy {m['test_accuracy']:.2%}")
     print(f"{m['steps']} steps in {m['train_seconds'] / 60:.1f} min, {m['parameters'] / 1e6:.1f}M parameters")
+    if m.get("exit_layers"):
+        print(exit_table(m))
     for what, note in (m.get("notes") or {}).items():
         print(f"{what.replace('_', ' ')}: {note}")
     if m.get("distilled_from"):
@@ -605,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_serve,
         _add_classify,
         _add_train,
+        slenderize_cmd.add_parser,
         _add_export,
         calibrate_cmd.add_parser,
         pairs.add_parser,

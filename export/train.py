@@ -50,6 +50,8 @@ class Recipe:
     distill_unlabelled: int | None = None  # unlabelled texts to use (default: all the splits leave unused)
     distill_alpha: float = 0.5  # weight of the true-label loss on labelled texts; the rest is the teacher's
     distill_temperature: float = 2.0
+    exits: tuple[int, ...] | None = None  # multi-exit: a classifier after each of these layers (1-based)
+    exit_distill: float = 0.5  # multi-exit: weight of distilling the top exit into the lower ones
 
 
 # Fields added after models were cached: at their defaults they stay out of the cache key, so a
@@ -61,6 +63,8 @@ _LATER_FIELDS = (
     "distill_unlabelled",
     "distill_alpha",
     "distill_temperature",
+    "exits",
+    "exit_distill",
 )
 MAX_LENGTH_CAP = 256
 
@@ -117,21 +121,37 @@ def _collate(tokenizer, items: list[dict]):  # noqa: ANN001, ANN202
     return {k: torch.tensor([list(it[k]) + [fill[k]] * (width - len(it[k])) for it in items]) for k in items[0]}
 
 
+def _pcts(values: list[float]) -> str:
+    return " ".join(f"{v:.2%}" for v in values)
+
+
+def exit_logits(model, batch: dict) -> list:  # noqa: ANN001
+    """Logits of every exit of ``model`` on ``batch``: one for a plain classifier, one per exit otherwise."""
+    out = model(**batch)
+    return out if isinstance(out, list) else [out.logits]
+
+
 def evaluate(model, tokenizer, ds: Dataset, max_length: int, batch_size: int = 64, desc: str = "eval") -> dict:  # noqa: ANN001
-    """Accuracy and logits of ``model`` on ``ds`` (length-sorted batches, so little padding)."""
+    """Accuracy and logits of ``model`` on ``ds`` (length-sorted batches, so little padding).
+
+    ``logits`` are the top exit's; ``exit_logits`` [texts, exits, labels] and ``exit_accuracy``
+    hold every exit's (one exit for a plain classifier).
+    """
     import torch
     from tqdm import tqdm
 
     items = _encode(tokenizer, ds, max_length)
     order = np.argsort([len(x["input_ids"]) for x in items])
-    logits = np.zeros((len(ds), len(ds.label_names)), dtype=np.float32)
+    exits = len(getattr(model, "layers", ())) or 1
+    logits = np.zeros((len(ds), exits, len(ds.label_names)), dtype=np.float32)
     model.eval()
     with torch.no_grad():
         for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
             idx = order[start : start + batch_size]
             batch = _collate(tokenizer, [items[i] for i in idx])
-            logits[idx] = model(**batch).logits.float().numpy()
-    return {"accuracy": float(np.mean(logits.argmax(1) == ds.labels)), "logits": logits}
+            logits[idx] = torch.stack(exit_logits(model, batch), dim=1).float().numpy()
+    acc = [float(np.mean(logits[:, e].argmax(1) == ds.labels)) for e in range(exits)]
+    return {"accuracy": acc[-1], "logits": logits[:, -1], "exit_logits": logits, "exit_accuracy": acc}
 
 
 def collapse_warning(logits: np.ndarray, labels: np.ndarray, label_names: list[str]) -> str | None:
@@ -183,16 +203,18 @@ def _check_teacher(teacher: Path, label_names: list[str]) -> None:
 
 
 def _teacher_logits(teacher: Path, train: Dataset, extra: Dataset, max_length: int, run: Path) -> np.ndarray:
-    """The teacher's logits on the training texts then the unlabelled ones (cached in the run folder)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """The teacher's logits on the training texts then the unlabelled ones (cached in the run folder):
+    [texts, exits, labels] (one exit for a plain classifier)."""
+    from transformers import AutoTokenizer
 
     path = run / "teacher_logits.npy"
     if path.is_file():
-        return np.load(path)
+        cached = np.load(path)
+        return cached[:, None] if cached.ndim == 2 else cached  # cached before teachers had exits
     log.info("teacher %s on %d training and %d unlabelled texts", teacher, len(train), len(extra))
-    model = AutoModelForSequenceClassification.from_pretrained(teacher)
+    model = load_trained(teacher)
     tok = AutoTokenizer.from_pretrained(teacher)
-    parts = [evaluate(model, tok, ds, max_length, desc="teacher")["logits"] for ds in (train, extra) if len(ds)]
+    parts = [evaluate(model, tok, ds, max_length, desc="teacher")["exit_logits"] for ds in (train, extra) if len(ds)]
     logits = np.concatenate(parts)
     np.save(path, logits)
     return logits
@@ -213,11 +235,83 @@ def _loss(logits, labels, weight, teacher, recipe: Recipe):  # noqa: ANN001, ANN
     return recipe.distill_alpha * ce + (1 - recipe.distill_alpha) * kd
 
 
+def _exits_loss(outs: list, labels, weight, teacher, recipe: Recipe, layers: tuple[int, ...] | None):  # noqa: ANN001, ANN202
+    """One exit: :func:`_loss`. Several: their sum weighted by depth (PABEE), the lower exits also
+    distilled from the top one by ``exit_distill``; a teacher of shape [rows, exits, labels] teaches
+    each exit its own logits (COST-EFF)."""
+    import torch.nn.functional as F  # noqa: N812
+
+    if len(outs) == 1:
+        return _loss(outs[0], labels, weight, teacher, recipe)
+    total, norm = outs[0].new_zeros(()), float(sum(layers))
+    t = recipe.distill_temperature
+    top = outs[-1].detach()
+    for i, (logits, layer) in enumerate(zip(outs, layers, strict=True)):
+        own = None if teacher is None else (teacher[:, i] if teacher.dim() == 3 else teacher)
+        part = _loss(logits, labels, weight, own, recipe)
+        if i < len(outs) - 1 and recipe.exit_distill > 0:
+            kd = F.kl_div(F.log_softmax(logits / t, -1), F.softmax(top / t, -1), reduction="batchmean") * t * t
+            part = (1 - recipe.exit_distill) * part + recipe.exit_distill * kd
+        total = total + (layer / norm) * part
+    return total
+
+
+def _new_model(recipe: Recipe, base_dir: Path, names: list[str]):  # noqa: ANN202
+    from transformers import AutoModelForSequenceClassification
+
+    if recipe.exits:
+        from elang.export.multiexit import MultiExitModel
+
+        return MultiExitModel.from_base(base_dir, tuple(recipe.exits), len(names), recipe.layers)
+    kwargs = {
+        "num_labels": len(names),
+        "id2label": dict(enumerate(names)),
+        "label2id": {n: i for i, n in enumerate(names)},
+    }
+    if recipe.layers:
+        kwargs["num_hidden_layers"] = recipe.layers
+    return AutoModelForSequenceClassification.from_pretrained(base_dir, **kwargs)
+
+
+def load_trained(folder: Path):  # noqa: ANN201
+    """A checkpoint written by training: a multi-exit model or a plain classifier."""
+    from elang.export.multiexit import MultiExitModel, is_multi_exit
+
+    if is_multi_exit(folder):
+        return MultiExitModel.load(folder)
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(folder)
+
+
+def _save_best(model, tokenizer, folder: Path, names: list[str]) -> None:  # noqa: ANN001
+    if hasattr(model, "heads"):
+        model.save(folder)
+    else:
+        model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    save_label_map(folder, names)
+
+
+def fit_exit_temperatures(model, tokenizer, calibration: Dataset | None, max_length: int, limit: int = 2000) -> list:  # noqa: ANN001
+    """Per-exit temperatures (Right Tool) fitted on the part of the calibration split that `elang calibrate`
+    fits on too (at most ``limit`` texts); 1.0 each without a calibration split."""
+    from elang.calibrate import split_for_fitting
+    from elang.calibration import fit_temperature
+
+    if calibration is None or len(calibration) < 3:
+        return [1.0] * len(model.layers)
+    fit_idx, _ = split_for_fitting(len(calibration))
+    ds = calibration.subset(fit_idx[:limit])
+    ev = evaluate(model, tokenizer, ds, max_length, desc="temperatures")
+    return [fit_temperature(ev["exit_logits"][:, e], ds.labels, 0.25, 10.0) for e in range(len(model.layers))]
+
+
 def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: bool = True) -> TrainResult:
     """Fine-tune (or return the cached result of) ``recipe`` on ``splits``."""
     import torch
     from tqdm import tqdm
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
     base_dir = resolve(recipe.base, cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -245,17 +339,11 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
     log.info("training %s in %s", recipe.base, run)
 
     torch.manual_seed(recipe.seed)
-    names = splits.label_names
-    kwargs = {
-        "num_labels": len(names),
-        "id2label": dict(enumerate(names)),
-        "label2id": {n: i for i, n in enumerate(names)},
-    }
-    if recipe.layers:
-        kwargs["num_hidden_layers"] = recipe.layers
-    model = AutoModelForSequenceClassification.from_pretrained(base_dir, **kwargs)
+    names = list(splits.label_names)
+    model = _new_model(recipe, base_dir, names)
+    multi = hasattr(model, "heads")
     if recipe.freeze_layers:
-        base = model.base_model
+        base = model.encoder if multi else model.base_model
         for p in base.embeddings.parameters():
             p.requires_grad = False
         for layer in base.encoder.layer[: recipe.freeze_layers]:
@@ -267,8 +355,12 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
     teacher = None
     if recipe.distill_from:
         extra = Dataset(unlabelled, None, np.zeros(len(unlabelled), dtype=np.int64), list(names))
-        teacher = torch.tensor(_teacher_logits(Path(recipe.distill_from), splits.train, extra, recipe.max_length, run))
-        train_items += _encode(tokenizer, extra, recipe.max_length)
+        t_logits = _teacher_logits(Path(recipe.distill_from), splits.train, extra, recipe.max_length, run)
+        exits = len(recipe.exits or ())
+        if t_logits.shape[1] != exits:  # a teacher with other exits teaches every exit its top answer
+            t_logits = t_logits[:, -1]
+        teacher = torch.tensor(t_logits)
+        train_items += _encode(tokenizer, extra, recipe.max_length) if len(extra) else []
         labels = torch.cat([labels, torch.full((len(unlabelled),), -1)])  # -1: no true label
     weight = None
     if recipe.class_weights:
@@ -299,7 +391,9 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
             idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
             model.train()
             batch = _collate(tokenizer, [train_items[i] for i in idx])
-            loss = _loss(model(**batch).logits, labels[idx], weight, None if teacher is None else teacher[idx], recipe)
+            outs = exit_logits(model, batch)
+            t_idx = None if teacher is None else teacher[idx]
+            loss = _exits_loss(outs, labels[idx], weight, t_idx, recipe, getattr(model, "layers", None))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -309,14 +403,18 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if pos["step"] % eval_every == 0 or pos["step"] == total:
-                acc = evaluate(model, tokenizer, splits.validation, recipe.max_length, desc="validation")["accuracy"]
+                ev = evaluate(model, tokenizer, splits.validation, recipe.max_length, desc="validation")
+                # A multi-exit model is kept for the mean accuracy of its exits.
+                acc = float(np.mean(ev["exit_accuracy"]))
                 pos["history"].append({"step": pos["step"], "validation_accuracy": acc})
-                log.info("step %d: validation accuracy %.4f", pos["step"], acc)
+                if multi:
+                    pos["history"][-1]["exit_accuracy"] = ev["exit_accuracy"]
+                    log.info("step %d: validation accuracy per exit %s", pos["step"], _pcts(ev["exit_accuracy"]))
+                else:
+                    log.info("step %d: validation accuracy %.4f", pos["step"], acc)
                 if acc > pos["best_acc"]:
                     pos["best_acc"], pos["bad_evals"] = acc, 0
-                    model.save_pretrained(best)
-                    tokenizer.save_pretrained(best)
-                    save_label_map(best, names)
+                    _save_best(model, tokenizer, best, names)
                 else:
                     pos["bad_evals"] += 1
                     stop = pos["bad_evals"] > recipe.patience and pos["step"] >= recipe.min_steps
@@ -334,7 +432,12 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
                     log.info("early stop at step %d", pos["step"])
                     break
     bar.close()
-    best_model = AutoModelForSequenceClassification.from_pretrained(best)
+    best_model = load_trained(best)
+    extra: dict = {}
+    if multi:
+        best_model.temperatures = fit_exit_temperatures(best_model, tokenizer, splits.calibration, recipe.max_length)
+        best_model.save(best)
+        extra["exit_temperatures"] = best_model.temperatures
     val = evaluate(best_model, tokenizer, splits.validation, recipe.max_length, desc="validation")
     test = evaluate(best_model, tokenizer, splits.test, recipe.max_length, desc="test")
     metrics = {
@@ -352,7 +455,16 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
         "notes": notes,
         "distilled_from": recipe.distill_from,
         "unlabelled_texts": len(unlabelled),
+        **extra,
     }
+    if multi:
+        from elang.export.multiexit import exit_flops
+
+        metrics["exit_layers"] = list(best_model.layers)
+        metrics["exit_validation_accuracy"] = val["exit_accuracy"]
+        metrics["exit_test_accuracy"] = test["exit_accuracy"]
+        mean_len = float(np.mean([len(x["input_ids"]) for x in _encode(tokenizer, splits.test, recipe.max_length)]))
+        metrics["exit_gflops"] = [f / 1e9 for f in exit_flops(best_model.encoder.config, best_model.layers, mean_len)]
     metrics_path.write_text(json.dumps(metrics, indent=2))
     state_path.unlink(missing_ok=True)  # the best checkpoint and metrics are what remains
     return TrainResult(best, metrics)
