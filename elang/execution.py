@@ -92,16 +92,34 @@ class StageObserver(Protocol):
     def stage_call(self, stage: str, seconds: float, rows: int) -> None: ...
 
 
-StageCall = Callable[[str, np.ndarray, float], Awaitable[np.ndarray]]
-"""``await call(stage_name, texts [rows, 1], timeout_s)`` -> logits [rows, labels]."""
+@dataclass(frozen=True)
+class StageOutput:
+    """What a stage returns: logits, and optionally per-row state for the next stage (``carry``).
+
+    A segment of a multi-exit encoder returns its exit's logits and the hidden state
+    (``{"HIDDEN": [rows, L, H], "MASK": [rows, L]}``); the next stage is called with the carry
+    of the escalated rows instead of their texts. Arrays of two or more dimensions are padded
+    with zeros along axis 1 when rows of several requests go out in one call.
+    """
+
+    logits: np.ndarray
+    carry: dict[str, np.ndarray] | None = None
+
+
+StageInputs = np.ndarray | dict[str, np.ndarray]
+StageCall = Callable[[str, StageInputs, float], Awaitable[np.ndarray | StageOutput]]
+"""``await call(stage_name, inputs, timeout_s)`` -> logits [rows, labels] or a :class:`StageOutput`.
+
+``inputs`` are the rows' texts [rows, 1], or the carry the previous stage returned for them."""
 
 
 class Job:
     """One client request moving through the cascade.
 
     ``thresholds[k]`` decides escalation from stage k to k+1. After the job is done,
-    ``failure`` is None and ``logits``/``route``/``first_logits`` hold the answer, or
-    ``failure`` says which stage failed and why.
+    ``failure`` is None and ``logits``/``route``/``first_logits``/``scores`` hold the answer
+    (``scores``: the policy's score at the stage that answered), or ``failure`` says which
+    stage failed and why.
     """
 
     def __init__(
@@ -123,6 +141,9 @@ class Job:
         self.logits: np.ndarray | None = None
         self.first_logits: np.ndarray | None = None
         self.route = np.zeros(self.n, dtype=np.int32)
+        self.scores = np.full(self.n, np.nan)
+        self.state: np.ndarray | None = None  # the policy's per-row state (patience)
+        self.carry: dict[str, np.ndarray] | None = None  # per-row state a stage passed on (hidden states)
         self.failure: StageFailure | None = None
         self.done = False
         self.parts: set[_Part] = set()  # row groups not yet answered
@@ -173,15 +194,18 @@ class CascadeExecutor:
         policy: Policy,
         call_stage: StageCall,
         reply: Callable[[Job], None],
-        temperature: float = 1.0,
-        first_stage: Callable[[np.ndarray], np.ndarray] | None = None,
+        temperature: float | Sequence[float] = 1.0,
+        first_stage: Callable[[np.ndarray], np.ndarray | StageOutput] | None = None,
         observer: StageObserver | None = None,
     ) -> None:
         if len(stages) < 1:
             raise ValueError("a cascade needs at least one stage")
         self.stages = [_StageState(s) for s in stages]
         self.policy = policy
-        self.temperature = float(temperature)
+        temps = [float(temperature)] * len(stages) if np.ndim(temperature) == 0 else [float(t) for t in temperature]
+        if len(temps) != len(stages):
+            raise ValueError(f"{len(temps)} temperatures for {len(stages)} stages: give one, or one per stage")
+        self.temperatures = temps
         self.call_stage = call_stage
         self.reply = reply
         self.first_stage = first_stage
@@ -206,7 +230,7 @@ class CascadeExecutor:
         texts = np.concatenate([j.texts for j in jobs])
         first = self.stages[0].limits
         try:
-            logits = _checked(self._first_stage(texts), len(texts), None)
+            out = _checked(self._first_stage(texts), len(texts), None)
         except Exception as exc:  # noqa: BLE001 - stage 0 failing fails this batch, not the router
             failure = _failure(first, exc)
             for job in jobs:
@@ -215,16 +239,21 @@ class CascadeExecutor:
         escalated: list[_Part] = []
         start = 0
         for job in jobs:
-            job.first_logits = logits[start : start + job.n]
+            job.first_logits = out.logits[start : start + job.n]
             job.logits = job.first_logits.copy()
+            if out.carry is not None:
+                job.carry = {k: v[start : start + job.n] for k, v in out.carry.items()}
             start += job.n
-            if steps:
-                lengths = text_lengths(job.texts) if self.policy.uses_lengths else None
-                rows = np.flatnonzero(self.policy.unsure(job.logits, job.thresholds[0], self.temperature, lengths))
-                if rows.size:
-                    part = _Part(job, rows, 1)
-                    job.parts.add(part)
-                    escalated.append(part)
+            job.state = self.policy.initial_state(job.n)
+            try:
+                rows = self._step(job, np.arange(job.n), job.logits, 0)
+            except Exception as exc:  # noqa: BLE001 - a policy that cannot score these rows fails their request
+                job.failure, job.done = StageFailure(first.name, FailureKind.ERROR, f"routing failed: {exc}"), True
+                continue
+            if rows.size:
+                part = _Part(job, rows, 1)
+                job.parts.add(part)
+                escalated.append(part)
             job.done = not job.parts
         # Decided before the hand-off: once the loop has the escalated jobs, it may finish them
         # at any moment, and they must be answered by `reply` only, never twice.
@@ -233,7 +262,27 @@ class CascadeExecutor:
             self.loop.call_soon_threadsafe(self._admit, escalated)
         return finished
 
-    def _first_stage(self, texts: np.ndarray) -> np.ndarray:
+    def _step(self, job: Job, rows: np.ndarray, logits: np.ndarray, k: int) -> np.ndarray:
+        """The policy after stage ``k`` on ``rows`` of ``job``: records their scores and state, and
+        returns the rows to send on (none after the last stage)."""
+        last = k + 1 >= len(self.stages)
+        lengths = text_lengths(job.texts[rows]) if self.policy.uses_lengths else None
+        state = None if job.state is None else job.state[rows]
+        try:
+            unsure, scores, state = self.policy.decide(
+                logits, np.nan if last else job.thresholds[k], self.temperatures[k], lengths, state
+            )
+        except Exception:
+            if last:  # the answer stands; only its score is unknown
+                job.scores[rows] = np.nan
+                return rows[:0]
+            raise
+        job.scores[rows] = scores
+        if state is not None:
+            job.state[rows] = state
+        return rows[:0] if last else rows[unsure]
+
+    def _first_stage(self, texts: np.ndarray) -> np.ndarray | StageOutput:
         limits = self.stages[0].limits
         if self.first_stage is not None:
             t0 = time.perf_counter()
@@ -242,7 +291,7 @@ class CascadeExecutor:
             return out
         return asyncio.run_coroutine_threadsafe(self._call_in_chunks(0, texts), self.loop).result()
 
-    async def _call_in_chunks(self, k: int, texts: np.ndarray) -> np.ndarray:
+    async def _call_in_chunks(self, k: int, texts: np.ndarray) -> StageOutput:
         limits = self.stages[k].limits
         t0 = time.perf_counter()
         chunks = [texts[i : i + limits.max_batch] for i in range(0, len(texts), limits.max_batch)]
@@ -250,7 +299,9 @@ class CascadeExecutor:
             asyncio.gather(*(self.call_stage(limits.name, ch, limits.timeout_s) for ch in chunks)), limits.timeout_s
         )
         self._observe(limits.name, time.perf_counter() - t0, len(texts))
-        return np.concatenate([np.asarray(o, dtype=np.float32) for o in outs])
+        parts = [_checked(o, len(ch), None) for o, ch in zip(outs, chunks, strict=True)]
+        carry = None if parts[0].carry is None else concat_carry([p.carry for p in parts])
+        return StageOutput(np.concatenate([p.logits for p in parts]), carry)
 
     # ------------------------------------------------------------ executor's thread
     def _admit(self, parts: list[_Part]) -> None:
@@ -322,17 +373,18 @@ class CascadeExecutor:
         st.inflight += 1
         st.calls += 1
         st.live.add(call)
-        texts = np.concatenate([p.job.texts[p.rows] for p in chunk])
+        inputs = _stage_inputs(chunk)
         timeout = max(p.deadline for p in chunk) - call.started
-        task = self.loop.create_task(self._timed_call(st.limits.name, texts, timeout))
+        task = self.loop.create_task(self._timed_call(st.limits.name, inputs, timeout))
         task.add_done_callback(lambda t: self._on_answer(call, t))
 
-    async def _timed_call(self, name: str, texts: np.ndarray, timeout_s: float) -> np.ndarray:
+    async def _timed_call(self, name: str, inputs: StageInputs, timeout_s: float) -> np.ndarray | StageOutput:
         t0 = time.perf_counter()
+        rows = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
         try:
-            return await self.call_stage(name, texts, max(timeout_s, 1e-3))
+            return await self.call_stage(name, inputs, max(timeout_s, 1e-3))
         finally:
-            self._observe(name, time.perf_counter() - t0, len(texts))
+            self._observe(name, time.perf_counter() - t0, rows)
 
     def _release(self, call: _Call) -> None:
         if not call.released:
@@ -354,34 +406,42 @@ class CascadeExecutor:
             try:
                 if exc is not None:
                     raise exc
-                logits = _checked(task.result(), sum(p.rows.size for p in call.parts), live[0].job.logits.shape[1])
+                out = _checked(task.result(), sum(p.rows.size for p in call.parts), live[0].job.logits.shape[1])
             except Exception as err:  # noqa: BLE001 - a stage failure fails only its rows' requests
                 failure = _failure(st.limits, err)
                 for part in live:
                     self._fail(part.job, failure)
             else:
-                self._answered(k, call.parts, logits)
+                self._answered(k, call.parts, out)
         self._pump(k)
 
-    def _answered(self, k: int, parts: list[_Part], logits: np.ndarray) -> None:
+    def _answered(self, k: int, parts: list[_Part], answer: StageOutput) -> None:
         onward: list[_Part] = []
         start = 0
         for part in parts:
-            out = logits[start : start + part.rows.size]
+            sl = slice(start, start + part.rows.size)
             start += part.rows.size
             job = part.job
             if job.done:
                 continue
             job.parts.discard(part)
+            out = answer.logits[sl]
             job.logits[part.rows] = out
             job.route[part.rows] = k
-            if k + 1 < len(self.stages):
-                lengths = text_lengths(job.texts[part.rows]) if self.policy.uses_lengths else None
-                rows = part.rows[self.policy.unsure(out, job.thresholds[k], self.temperature, lengths)]
-                if rows.size:
-                    nxt = _Part(job, rows, k + 1)
-                    job.parts.add(nxt)
-                    onward.append(nxt)
+            if answer.carry is not None:
+                if job.carry is None:
+                    job.carry = {n: _empty_rows(v, job.n) for n, v in answer.carry.items()}
+                for n, v in answer.carry.items():
+                    _put_rows(job.carry, n, part.rows, v[sl])
+            try:
+                rows = self._step(job, part.rows, out, k)
+            except Exception as exc:  # noqa: BLE001 - a policy that cannot score these rows fails their request
+                self._fail(job, StageFailure(self.stages[k].limits.name, FailureKind.ERROR, f"routing failed: {exc}"))
+                continue
+            if rows.size:
+                nxt = _Part(job, rows, k + 1)
+                job.parts.add(nxt)
+                onward.append(nxt)
             if not job.parts:
                 self._finish(job)
         if onward:
@@ -478,13 +538,56 @@ def _cancelled(job: Job) -> bool:
         return False
 
 
-def _checked(out: Any, rows: int, labels: int | None) -> np.ndarray:
-    arr = np.asarray(out, dtype=np.float32)
+def _checked(out: Any, rows: int, labels: int | None) -> StageOutput:
+    carry = out.carry if isinstance(out, StageOutput) else None
+    arr = np.asarray(out.logits if isinstance(out, StageOutput) else out, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[0] != rows:
         raise StageCallError(f"returned logits of shape {list(arr.shape)} for {rows} rows")
     if labels is not None and arr.shape[1] != labels:
         raise StageCallError(f"returned {arr.shape[1]} labels where the first stage returned {labels}")
-    return arr
+    for name, v in (carry or {}).items():
+        if np.ndim(v) < 1 or len(v) != rows:
+            raise StageCallError(f"returned {name} of shape {list(np.shape(v))} for {rows} rows")
+    return StageOutput(arr, carry)
+
+
+def concat_carry(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Rows of several carries in one: arrays of 2+ dimensions are zero-padded along axis 1."""
+    out = {}
+    for name in parts[0]:
+        arrs = [np.asarray(p[name]) for p in parts]
+        if arrs[0].ndim >= 2:
+            width = max(a.shape[1] for a in arrs)
+            arrs = [_fit_width(a, width) for a in arrs]
+        out[name] = np.concatenate(arrs)
+    return out
+
+
+def _fit_width(a: np.ndarray, width: int) -> np.ndarray:
+    if a.shape[1] == width:
+        return a
+    if a.shape[1] > width:  # columns beyond a request's own width are padding for it
+        return a[:, :width]
+    return np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2))
+
+
+def _empty_rows(like: np.ndarray, n: int) -> np.ndarray:
+    return np.zeros((n, *np.shape(like)[1:]), dtype=np.asarray(like).dtype)
+
+
+def _put_rows(carry: dict[str, np.ndarray], name: str, rows: np.ndarray, value: np.ndarray) -> None:
+    dst = carry[name]
+    value = np.asarray(value)
+    if dst.ndim >= 2 and value.ndim >= 2 and dst.shape[1] != value.shape[1]:
+        value = _fit_width(value, dst.shape[1])
+    carry[name][rows] = value
+
+
+def _stage_inputs(chunk: Sequence[_Part]) -> StageInputs:
+    """What one call to a stage gets: the rows' texts, or the carry their previous stage returned."""
+    if chunk[0].job.carry is None:
+        return np.concatenate([p.job.texts[p.rows] for p in chunk])
+    return concat_carry([{n: v[p.rows] for n, v in p.job.carry.items()} for p in chunk])
 
 
 def _failure(limits: StageLimits, exc: BaseException) -> StageFailure:

@@ -106,6 +106,58 @@ class Policy:
         """Rows of ``logits`` that this policy sends to the next stage (one cascade step)."""
         return self.escalate(self.score(logits, temperature, lengths), threshold)
 
+    def initial_state(self, rows: int) -> np.ndarray | None:
+        """Per-row state carried from stage to stage (None: the policy has none)."""
+        return None
+
+    def decide(
+        self,
+        logits: np.ndarray,
+        threshold: float | np.ndarray,
+        temperature: float = 1.0,
+        lengths: np.ndarray | None = None,
+        state: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One cascade step with state: (rows to escalate, scores, the rows' new state).
+
+        The executor and the offline simulation both call this after every stage; ``state``
+        holds the rows' state (from :meth:`initial_state`, then from the previous step).
+        """
+        scores = self.score(logits, temperature, lengths)
+        return self.escalate(scores, threshold), scores, state
+
+
+@dataclass(frozen=True)
+class PatiencePolicy(Policy):
+    """PABEE (Zhou et al. 2020): answer once ``threshold`` consecutive stages agreed with the one before.
+
+    State per row: [previous stage's label, agreements in a row]. The score is the agreement
+    count after this stage; a row escalates while it is below the threshold (the patience), so
+    patience 0 answers at the first stage and patience ``p`` at stage ``p + 1`` at the earliest.
+    """
+
+    def initial_state(self, rows: int) -> np.ndarray:
+        return np.stack([np.full(rows, -1.0), np.zeros(rows)], axis=1)
+
+    def decide(
+        self,
+        logits: np.ndarray,
+        threshold: float | np.ndarray,
+        temperature: float = 1.0,
+        lengths: np.ndarray | None = None,
+        state: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        z = _as_logits(logits)
+        if state is None or state.shape != (len(z), 2):
+            raise ValueError(f"the patience policy needs its per-row state of shape [{len(z)}, 2]")
+        label = z.argmax(axis=1).astype(np.float64)
+        count = np.where(label == state[:, 0], state[:, 1] + 1, 0.0)
+        return self.escalate(count, threshold), count, np.stack([label, count], axis=1)
+
+
+def _no_stateless_score(logits: np.ndarray, temperature: float) -> np.ndarray:
+    raise ValueError("the patience policy scores agreement across stages: use Policy.decide with its state")
+
 
 POLICIES: dict[str, Policy] = {
     p.name: p
@@ -113,8 +165,16 @@ POLICIES: dict[str, Policy] = {
         Policy("energy", energy, True, "escalate when -T*logsumexp(logits/T) > threshold"),
         Policy("softmax", max_softmax, False, "escalate when max softmax probability < threshold"),
         Policy("entropy", entropy, True, "escalate when softmax entropy (nats) > threshold"),
+        PatiencePolicy(
+            "patience",
+            _no_stateless_score,
+            False,
+            "answer once the label stayed the same for `threshold` consecutive stages (PABEE)",
+        ),
     )
 }
+# Policies that score one stage's answer alone (the pair's calibration compares these).
+STATELESS = ("energy", "softmax", "entropy")
 
 
 LEARNED = "learned"
@@ -310,3 +370,46 @@ def threshold_for_fraction(scores: np.ndarray, fraction: float, policy: Policy) 
     if k == s.size:
         return float("-inf") if policy.escalate_above else float("inf")
     return float((order[k - 1] + order[k]) / 2)
+
+
+def cascade_offline(
+    stage_logits: np.ndarray,
+    policy: Policy,
+    thresholds: float | np.ndarray,
+    temperatures: float | np.ndarray = 1.0,
+    lengths: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the executor does with every stage's logits known in advance: (route, logits, scores).
+
+    ``stage_logits`` is [rows, stages, labels]; ``thresholds`` one per escalation step (or one for
+    all); ``temperatures`` one per stage (or one for all). Calibration and the tests use it; the
+    router makes the same :meth:`Policy.decide` calls stage by stage.
+    """
+    z = np.asarray(stage_logits, dtype=np.float64)
+    if z.ndim != 3:
+        raise ValueError(f"stage logits must have shape [rows, stages, labels], got {z.shape}")
+    n, stages = z.shape[:2]
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (max(stages - 1, 1),))
+    temps = np.broadcast_to(np.asarray(temperatures, dtype=np.float64), (stages,))
+    route = np.zeros(n, dtype=np.int32)
+    scores = np.full(n, np.nan)
+    state = policy.initial_state(n)
+    live = np.arange(n)
+    for k in range(stages):
+        last = k == stages - 1
+        unsure, s, new = policy.decide(
+            z[live, k],
+            np.nan if last else thr[k],
+            float(temps[k]),
+            None if lengths is None else lengths[live],
+            None if state is None else state[live],
+        )
+        route[live], scores[live] = k, s
+        if new is not None:
+            state[live] = new
+        if last:
+            break
+        live = live[unsure]
+        if not live.size:
+            break
+    return route, z[np.arange(n), route].astype(np.float32), scores

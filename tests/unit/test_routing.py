@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from elang.routing import (
-    POLICIES,
+    STATELESS,
     energy,
     entropy,
     get_policy,
@@ -71,8 +71,8 @@ def test_policy_sides():
 
 
 def test_unknown_policy_names_the_known_ones():
-    with pytest.raises(ValueError, match="energy, entropy, learned, softmax"):
-        get_policy("patience")
+    with pytest.raises(ValueError, match="energy, entropy, learned, patience, softmax"):
+        get_policy("deebert")
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_parse_thresholds_counts():
         parse_thresholds("1,2", 1)
 
 
-@pytest.mark.parametrize("policy", sorted(POLICIES))
+@pytest.mark.parametrize("policy", sorted(STATELESS))
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.24, 0.5, 0.77, 1.0])
 def test_threshold_for_fraction_is_exact(policy, fraction):
     rng = np.random.default_rng(7)
