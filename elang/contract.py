@@ -25,6 +25,12 @@ LABEL = "LABEL"
 LOGITS = "LOGITS"
 ENERGY = "ENERGY"
 ROUTE = "ROUTE"
+# Multi-exit models: the layer whose exit answered, the exit policy's score, and the state one
+# segment hands to the next (hidden states [rows, tokens, hidden] and the attention mask).
+EXIT = "EXIT"
+SCORE = "SCORE"
+HIDDEN = "HIDDEN"
+MASK = "MASK"
 
 # Route codes (index of the stage that answered).
 ROUTE_SWIFT = 0
@@ -51,6 +57,9 @@ PARAM_STAGES = "stages"
 PARAM_NUM_LABELS = "num_labels"
 PARAM_STAGE_TIMEOUT_S = "stage_timeout_s"
 PARAM_CALIBRATION_VERSION = "calibration_version"
+# A multi-exit router: the encoder layer of each stage's exit ("2,4,...,12"); stages are segments
+# that pass their hidden state on. Absent: a cascade of whole models (the pair).
+PARAM_EXIT_LAYERS = "exit_layers"
 # The stage the router runs in its own process (a copy of a python-ort stage in the router's
 # version folder) instead of over BLS; "" = every stage over BLS.
 PARAM_INLINE_STAGE = "inline_stage"
@@ -121,6 +130,33 @@ def router_outputs(num_labels: int) -> list[TensorSpec]:
         TensorSpec(ENERGY, "TYPE_FP32", np.float32, (1,)),
         TensorSpec(ROUTE, "TYPE_INT32", np.int32, (1,)),
     ]
+
+
+def exit_router_outputs(num_labels: int) -> list[TensorSpec]:
+    """Outputs of a multi-exit `elang` router: the pair's outputs (ROUTE = the exit's index), plus
+    EXIT (the encoder layer that answered) and SCORE (the exit policy's score there)."""
+    return [
+        *router_outputs(num_labels),
+        TensorSpec(EXIT, "TYPE_INT32", np.int32, (1,)),
+        TensorSpec(SCORE, "TYPE_FP32", np.float32, (1,)),
+    ]
+
+
+def segment_inputs(first: bool, hidden_size: int) -> list[TensorSpec]:
+    """Inputs of a segment stage: texts for the first, the previous segment's state after that."""
+    if first:
+        return [text_input()]
+    return [TensorSpec(HIDDEN, "TYPE_FP32", np.float32, (-1, hidden_size)), TensorSpec(MASK, "TYPE_INT64", np.int64, (-1,))]
+
+
+def segment_outputs(first: bool, last: bool, num_labels: int, hidden_size: int) -> list[TensorSpec]:
+    """Outputs of a segment stage: its exit's logits, and the state for the next segment."""
+    out = [logits_output(num_labels)]
+    if not last:
+        out.append(TensorSpec(HIDDEN, "TYPE_FP32", np.float32, (-1, hidden_size)))
+    if first and not last:
+        out.append(TensorSpec(MASK, "TYPE_INT64", np.int64, (-1,)))
+    return out
 
 
 def is_router(model: str) -> bool:
