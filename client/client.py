@@ -78,6 +78,8 @@ class Prediction:
     logits: np.ndarray | None = None
     energy: float | None = None
     route: int | None = None
+    exit: int | None = None  # multi-exit routers: the encoder layer that answered
+    score: float | None = None  # multi-exit routers: the exit policy's score there
     latency_s: float | None = None
     error: str | None = None
     error_kind: str | None = None  # a FAILURE_KINDS entry when error is set
@@ -93,6 +95,8 @@ class Prediction:
             "label_name": self.label_name,
             "energy": self.energy,
             "route": self.route,
+            "exit": self.exit,
+            "score": self.score,
             "latency_ms": None if self.latency_s is None else self.latency_s * 1e3,
             "logits": None if self.logits is None else [float(x) for x in self.logits],
             "error": self.error,
@@ -129,6 +133,7 @@ class ElangClient:
         self.model = model
         self.timeout_s = float(timeout_s)
         self._tc = _tritonclient(protocol)
+        self._cascade: tuple[tuple[str, ...], tuple[int, ...]] | None = None
         self._local = threading.local()
         self._labels: list[str] | None = None
 
@@ -195,7 +200,7 @@ class ElangClient:
 
     def router_info(self) -> dict[str, str]:
         """What the running router uses: policy, threshold, temperature, calibration version."""
-        params = self.model_parameters(c.ROUTER_MODEL)
+        params = self.model_parameters(self.model if c.is_router(self.model) else c.ROUTER_MODEL)
         keys = (c.PARAM_POLICY, c.PARAM_THRESHOLD, c.PARAM_TEMPERATURE, c.PARAM_CALIBRATION_VERSION)
         return {k: params.get(k, "") for k in keys}
 
@@ -207,9 +212,22 @@ class ElangClient:
         """
         self._wrap(
             "router reload (needs a server started with --model-control-mode=explicit)",
-            lambda: self._client().load_model(c.ROUTER_MODEL),
+            lambda: self._client().load_model(self.model if c.is_router(self.model) else c.ROUTER_MODEL),
         )
         return self.router_info()
+
+    def cascade(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """(stage names, exit layers) of this client's router; exit layers are () for a pair.
+        Asked once per client."""
+        if self._cascade is None:
+            if not c.is_router(self.model):
+                self._cascade = ((self.model,), ())
+            else:
+                params = self.model_parameters()
+                raw = params.get(c.PARAM_EXIT_LAYERS, "").strip()
+                layers = tuple(int(x) for x in raw.split(",")) if raw else ()
+                self._cascade = (c.parse_stages(params.get(c.PARAM_STAGES)), layers)
+        return self._cascade
 
     # inference --------------------------------------------------------------------
     def infer_batch(self, texts: Sequence[str], threshold: float | str | None = None) -> dict[str, np.ndarray]:
@@ -224,6 +242,8 @@ class ElangClient:
         params = {} if threshold is None else {c.THRESHOLD_PARAM: str(threshold)}
         if c.is_router(self.model):
             names = [c.LABEL, c.LOGITS, c.ENERGY, c.ROUTE]
+            if self.cascade()[1]:
+                names += [c.EXIT, c.SCORE]
         else:
             names = [c.LOGITS]
         outputs = [self._tc.InferRequestedOutput(n) for n in names]
@@ -296,6 +316,9 @@ class ElangClient:
                 p.logits = out[c.LOGITS][row]
                 p.energy = float(out[c.ENERGY][row, 0])
                 p.route = int(out[c.ROUTE][row, 0])
+                if c.EXIT in out:
+                    p.exit = int(out[c.EXIT][row, 0])
+                    p.score = float(out[c.SCORE][row, 0])
                 p.latency_s = dt
 
         bar = None
@@ -312,7 +335,8 @@ class ElangClient:
         wall = time.perf_counter() - start
         if bar is not None:
             bar.close()
-        return ClassifyResult(preds, stats_of(preds, wall, true_labels, labels))
+        stages, layers = self.cascade() if sendable and c.is_router(self.model) else (c.STAGES, ())
+        return ClassifyResult(preds, stats_of(preds, wall, true_labels, labels, stages, layers))
 
 
 def stats_of(
@@ -320,6 +344,8 @@ def stats_of(
     wall_s: float,
     true_labels: Sequence[str | int] | None = None,
     label_names: Sequence[str] | None = None,
+    stage_names: tuple[str, ...] = c.STAGES,
+    exit_layers: tuple[int, ...] = (),
 ) -> RoutingStats:
     """RoutingStats of predictions; ``true_labels`` may be label names or ids."""
     ok = [p for p in preds if p.ok]
@@ -334,6 +360,8 @@ def stats_of(
         correct=correct,
         failed=len(preds) - len(ok),
         failures_by_kind=dict(Counter(p.error_kind or "error" for p in preds if not p.ok)),
+        stage_names=tuple(stage_names),
+        exit_layers=tuple(exit_layers),
     )
 
 

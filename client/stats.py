@@ -45,6 +45,14 @@ class RoutingStats:
     stage_names: tuple[str, ...] = STAGES
     # failed texts by why: overloaded / deadline / cancelled / unreachable / invalid / error
     failures_by_kind: dict[str, int] = field(default_factory=dict)
+    exit_layers: tuple[int, ...] = ()  # multi-exit routers: the encoder layer of each route
+
+    @property
+    def mean_exit_layer(self) -> float | None:
+        """Multi-exit routers: the average encoder layer that answered (None for a pair)."""
+        if not self.exit_layers or not self.answered:
+            return None
+        return sum(self.exit_layers[r] * n for r, n in self.route_counts.items()) / self.answered
 
     @property
     def answered(self) -> int:
@@ -73,6 +81,7 @@ class RoutingStats:
         failed: int = 0,
         stage_names: tuple[str, ...] = STAGES,
         failures_by_kind: dict[str, int] | None = None,
+        exit_layers: tuple[int, ...] = (),
     ) -> RoutingStats:
         """Statistics of answered texts (parallel sequences) plus a count of failed ones."""
         r = np.asarray(routes, dtype=np.int64)
@@ -102,6 +111,7 @@ class RoutingStats:
             accuracy=None if ok is None or ok.size == 0 else float(ok.mean()),
             stage_names=stage_names,
             failures_by_kind=dict(failures_by_kind or ({"error": failed} if failed else {})),
+            exit_layers=tuple(exit_layers),
         )
 
     def stage_name(self, route: int) -> str:
@@ -114,6 +124,7 @@ class RoutingStats:
             "failed": self.failed,
             "failed_by_kind": dict(self.failures_by_kind),
             "super_fraction": self.super_fraction,
+            "mean_exit_layer": self.mean_exit_layer,
             "throughput_per_s": self.throughput,
             "wall_s": self.wall_s,
             "accuracy": self.accuracy,
@@ -139,7 +150,12 @@ class RoutingStats:
             f"texts          {self.count} ({self.answered} answered, {self.failed} failed"
             + (": " + ", ".join(f"{n} {k}" for k, n in sorted(self.failures_by_kind.items())) if self.failed else "")
             + ")",
-            f"super fraction {f(self.super_fraction, '{:.1%}')}",
+            f"super fraction {f(self.super_fraction, '{:.1%}')}"
+            + (
+                ""
+                if self.mean_exit_layer is None
+                else f"   (past the first exit; mean exit layer {self.mean_exit_layer:.2f})"
+            ),
             f"throughput     {f(self.throughput, '{:.1f}')} texts/s over {self.wall_s:.2f} s",
             f"accuracy       {f(self.accuracy, '{:.2%}')}",
             "energy         "

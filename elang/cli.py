@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from elang import __version__, calibrate_cmd, dataspec, pairs, slenderize_cmd
+from elang import __version__, calibrate_cmd, dataspec, exits_cmd, pairs, slenderize_cmd
 
 log = logging.getLogger("elang")
 
@@ -641,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         slenderize_cmd.add_parser,
         _add_export,
+        exits_cmd.add_parser,
         calibrate_cmd.add_parser,
         pairs.add_parser,
         _add_bench,

@@ -146,7 +146,10 @@ def segment_inputs(first: bool, hidden_size: int) -> list[TensorSpec]:
     """Inputs of a segment stage: texts for the first, the previous segment's state after that."""
     if first:
         return [text_input()]
-    return [TensorSpec(HIDDEN, "TYPE_FP32", np.float32, (-1, hidden_size)), TensorSpec(MASK, "TYPE_INT64", np.int64, (-1,))]
+    return [
+        TensorSpec(HIDDEN, "TYPE_FP32", np.float32, (-1, hidden_size)),
+        TensorSpec(MASK, "TYPE_INT64", np.int64, (-1,)),
+    ]
 
 
 def segment_outputs(first: bool, last: bool, num_labels: int, hidden_size: int) -> list[TensorSpec]:

@@ -39,7 +39,9 @@ class RouterSettings:
     stages: tuple[str, ...] = c.STAGES
     policy: str = "energy"
     thresholds: tuple[float, ...] = (0.0,)
-    temperature: float = 1.0
+    temperature: float = 1.0  # the first stage's (ENERGY is computed at it)
+    stage_temperatures: tuple[float, ...] = ()  # one per stage (multi-exit: Right Tool's per-exit T); () = temperature
+    exit_layers: tuple[int, ...] = ()  # multi-exit: each stage's exit layer; () = a cascade of whole models
     stage_timeout_s: float = c.DEFAULT_STAGE_TIMEOUT_S
     max_text_bytes: int = c.DEFAULT_MAX_TEXT_BYTES
     calibration_version: str = "uncalibrated"
@@ -60,8 +62,19 @@ class RouterSettings:
             raise ValueError(
                 f"{len(self.stages)} stages need {len(self.stages) - 1} thresholds, got {list(self.thresholds)}"
             )
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        for t in (self.temperature, *self.stage_temperatures):
+            if not (math.isfinite(t) and t > 0):
+                raise ValueError(f"temperature must be > 0, got {t}")
+        if self.stage_temperatures and len(self.stage_temperatures) != len(self.stages):
+            raise ValueError(
+                f"temperature: give one, or one per stage ({len(self.stages)}), got {list(self.stage_temperatures)}"
+            )
+        if self.exit_layers and (
+            len(self.exit_layers) != len(self.stages) or list(self.exit_layers) != sorted(set(self.exit_layers))
+        ):
+            raise ValueError(
+                f"exit_layers must give one increasing layer per stage ({len(self.stages)}), got {list(self.exit_layers)}"
+            )
         if self.inline_stage and self.inline_stage != self.stages[0]:
             raise ValueError(
                 f"inline_stage must be the first stage ({self.stages[0]}) or empty, got {self.inline_stage!r}"
@@ -113,7 +126,9 @@ class RouterSettings:
                 stages=stages,
                 policy=params.get(c.PARAM_POLICY, "energy"),
                 thresholds=tuple(parse_thresholds(params.get(c.PARAM_THRESHOLD, "0"), len(stages) - 1)),
-                temperature=float(params.get(c.PARAM_TEMPERATURE, "1.0")),
+                temperature=_temperatures(params)[0],
+                stage_temperatures=_temperatures(params)[1],
+                exit_layers=_exit_layers(params),
                 stage_timeout_s=float(params.get(c.PARAM_STAGE_TIMEOUT_S, c.DEFAULT_STAGE_TIMEOUT_S)),
                 max_text_bytes=int(params.get(c.PARAM_MAX_TEXT_BYTES, c.DEFAULT_MAX_TEXT_BYTES)),
                 calibration_version=params.get(c.PARAM_CALIBRATION_VERSION, "uncalibrated"),
@@ -126,6 +141,11 @@ class RouterSettings:
         except ValueError as exc:
             raise ValueError(f"router config parameters: {exc}") from None
 
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        """One temperature per stage."""
+        return self.stage_temperatures or (self.temperature,) * len(self.stages)
+
     def describe(self) -> str:
         thr = ",".join(str(t) for t in self.thresholds)
         where = f" inline={self.inline_stage}" if self.inline_stage else ""
@@ -135,16 +155,23 @@ class RouterSettings:
         )
 
     def request_thresholds(self, params: Mapping[str, Any]) -> list[float]:
-        """This request's thresholds: the config's, or the ``elang_threshold`` override."""
+        """This request's thresholds: the config's, or the ``elang_threshold`` override.
+
+        A multi-exit router takes one number for every exit (Right Tool's single threshold)."""
         if c.THRESHOLD_PARAM not in params:
             return list(self.thresholds)
+        raw = params[c.THRESHOLD_PARAM]
+        steps = len(self.stages) - 1
         try:
-            return parse_thresholds(params[c.THRESHOLD_PARAM], len(self.stages) - 1)
+            if self.exit_layers and not (isinstance(raw, str) and "," in raw):
+                return parse_thresholds(raw, 1) * steps
+            return parse_thresholds(raw, steps)
         except ValueError as exc:
             raise InputError(f"request parameter {c.THRESHOLD_PARAM}: {exc}") from None
 
 
 _KNOWN = {
+    c.PARAM_EXIT_LAYERS,
     c.PARAM_STAGES,
     c.PARAM_POLICY,
     c.PARAM_THRESHOLD,
@@ -213,15 +240,38 @@ def stage_batch_limits(repository: Path, params: dict[str, str]) -> dict[str, st
     return {c.PARAM_STAGE_MAX_BATCH: format_stage_map(limits)} if limits else {}
 
 
-def job_outputs(job: Job, temperature: float) -> dict[str, np.ndarray]:
-    """The router's output tensors for a job that finished without failure."""
+def job_outputs(job: Job, temperature: float, exit_layers: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """The router's output tensors for a job that finished without failure (a multi-exit router's
+    also EXIT, the layer that answered, and SCORE, the policy's score there)."""
     n = job.n
-    return {
+    out = {
         c.LABEL: np.argmax(job.logits, axis=1).astype(np.int64).reshape(n, 1),
         c.LOGITS: np.ascontiguousarray(job.logits, dtype=np.float32),
         c.ENERGY: energy(job.first_logits, temperature).astype(np.float32).reshape(n, 1),
         c.ROUTE: job.route.astype(np.int32).reshape(n, 1),
     }
+    if exit_layers:
+        out[c.EXIT] = np.asarray(exit_layers, dtype=np.int32)[job.route].reshape(n, 1)
+        out[c.SCORE] = job.scores.astype(np.float32).reshape(n, 1)
+    return out
+
+
+def _temperatures(params: Mapping[str, str]) -> tuple[float, tuple[float, ...]]:
+    """(first stage's temperature, per-stage temperatures or ()) from "1.2" or "1.2,0.9,..."."""
+    raw = params.get(c.PARAM_TEMPERATURE, "1.0")
+    try:
+        values = tuple(float(t) for t in raw.split(","))
+    except ValueError:
+        raise ValueError(f"temperature must be a number or one number per stage, got {raw!r}") from None
+    return values[0], (values if len(values) > 1 else ())
+
+
+def _exit_layers(params: Mapping[str, str]) -> tuple[int, ...]:
+    raw = params.get(c.PARAM_EXIT_LAYERS, "").strip()
+    try:
+        return tuple(int(x) for x in raw.split(",")) if raw else ()
+    except ValueError:
+        raise ValueError(f"exit_layers must be comma-separated layer numbers, got {raw!r}") from None
 
 
 class SlidingFraction:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from elang.classifier import ONNX_FILE
 from elang.export.multiexit import MultiExitError, MultiExitModel, read_exits
 from elang.export.onnx_export import DEFAULT_ATOL, ExportError
+
+from elang.classifier import ONNX_FILE
 from elang.segments import IN_HIDDEN, IN_IDS, IN_MASK, OUT_HIDDEN, OUT_LOGITS, Segment, SegmentInfo, all_exit_logits
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,9 @@ def export_segments(
                 dynamo=False,
             )
         start = 0 if i == 0 else cuts[i - 1]
-        SegmentInfo(i, start, cuts[i], len(cuts), cfg.hidden_size, model.num_labels, temps[cuts[i]], cfg.num_hidden_layers).write(folder)
+        SegmentInfo(
+            i, start, cuts[i], len(cuts), cfg.hidden_size, model.num_labels, temps[cuts[i]], cfg.num_hidden_layers
+        ).write(folder)
     return check_segments(model, out_dir, texts, cuts, max_length, atol)
 
 
@@ -132,7 +134,9 @@ def check_segments(
     idx = [model.layers.index(layer) for layer in cuts]
     with torch.no_grad():
         for start in range(0, len(texts), 32):
-            enc = tok(texts[start : start + 32], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            enc = tok(
+                texts[start : start + 32], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+            )
             outs = model(enc["input_ids"], enc["attention_mask"])
             want[start : start + 32] = torch.stack([outs[i] for i in idx], dim=1).numpy()
     diffs = [float(np.max(np.abs(got[:, e] - want[:, e]))) for e in range(len(cuts))]

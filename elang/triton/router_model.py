@@ -21,7 +21,7 @@ import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
 from elang.classifier import OnnxTextClassifier, classifier_options
-from elang.execution import CascadeExecutor, FailureKind, Job, StageCallError
+from elang.execution import CascadeExecutor, FailureKind, Job, StageCallError, StageOutput
 from elang.inputs import InputError, decode_texts
 from elang.router import RouterSettings, job_outputs, stage_batch_limits
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
@@ -52,7 +52,7 @@ class TritonPythonModel:
             self.settings.load_policy(Path(args["model_repository"])),
             call_stage=self._call_stage,
             reply=self._reply,
-            temperature=self.settings.temperature,
+            temperature=self.settings.temperatures,
             first_stage=None
             if first is None
             else lambda texts: first(decode_texts(texts, self.settings.max_text_bytes)),
@@ -65,11 +65,19 @@ class TritonPythonModel:
         self.executor.close()
         self.metrics.close()
 
-    async def _call_stage(self, model: str, texts: np.ndarray, timeout_s: float) -> np.ndarray:
+    async def _call_stage(self, model: str, inputs: Any, timeout_s: float) -> Any:
+        carried = isinstance(inputs, dict)  # a segment after the first: the previous segment's state
+        if carried:
+            tensors = [pb_utils.Tensor(n, np.ascontiguousarray(a)) for n, a in inputs.items()]
+        else:
+            tensors = [pb_utils.Tensor(c.TEXT, inputs)]
+        wanted = [c.LOGITS]
+        if self.settings.exit_layers and model != self.settings.stages[-1]:
+            wanted += [c.HIDDEN] if carried else [c.HIDDEN, c.MASK]
         request = pb_utils.InferenceRequest(
             model_name=model,
-            requested_output_names=[c.LOGITS],
-            inputs=[pb_utils.Tensor(c.TEXT, texts)],
+            requested_output_names=wanted,
+            inputs=tensors,
             # Triton drops the call from the stage's queue once it waited this long (the stage's
             # queue policy allows the override); a running execute is not interrupted.
             timeout=max(1, int(timeout_s * 1e6)),
@@ -78,10 +86,13 @@ class TritonPythonModel:
         if response.has_error():
             msg = response.error().message()
             raise StageCallError(msg, overloaded=bool(c.OVERLOAD_ERROR.search(msg)))
-        out = pb_utils.get_output_tensor_by_name(response, c.LOGITS)
-        if out is None:
-            raise StageCallError(f"returned no {c.LOGITS}")
-        return out.as_numpy()
+        outs = {n: pb_utils.get_output_tensor_by_name(response, n) for n in wanted}
+        missing = [n for n, t in outs.items() if t is None]
+        if missing:
+            raise StageCallError(f"returned no {', '.join(missing)}")
+        if len(wanted) == 1:
+            return outs[c.LOGITS].as_numpy()
+        return StageOutput(outs[c.LOGITS].as_numpy(), {n: outs[n].as_numpy() for n in wanted[1:]})
 
     def execute(self, requests: list[Any]) -> list[Any]:
         start = time.perf_counter()
@@ -116,7 +127,7 @@ class TritonPythonModel:
             self.metrics.failed(job.n, f.stage, f.kind.value)
             code = getattr(pb_utils.TritonError, _CODES[f.kind])
             return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f.message, code))
-        outputs = job_outputs(job, self.settings.temperature)
+        outputs = job_outputs(job, self.settings.temperature, self.settings.exit_layers)
         self.metrics.answered(job.route, outputs[c.ENERGY])
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])
 
