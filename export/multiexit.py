@@ -169,7 +169,8 @@ class MultiExitModel(nn.Module):
             kwargs = {}
             if bias is not None:
                 kept = self._heads_kept[i]
-                kwargs["position_bias"] = bias if len(kept) == bias.shape[1] else bias[:, kept]
+                full = len(kept) == self.encoder.config.num_attention_heads
+                kwargs["position_bias"] = bias if full else bias[:, kept]
             out = enc.layer[i](hidden, attention_mask=ext, **kwargs)
             hidden = out[0] if isinstance(out, tuple) else out
         return hidden

@@ -93,3 +93,48 @@ def make_tiny_checkpoint(out_dir: str | Path, spec: TinySpec, corpus: list[str] 
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def make_tiny_multi_exit(
+    out_dir: str | Path,
+    spec: TinySpec,
+    exits: tuple[int, ...],
+    model_type: str = "bert",
+    corpus: list[str] | None = None,
+    temperatures: tuple[float, ...] | None = None,
+) -> Path:
+    """A tiny multi-exit checkpoint (random weights, exits after ``exits``), BERT or MPNet, with
+    its tokenizer and labels: what `elang train --exits` writes, without the training."""
+    import torch
+    from transformers import AutoModel, MPNetConfig
+
+    from elang.datasets import save_label_map
+    from elang.export.multiexit import MultiExitModel
+
+    out = Path(out_dir)
+    base = make_tiny_checkpoint(out.with_name(out.name + "-base"), spec, corpus)
+    torch.manual_seed(spec.seed)
+    if model_type == "mpnet":
+        cfg = MPNetConfig(
+            vocab_size=len(train_tokenizer(corpus or [t for t, _ in sample_rows()], spec.vocab_size)),
+            hidden_size=spec.hidden,
+            num_hidden_layers=spec.layers,
+            num_attention_heads=spec.heads,
+            intermediate_size=spec.hidden * 2,
+            initializer_range=0.3,
+            attn_implementation="eager",
+        )
+        encoder = AutoModel.from_config(cfg, add_pooling_layer=False)
+    else:
+        encoder = AutoModel.from_pretrained(base, add_pooling_layer=False, attn_implementation="eager")
+    model = MultiExitModel(encoder, exits, len(spec.labels)).eval()
+    for head in model.heads:  # wide heads: the exits' confidences spread, so thresholds matter
+        torch.nn.init.normal_(head.out_proj.weight, std=1.0)
+    if temperatures is not None:
+        model.temperatures = list(temperatures)
+    model.save(out)
+    for item in base.iterdir():
+        if item.name.startswith(("tokenizer", "special_tokens", "vocab")):
+            (out / item.name).write_bytes(item.read_bytes())
+    save_label_map(out, list(spec.labels))
+    return out
