@@ -24,12 +24,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--target-accuracy", type=float, help="routed accuracy to reach, e.g. 0.78")
     t.add_argument("--max-accuracy-drop", type=float, help="points below Super's accuracy allowed, e.g. 0.5")
     t.add_argument("--super-fraction", type=float, help="share of texts to send to Super, e.g. 0.2")
-    t.add_argument("--compute-budget", type=float, help="expected cost relative to Super only, e.g. 0.4")
+    t.add_argument(
+        "--compute-budget",
+        type=float,
+        help="expected cost relative to Super only, e.g. 0.4 (multi-exit: share of the full model's layers run)",
+    )
+    t.add_argument("--mean-exit-layer", type=float, help="multi-exit routers: average layer that answers, e.g. 6")
+    p.add_argument(
+        "--router",
+        default=None,
+        help="calibrate this router instead (e.g. elang_exits: a multi-exit router, one threshold for every exit)",
+    )
     p.add_argument(
         "--criterion",
-        choices=("auto", "energy", "softmax", "entropy", "learned"),
-        default="energy",
-        help="auto: the one whose certified threshold needs the least Super on held-out data (default energy)",
+        choices=("auto", "energy", "softmax", "entropy", "learned", "patience"),
+        default=None,
+        help="auto: the one whose certified threshold needs the least Super on held-out data (default energy); "
+        "multi-exit routers: softmax (Right Tool, the default there), entropy (DeeBERT), energy or patience (PABEE)",
     )
     p.add_argument(
         "--confidence", type=float, default=0.9, help="probability that an accuracy target holds (default 0.9)"
@@ -64,6 +75,22 @@ def run(args: argparse.Namespace) -> int:
     from elang.calibration import Target
     from elang.export.pipeline import default_cache
 
+    if args.router:
+        from elang.exit_calibrate import ExitRouter
+
+        try:
+            exit_router = ExitRouter.read(args.repository, args.router)
+        except ValueError:
+            exit_router = None  # a pair's router (elang, elang_<super>): calibrated below
+        if exit_router is not None:
+            from elang.exit_calibrate_cmd import run_exits
+
+            return run_exits(args, exit_router)
+    if args.mean_exit_layer is not None:
+        raise ValueError("--mean-exit-layer is a target for multi-exit routers (give --router elang_exits)")
+    args.criterion = args.criterion or "energy"
+    if args.criterion == "patience":
+        raise ValueError("patience (PABEE) decides between exits of one model: give a multi-exit --router")
     kinds = {
         "accuracy": args.target_accuracy,
         "accuracy_drop": args.max_accuracy_drop,

@@ -38,6 +38,7 @@ class SegmentInfo:
     num_labels: int
     temperature: float
     layers_total: int
+    source: str = ""  # identity of the checkpoint's weights: segments cut from one model share it
 
     @property
     def first(self) -> bool:

@@ -85,6 +85,7 @@ def export_segments(
         raise ExportError("the parity check needs at least one text")
     model = MultiExitModel.load(checkpoint).eval()
     temps = dict(zip(trained, model.temperatures, strict=True))
+    source = _source_identity(checkpoint)
     cfg = model.encoder.config
     sample = torch.ones((2, 8), dtype=torch.long)
     for i, module in enumerate(_modules(model, cuts)):
@@ -113,9 +114,10 @@ def export_segments(
                 dynamo=False,
             )
         start = 0 if i == 0 else cuts[i - 1]
-        SegmentInfo(
-            i, start, cuts[i], len(cuts), cfg.hidden_size, model.num_labels, temps[cuts[i]], cfg.num_hidden_layers
-        ).write(folder)
+        info = SegmentInfo(
+            i, start, cuts[i], len(cuts), cfg.hidden_size, model.num_labels, temps[cuts[i]], cfg.num_hidden_layers, source
+        )
+        info.write(folder)
     return check_segments(model, out_dir, texts, cuts, max_length, atol)
 
 
@@ -145,6 +147,18 @@ def check_segments(
     if not report.ok:
         raise ExportError(f"{out_dir}: segments differ from PyTorch: " + "; ".join(report.lines()))
     return report
+
+
+def _source_identity(checkpoint: Path) -> str:
+    """The checkpoint's weights (and exit heads) by content: segments cut from it at any exits share it."""
+    import hashlib
+
+    from elang.calibrate import _file_identity
+
+    h = hashlib.sha256()
+    for path in sorted(checkpoint.glob("*.safetensors")) + sorted(checkpoint.glob("*.bin")):
+        h.update(path.name.encode() + _file_identity(path))
+    return h.hexdigest()[:16]
 
 
 def trained_exits(checkpoint: Path) -> tuple[int, ...]:
