@@ -183,6 +183,13 @@ class ElangClient:
         if not self._wrap("health check", lambda: self._client().is_model_ready(self.model)):
             raise ClientError(f"model '{self.model}' is not ready on {self.url}")
 
+    def ready_models(self) -> list[str]:
+        """Names of the models the server has loaded and ready."""
+        index = self._wrap("repository index", lambda: self._client().get_model_repository_index())
+        if self.protocol == "grpc":
+            return sorted(m.name for m in index.models if m.state == "READY")
+        return sorted(m["name"] for m in index if m.get("state") == "READY")
+
     def labels(self) -> list[str] | None:
         """Label names from the model's config parameters (None when it has none)."""
         if self._labels is None:

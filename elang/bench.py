@@ -102,6 +102,7 @@ class LoadResult:
     wall_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
     routes: list[int] = field(default_factory=list)
+    exits: list[int] = field(default_factory=list)  # multi-exit routers: the layer that answered each text
     correct: list[bool] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -110,6 +111,7 @@ class LoadResult:
             setattr(self, f, getattr(self, f) + getattr(other, f))
         self.latencies_s += other.latencies_s
         self.routes += other.routes
+        self.exits += other.exits
         self.correct += other.correct
         self.errors += other.errors[: max(0, 5 - len(self.errors))]
 
@@ -125,6 +127,10 @@ class LoadResult:
     @property
     def super_fraction(self) -> float:
         return float(np.mean(np.asarray(self.routes) >= 1)) if self.routes else float("nan")
+
+    @property
+    def mean_exit_layer(self) -> float | None:
+        return float(np.mean(self.exits)) if self.exits else None
 
     def latency_ms(self) -> dict[float, float]:
         return percentiles(np.asarray(self.latencies_s) * 1e3)
@@ -190,6 +196,8 @@ def run_load(
                 res.answered += 1
                 res.latencies_s.append(dt)
                 res.routes += out["ROUTE"].ravel().tolist()
+                if "EXIT" in out:
+                    res.exits += out["EXIT"].ravel().tolist()
                 if labels is not None:
                     res.correct += (out["LABEL"].ravel() == labels[idx]).tolist()
 
@@ -258,8 +266,9 @@ def bench_markdown(
 ) -> tuple[str, list[str]]:
     """The results table and the summary lines (speed-up, ideal bound, router overhead)."""
     lines = [
-        "| concurrency | system | texts/s | p50 ms | p95 ms | p99 ms | accuracy | Super fraction | speed-up vs Super | failed |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| concurrency | system | texts/s | p50 ms | p95 ms | p99 ms | accuracy | Super fraction | mean exit layer "
+        "| speed-up vs Super | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     summary = []
     for conc in concurrencies:
@@ -269,9 +278,10 @@ def bench_markdown(
                 continue
             lat = r.latency_ms()
             speed = r.throughput / sup.throughput if sup else float("nan")
+            layer = "-" if r.mean_exit_layer is None else f"{r.mean_exit_layer:.2f}"
             lines.append(
                 f"| {conc} | {name} | {r.throughput:.1f} | {lat[50]:.1f} | {lat[95]:.1f} | {lat[99]:.1f} | "
-                f"{r.accuracy:.2%} | {r.super_fraction:.1%} | {speed:.2f}x | {r.failed + r.timed_out} |"
+                f"{r.accuracy:.2%} | {r.super_fraction:.1%} | {layer} | {speed:.2f}x | {r.failed + r.timed_out} |"
             )
         sw, el = results.get(("swift", conc)), results.get((router, conc))
         if sw and sup and el:
@@ -282,6 +292,14 @@ def bench_markdown(
                 f"concurrency {conc}: E-LANG {measured:.2f}x Super-only throughput; ideal bound "
                 f"1/({ratio:.3f} + {el.super_fraction:.3f}) = {bound:.2f}x; measured/ideal {measured / bound:.0%}"
             )
+        for (name, cc), r in results.items():
+            full = results.get((f"{name}{FULL_DEPTH}", conc))
+            if cc == conc and full is not None and r.exits:
+                summary.append(
+                    f"concurrency {conc}: {name} {r.throughput / full.throughput:.2f}x its own full depth "
+                    f"({r.accuracy - full.accuracy:+.2%} accuracy, mean exit layer {r.mean_exit_layer:.2f} of "
+                    f"{max(full.exits)}), {r.throughput / sup.throughput if sup else float('nan'):.2f}x Super-only"
+                )
         inf = results.get((NO_ESCALATION, conc))
         if sw and inf:
             over = inf.latency_ms()[50] / sw.latency_ms()[50] - 1
@@ -400,10 +418,12 @@ def plot_bench(results: dict[tuple[str, int], LoadResult], concurrencies: tuple[
 
 
 NO_ESCALATION = "elang@no-escalation"
+FULL_DEPTH = "@full"  # a multi-exit router with every text sent to its last exit
 
 
 def _configs(url: str, sweep: str | None, only: str | None = None) -> list[BenchConfig]:
     from elang.client.client import ElangClient
+    from elang.routing import get_policy
 
     present = [
         m for m in ("swift", "super", "elang", "super_int8", "elang_super_int8") if ElangClient(url, model=m).is_ready()
@@ -412,9 +432,18 @@ def _configs(url: str, sweep: str | None, only: str | None = None) -> list[Bench
     if missing:
         raise RuntimeError(f"the server at {url} lacks {sorted(missing)}; bench needs swift, super and elang")
     configs = [BenchConfig(m, m) for m in present]
+    # Other routers the server holds (multi-exit ones: elang_exits, ...), each also at full depth.
+    from elang import contract as c
+
+    for name in ElangClient(url).ready_models():
+        if c.is_router(name) and name not in present:
+            configs.append(BenchConfig(name, name))
+            cascade = ElangClient(url, model=name).cascade()
+            if cascade[1]:
+                pol = get_policy(ElangClient(url, model=name).router_info().get("policy") or "softmax")
+                configs.append(BenchConfig(f"{name}{FULL_DEPTH}", name, "-inf" if pol.escalate_above else "inf"))
     # Router overhead: a threshold that escalates nothing under the router's policy
     # (+inf for energy/entropy, -inf for softmax, whose unsure side is below the threshold).
-    from elang.routing import get_policy
 
     policy = get_policy(ElangClient(url).router_info().get("policy") or "energy")
     configs.append(BenchConfig(NO_ESCALATION, "elang", "inf" if policy.escalate_above else "-inf"))
@@ -498,6 +527,7 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
                     "latency_ms": {f"p{q}": v for q, v in r.latency_ms().items()},
                     "accuracy": r.accuracy,
                     "super_fraction": r.super_fraction,
+                    "mean_exit_layer": r.mean_exit_layer,
                     "errors": r.errors,
                 }
                 for r in results.values()

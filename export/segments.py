@@ -115,7 +115,15 @@ def export_segments(
             )
         start = 0 if i == 0 else cuts[i - 1]
         info = SegmentInfo(
-            i, start, cuts[i], len(cuts), cfg.hidden_size, model.num_labels, temps[cuts[i]], cfg.num_hidden_layers, source
+            i,
+            start,
+            cuts[i],
+            len(cuts),
+            cfg.hidden_size,
+            model.num_labels,
+            temps[cuts[i]],
+            cfg.num_hidden_layers,
+            source,
         )
         info.write(folder)
     return check_segments(model, out_dir, texts, cuts, max_length, atol)
