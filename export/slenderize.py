@@ -19,6 +19,7 @@ each layer:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -143,7 +144,7 @@ def slenderize(checkpoint: Path, plan: SlenderPlan, splits: Splits, cache_dir: P
     pruned_dir = Path(cache_dir) / "slender" / f"{checkpoint.parent.name}-{_key(checkpoint, plan, splits)}" / "pruned"
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     teacher = MultiExitModel.load(checkpoint)
-    full_cfg = teacher.encoder.config
+    full_cfg = copy.deepcopy(teacher.encoder.config)  # pruning below changes the teacher's in place
     if not (pruned_dir / "config.json").is_file():
         torch.manual_seed(plan.seed)
         log.info("importance of heads and FFN neurons on %d training texts", plan.importance_texts)
@@ -179,6 +180,8 @@ def slenderize(checkpoint: Path, plan: SlenderPlan, splits: Splits, cache_dir: P
     result.metrics["teacher_exit_gflops"] = [f / 1e9 for f in full]
     result.metrics["teacher_parameters"] = int(sum(p.numel() for p in MultiExitModel.load(checkpoint).parameters()))
     result.metrics["student_parameters"] = int(sum(p.numel() for p in student.parameters()))
+    result.metrics["slenderized_from"] = str(checkpoint)
+    (result.checkpoint.parent / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
     return result
 
 

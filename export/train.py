@@ -373,8 +373,13 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(recipe.warmup * total), total)
     pos = {"step": 0, "best_acc": -1.0, "bad_evals": 0, "history": [], "seconds": 0.0}
+    state = None
     if state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
+        try:
+            state = torch.load(state_path, weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - an unreadable state costs the run, not the user
+            log.warning("%s is unreadable (%s); training starts over", state_path, exc)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -419,6 +424,7 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
                     pos["bad_evals"] += 1
                     stop = pos["bad_evals"] > recipe.patience and pos["step"] >= recipe.min_steps
                 pos["seconds"] = time.monotonic() - t0
+                tmp_state = state_path.with_suffix(".tmp")  # written whole, then renamed: a kill never leaves half
                 torch.save(
                     {
                         "model": model.state_dict(),
@@ -426,8 +432,9 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
                         "scheduler": sched.state_dict(),
                         "position": pos,
                     },
-                    state_path,
+                    tmp_state,
                 )
+                tmp_state.replace(state_path)
                 if stop:
                     log.info("early stop at step %d", pos["step"])
                     break
