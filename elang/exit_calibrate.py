@@ -149,13 +149,12 @@ def candidate_thresholds(policy: Policy, logits: np.ndarray, temps: list[float],
     (every row runs to the last exit); placed on quantiles of the scores of the fit part."""
     exits = logits.shape[1]
     if policy.name == "patience":
-        return np.arange(exits, dtype=np.float64)[::-1]  # patience 0 first: leave at once
+        return np.arange(exits, dtype=np.float64)  # patience 0 first: every row leaves at once
     pooled = np.concatenate([policy.score(logits[:, e], temps[e]) for e in range(exits - 1)])
     qs = np.unique(np.quantile(pooled, np.linspace(0, 1, points)))
-    safest = np.inf if policy.escalate_above is False else -np.inf
     if policy.escalate_above:  # energy, entropy: higher thresholds keep more rows early
-        return np.concatenate([qs[::-1], [safest]])
-    return np.concatenate([qs, [safest]])
+        return np.concatenate([[np.inf], qs[::-1], [-np.inf]])
+    return np.concatenate([[-np.inf], qs, [np.inf]])
 
 
 def replay(logits: np.ndarray, labels: np.ndarray, policy: Policy, thresholds: np.ndarray, temps: list[float]):  # noqa: ANN201
