@@ -143,7 +143,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="file of texts (one per line, or CSV/TSV/JSONL with a text column), or - for stdin")
     p.add_argument("--url", default="127.0.0.1:8001", help="server HOST:PORT (gRPC port for grpc, HTTP for http)")
     p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
-    p.add_argument("--model", default="elang", help="elang (routed), swift or super")
+    p.add_argument(
+        "--model", default="elang", help="elang (routed), swift, super, or another router (e.g. elang_exits)"
+    )
     p.add_argument("--format", choices=("lines", "csv", "tsv", "jsonl"), default=None, help="default: by extension")
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default=None, help="column of true labels: adds accuracy to the stats")
