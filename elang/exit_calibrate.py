@@ -348,3 +348,56 @@ def per_exit_markdown(record: ExitRecord) -> str:
         acc = "-" if e["accuracy"] is None else f"{e['accuracy']:.2%}"
         lines.append(f"| {e['layer']} | {e['rows']} | {e['share']:.1%} | {acc} | {e['exit_accuracy_alone']:.2%} |")
     return "\n".join(lines)
+
+
+def exit_curves(
+    logits: np.ndarray, labels: np.ndarray, temps: list[float], layers: tuple[int, ...], seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per exit policy: (mean exit layer, accuracy) on the held-out part for each candidate threshold."""
+    fit, hold = split_for_fitting(len(labels), seed=seed)
+    out = {}
+    for name in EXIT_POLICIES:
+        pol = get_policy(name)
+        thr = candidate_thresholds(pol, logits[fit], temps, points=60)
+        ok, route = replay(logits[hold], np.asarray(labels)[hold], pol, thr, temps)
+        out[name] = (np.asarray(layers, dtype=float)[route].mean(1), ok.mean(1))
+    return out
+
+
+def plot_exit_curves(curves: dict, last_accuracy: float, path: Path, chosen: tuple[float, float] | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for name, (layer, acc) in curves.items():
+        ax.plot(layer, acc * 100, marker=".", ms=3, label=name)
+    ax.axhline(last_accuracy * 100, color="gray", lw=0.8, ls="--", label="last exit")
+    ax.axhline(last_accuracy * 100 - 0.5, color="gray", lw=0.8, ls=":", label="last exit - 0.5 pt")
+    if chosen:
+        ax.scatter([chosen[0]], [chosen[1] * 100], color="black", zorder=5, label="chosen")
+    ax.set_xlabel("mean exit layer")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def curves_markdown(curves: dict, layers_total: int, drops: tuple[float, ...] = (0.5, 1.0)) -> str:
+    """Per policy: the lowest mean exit layer whose accuracy is within each drop of the best at full depth."""
+    lines = ["| policy | " + " | ".join(f"mean exit layer within {d:g} pt" for d in drops) + " |"]
+    lines.append("|---" * (len(drops) + 1) + "|")
+    for name, (layer, acc) in curves.items():
+        full = acc[np.argmax(layer)]
+        cells = []
+        for d in drops:
+            ok = acc >= full - d / 100
+            cells.append(
+                f"{layer[ok].min():.2f} ({layer[ok].min() / layers_total:.0%} of the layers)" if ok.any() else "-"
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -78,6 +78,11 @@ def run_exits(args: argparse.Namespace, router) -> int:  # noqa: ANN001 - elang.
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(record.to_json())
+    curves = ec.exit_curves(logits, ds.labels, record.temperatures, router.layers)
+    png = ec.plot_exit_curves(curves, v["last_exit_accuracy"], out / "curve.png", (v["mean_exit_layer"], v["accuracy"]))
+    table = ec.curves_markdown(curves, router.layers_total)
+    (out / "curve.md").write_text(table + "\n")
+    print(f"\nthe policies compared on the held-out part (points, no margin; plot {png}):\n\n{table}")
     status = 0
     if args.evaluate_on:
         test = ec.exit_logits(router, "test", splits.test, splits.fingerprint, cache)

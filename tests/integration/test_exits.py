@@ -211,3 +211,34 @@ def test_a_slow_later_segment_does_not_stall_rows_that_exited_early(exit_server)
         assert err.value.kind == "deadline" and "'exits_4'" in str(err.value)
         assert time.monotonic() - t0 < 2.0 + 1.5
     th.join(15)
+
+
+def test_calibrate_a_multi_exit_router_and_apply_it(elang_cli, models, tmp_path):
+    from elang.repository import parse_config
+    from elang.router import RouterSettings
+
+    repo = tmp_path / "repo"
+    seg = tmp_path / "seg"
+    export_segments(models["bert"], seg, TEXTS[:10], max_length=64)
+    write_exit_model(repo, ExitModelSpec(seg, prefix="exits_", router="elang_exits", max_length=64))
+    out = elang_cli(
+        "calibrate", "--repository", repo, "--router", "elang_exits", "--mean-exit-layer", "2.5",
+        "--sizes", "200,100,300,600", "--out", tmp_path / "cal", "--cache-dir", tmp_path / "cache",
+        "--evaluate-on", "test", "--apply",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "mean exit layer" in out.stdout and "| exit layer | rows |" in out.stdout
+    assert (tmp_path / "cal" / "curve.png").is_file()
+    params = {
+        k: v.string_value
+        for k, v in parse_config((repo / "elang_exits" / "config.pbtxt").read_text()).parameters.items()
+    }
+    settings = RouterSettings.from_parameters(params)
+    assert len(settings.stage_temperatures) == 3 and settings.calibration_version.startswith("exits-")
+    assert settings.thresholds[0] == settings.thresholds[1]  # one threshold for every exit
+    record = __import__("json").loads((repo / "elang_exits" / "calibration.json").read_text())
+    assert record["calibration"]["mean_exit_layer"] <= 2.5 and record["kind"] == "multi-exit"
+    # A pair's target is refused for a multi-exit router, with the reason.
+    bad = elang_cli("calibrate", "--repository", repo, "--router", "elang_exits", "--super-fraction", "0.2",
+                    "--sizes", "200,100,300,600", "--cache-dir", tmp_path / "cache")  # fmt: skip
+    assert bad.returncode == 2 and "--mean-exit-layer" in bad.stderr
