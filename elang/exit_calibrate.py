@@ -53,6 +53,13 @@ class ExitRouter:
     layers_total: int
     folders: tuple[Path, ...]  # each stage's version folder (a segment)
     max_length: int
+    flops_share: tuple[float, ...] = ()  # per exit, of the full model's FLOPs (docs/EXITS.md); () = layer share
+
+    def compute_share(self) -> np.ndarray:
+        """Per exit: the compute of answering there, as a share of the full model."""
+        if self.flops_share and all(f > 0 for f in self.flops_share):
+            return np.asarray(self.flops_share, dtype=np.float64)
+        return np.asarray(self.layers, dtype=np.float64) / self.layers_total
 
     @classmethod
     def read(cls, repository: Path, router: str) -> ExitRouter:
@@ -70,8 +77,9 @@ class ExitRouter:
         folders = tuple(Path(repository) / s / "1" for s in settings.stages)
         stage_cfg = parse_config((Path(repository) / settings.stages[0] / "config.pbtxt").read_text())
         max_length = int(stage_cfg.parameters[c.PARAM_MAX_LENGTH].string_value or c.DEFAULT_MAX_LENGTH)
-        total = SegmentInfo.read(folders[-1]).layers_total
-        return cls(router, settings.stages, settings.exit_layers, total, folders, max_length)
+        infos = [SegmentInfo.read(f) for f in folders]
+        shares = tuple(i.flops_share for i in infos)
+        return cls(router, settings.stages, settings.exit_layers, infos[-1].layers_total, folders, max_length, shares)
 
 
 def exit_logits(router: ExitRouter, split_name: str, ds, fingerprint: str, cache_dir: Path) -> np.ndarray:  # noqa: ANN001
@@ -125,7 +133,7 @@ def describe_target(kind: str, value: float) -> str:
         "accuracy": f"accuracy >= {value:.2%}",
         "accuracy_drop": f"accuracy >= the last exit's - {value:g} pt",
         "mean_exit_layer": f"mean exit layer <= {value:g}",
-        "compute_budget": f"layers run <= {value:g} x the full model",
+        "compute_budget": f"compute <= {value:g} x the full model (FLOPs)",
     }[kind]
 
 
@@ -204,7 +212,7 @@ def calibrate_exits(
         point_ok = mean <= alpha
         chosen, point = _walk(p, point_ok, confidence), _walk(p, point_ok, None)
     else:
-        cost = layer_of if target_kind == "mean_exit_layer" else layer_of / router.layers_total
+        cost = layer_of if target_kind == "mean_exit_layer" else router.compute_share()[route]
         mean, sd = cost.mean(1), cost.std(1)
         # Walk from the cheapest (index 0) towards safer ones: reverse so the cheapest is last.
         p = clt_p_values(mean[::-1], sd[::-1], n, target_value)
@@ -240,6 +248,7 @@ def calibrate_exits(
         "last_exit_accuracy": float(last_ok.mean()),
         "mean_exit_layer": float(layer_of[chosen].mean()),
         "layer_share": float(layer_of[chosen].mean() / router.layers_total),
+        "compute_share": float(router.compute_share()[route[chosen]].mean()),
         "point_estimate": None
         if point is None
         else {
@@ -260,6 +269,7 @@ def calibrate_exits(
             "accuracy": float(ok[i].mean()),
             "mean_exit_layer": float(layer_of[i].mean()),
             "layer_share": float(layer_of[i].mean() / router.layers_total),
+            "compute_share": float(router.compute_share()[route[i]].mean()),
             "chosen": bool(i == chosen),
         }
         for i in show
@@ -293,7 +303,13 @@ def _walk(p: np.ndarray, point_ok: np.ndarray, confidence: float | None) -> int 
     return fixed_sequence(np.where(point_ok, 0.0, 1.0), allowed, 0.5)
 
 
-def evaluate_exit_record(record: ExitRecord, logits: np.ndarray, labels: np.ndarray, layers_total: int) -> dict:
+def evaluate_exit_record(
+    record: ExitRecord,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    layers_total: int,
+    compute_share: np.ndarray | None = None,
+) -> dict:
     """How a record's threshold lands on another split (e.g. test)."""
     route, z, _ = cascade_offline(logits, get_policy(record.policy), record.threshold, record.temperatures)
     ok = z.argmax(1) == np.asarray(labels)
@@ -304,6 +320,7 @@ def evaluate_exit_record(record: ExitRecord, logits: np.ndarray, labels: np.ndar
         "last_exit_accuracy": float(np.mean(logits[:, -1].argmax(1) == labels)),
         "mean_exit_layer": float(layer.mean()),
         "layer_share": float(layer.mean() / layers_total),
+        "compute_share": None if compute_share is None else float(np.asarray(compute_share)[route].mean()),
         "rows_per_exit": {int(lyr): int(np.sum(route == e)) for e, lyr in enumerate(record.exit_layers)},
     }
 
@@ -332,12 +349,15 @@ def apply_exit_record(repository: Path, record: ExitRecord) -> Path:
 
 
 def candidates_markdown(record: ExitRecord) -> str:
-    lines = ["| threshold | accuracy | mean exit layer | layers run | |", "|---|---|---|---|---|"]
+    lines = [
+        "| threshold | accuracy | mean exit layer | layers run | FLOPs vs full model | |",
+        "|---|---|---|---|---|---|",
+    ]
     for cand in record.candidates:
         mark = "**chosen**" if cand["chosen"] else ""
         lines.append(
             f"| {cand['threshold']:.4g} | {cand['accuracy']:.2%} | {cand['mean_exit_layer']:.2f} | "
-            f"{cand['layer_share']:.1%} | {mark} |"
+            f"{cand['layer_share']:.1%} | {cand['compute_share']:.1%} | {mark} |"
         )
     return "\n".join(lines)
 

@@ -61,7 +61,8 @@ def run_exits(args: argparse.Namespace, router) -> int:  # noqa: ANN001 - elang.
     print()
     print(
         f"chosen threshold {record.threshold!r}: accuracy {v['accuracy']:.2%} (last exit {v['last_exit_accuracy']:.2%}), "
-        f"mean exit layer {v['mean_exit_layer']:.2f}, {v['layer_share']:.1%} of the layers run"
+        f"mean exit layer {v['mean_exit_layer']:.2f}, {v['layer_share']:.1%} of the layers run, "
+        f"{v['compute_share']:.1%} of the full model's FLOPs"
     )
     if v["guarantee"]:
         print(f"guarantee: {v['guarantee']}")
@@ -86,11 +87,11 @@ def run_exits(args: argparse.Namespace, router) -> int:  # noqa: ANN001 - elang.
     status = 0
     if args.evaluate_on:
         test = ec.exit_logits(router, "test", splits.test, splits.fingerprint, cache)
-        res = ec.evaluate_exit_record(record, test, splits.test.labels, router.layers_total)
+        res = ec.evaluate_exit_record(record, test, splits.test.labels, router.layers_total, router.compute_share())
         print(
             f"\non test ({res['examples']} texts): accuracy {res['accuracy']:.2%} (last exit "
-            f"{res['last_exit_accuracy']:.2%}), mean exit layer {res['mean_exit_layer']:.2f}, rows per exit "
-            f"{res['rows_per_exit']}"
+            f"{res['last_exit_accuracy']:.2%}), mean exit layer {res['mean_exit_layer']:.2f}, "
+            f"{res['compute_share']:.1%} of the full model's FLOPs, rows per exit {res['rows_per_exit']}"
         )
         if kind == "accuracy_drop":
             gap = (res["accuracy"] - (res["last_exit_accuracy"] - value / 100)) * 100

@@ -39,6 +39,9 @@ class SegmentInfo:
     temperature: float
     layers_total: int
     source: str = ""  # identity of the checkpoint's weights: segments cut from one model share it
+    # FLOPs of answering at this exit (all layers below it) over those of the full model at full depth
+    # (for a slenderized model: the unpruned one), at the parity texts' mean length; 0: unknown.
+    flops_share: float = 0.0
 
     @property
     def first(self) -> bool:

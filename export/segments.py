@@ -86,6 +86,7 @@ def export_segments(
     model = MultiExitModel.load(checkpoint).eval()
     temps = dict(zip(trained, model.temperatures, strict=True))
     source = _source_identity(checkpoint)
+    shares = _flops_shares(checkpoint, model, cuts, texts, max_length)
     cfg = model.encoder.config
     sample = torch.ones((2, 8), dtype=torch.long)
     for i, module in enumerate(_modules(model, cuts)):
@@ -124,6 +125,7 @@ def export_segments(
             temps[cuts[i]],
             cfg.num_hidden_layers,
             source,
+            shares[i],
         )
         info.write(folder)
     return check_segments(model, out_dir, texts, cuts, max_length, atol)
@@ -155,6 +157,25 @@ def check_segments(
     if not report.ok:
         raise ExportError(f"{out_dir}: segments differ from PyTorch: " + "; ".join(report.lines()))
     return report
+
+
+def _flops_shares(checkpoint: Path, model: MultiExitModel, cuts: tuple[int, ...], texts: list[str], max_length: int):  # noqa: ANN202
+    """Each exit's FLOPs over the full model's at full depth (a slenderized model's: its unpruned teacher's)."""
+    import json
+
+    from elang.export.multiexit import exit_flops
+    from transformers import AutoConfig, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(checkpoint)
+    mean_len = float(np.mean([len(x) for x in tok(texts, truncation=True, max_length=max_length)["input_ids"]]))
+    full_cfg = model.encoder.config
+    metrics = checkpoint.parent / "metrics.json"
+    if metrics.is_file():
+        teacher = json.loads(metrics.read_text()).get("slenderized_from")
+        if teacher and Path(teacher).is_dir():
+            full_cfg = AutoConfig.from_pretrained(teacher)
+    reference = exit_flops(full_cfg, (full_cfg.num_hidden_layers,), mean_len)[0]
+    return [f / reference for f in exit_flops(model.encoder.config, cuts, mean_len)]
 
 
 def _source_identity(checkpoint: Path) -> str:
