@@ -50,3 +50,26 @@ $E bench --repository "$REPO" --soak 1800 --report docs/results/bench
 # 6. Under faults: Super's stub killed once a minute for 5 minutes and one Super call slowed by
 #    20 s, at concurrency 32, healed by the supervisor of `elang serve` (in-place reload).
 $E bench --repository "$REPO" --faults --report docs/results/faults
+
+# 7. Multi-exit (docs/EXITS.md): exits after every other layer of the Super (Right Tool / PABEE),
+#    its COST-EFF slenderized version, and E-LANG over the Super's own early exit; side by side
+#    with the pair and the Super alone through one server.
+EXITS_CKPT=$($E train --model "$SUPER_CKPT" --exits 2,4,6,8,10,12 --epochs 1 --lr 3e-5 --max-length 64 \
+    | tee docs/results/train-exits.txt | sed -n 's/^checkpoint //p')
+SLIM_CKPT=$($E slenderize "$EXITS_CKPT" --width 0.5 | tee docs/results/slenderize.txt | sed -n 's/^checkpoint //p')
+X=$CACHE/exits-repo
+mkdir -p "$X"
+for m in swift super elang data.json; do [ -e "$X/$m" ] || cp -r "$REPO/$m" "$X/$m"; done
+$E export-exits "$EXITS_CKPT" --repository "$X" | tee docs/results/export-exits.txt
+$E export-exits "$SLIM_CKPT" --repository "$X" --name slim | tee docs/results/export-slim.txt
+$E export-exits "$EXITS_CKPT" --repository "$X" --exits 4,12 --policy energy --name selfexit
+for r in exits slim; do
+    $E calibrate --repository "$X" --router "elang_$r" --max-accuracy-drop 0.5 --evaluate-on test --apply \
+        --out "docs/results/calibration-$r" | tee "docs/results/calibrate-$r.txt" || [ $? -eq 3 ]
+done
+$E calibrate --repository "$X" --router elang_selfexit --criterion energy --max-accuracy-drop 0.5 --evaluate-on test \
+    --apply --out docs/results/calibration-selfexit | tee docs/results/calibrate-selfexit.txt || [ $? -eq 3 ]
+$E calibrate --repository "$X" --router elang_slim --criterion softmax --compute-budget 0.25 --evaluate-on test \
+    --out docs/results/calibration-slim-quarter | tee docs/results/calibrate-slim-quarter.txt
+$E bench --repository "$X" --concurrency 1,8,32 --limit 1000 --only \
+    super,elang,elang_exits,elang_exits@full,elang_slim,elang_slim@full,elang_selfexit --report docs/results/bench-exits

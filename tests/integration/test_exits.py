@@ -98,21 +98,20 @@ def _middle_threshold(exit_server) -> float:
     return float((s[k] + s[k + 1]) / 2)  # a third of the rows leave at the first exit
 
 
-@pytest.mark.parametrize("where", ["first", "last", "middle"])
+@pytest.mark.parametrize("where", ["first", "second", "last", "middle"])
 def test_exits_through_the_server_are_the_offline_ones(exit_server, where):
-    threshold = {"first": 0.0, "last": 1.01}[where] if where != "middle" else _middle_threshold(exit_server)
+    fixed = {"first": [0.0, 0.0], "second": [1.01, 0.0], "last": [1.01, 1.01]}
+    thresholds = fixed[where] if where != "middle" else [_middle_threshold(exit_server)] * 2
     client = ElangClient(exit_server["server"].grpc_url, model="elang_exits")
-    out = client.infer_batch(TEXTS, threshold=threshold)
-    route, logits, scores = _offline(exit_server, TEXTS, "softmax", threshold)
+    out = client.infer_batch(TEXTS, threshold=",".join(map(repr, thresholds)))
+    route, logits, scores = _offline(exit_server, TEXTS, "softmax", np.asarray(thresholds))
     got = out[c.ROUTE].ravel()
     np.testing.assert_array_equal(got, route)
     np.testing.assert_allclose(out[c.LOGITS], logits, atol=1e-5)
     np.testing.assert_allclose(out[c.SCORE].ravel(), scores, atol=1e-5)
     np.testing.assert_array_equal(out[c.EXIT].ravel(), np.asarray(EXITS)[route])
-    if where == "first":
-        assert set(got.tolist()) == {0}
-    elif where == "last":
-        assert set(got.tolist()) == {2}
+    if where != "middle":  # a threshold pair that forces each exit in turn
+        assert set(got.tolist()) == {{"first": 0, "second": 1, "last": 2}[where]}
     else:  # rows leaving at different exits in one batch came back in order
         assert len(set(got.tolist())) >= 2
 
