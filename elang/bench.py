@@ -11,6 +11,7 @@ import logging
 import platform
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -528,6 +529,7 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
                     "accuracy": r.accuracy,
                     "super_fraction": r.super_fraction,
                     "mean_exit_layer": r.mean_exit_layer,
+                    "rows_per_exit": {str(k): int(v) for k, v in sorted(Counter(r.exits).items())},
                     "errors": r.errors,
                 }
                 for r in results.values()
