@@ -246,6 +246,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="weight of distilling the top exit into the lower ones (default 0.5; 0 = off)",
     )
+    m.add_argument("--exit-head-lr", type=float, default=None, help="learning rate of the exit heads (default 5e-4)")
+    m.add_argument(
+        "--exit-weighting",
+        choices=("equal", "depth"),
+        default=None,
+        help="exit losses averaged (equal, Right Tool; default) or weighted by depth (PABEE)",
+    )
     p.add_argument("--quick", action="store_true", help="a first look: 1000/500/1000 rows, one epoch")
     p.add_argument("--cache-dir", type=Path, default=None, help="default: $ELANG_CACHE or ~/.cache/elang")
     dataspec.add_arguments(p)
@@ -278,6 +285,8 @@ def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
         "distill_unlabelled",
         "distill_alpha",
         "exit_distill",
+        "exit_head_lr",
+        "exit_weighting",
     ):
         value = getattr(args, field)
         if value is not None:

@@ -52,6 +52,8 @@ class Recipe:
     distill_temperature: float = 2.0
     exits: tuple[int, ...] | None = None  # multi-exit: a classifier after each of these layers (1-based)
     exit_distill: float = 0.5  # multi-exit: weight of distilling the top exit into the lower ones
+    exit_head_lr: float | None = None  # multi-exit: learning rate of the exit heads (None: 5e-4)
+    exit_weighting: str | None = None  # multi-exit: "equal" (Right Tool, None) or "depth" (PABEE) loss weights
 
 
 # Fields added after models were cached: at their defaults they stay out of the cache key, so a
@@ -65,7 +67,11 @@ _LATER_FIELDS = (
     "distill_temperature",
     "exits",
     "exit_distill",
+    "exit_head_lr",
+    "exit_weighting",
 )
+EXIT_HEAD_LR = 5e-4
+EXIT_WEIGHTINGS = ("equal", "depth")
 MAX_LENGTH_CAP = 256
 
 
@@ -236,23 +242,24 @@ def _loss(logits, labels, weight, teacher, recipe: Recipe):  # noqa: ANN001, ANN
 
 
 def _exits_loss(outs: list, labels, weight, teacher, recipe: Recipe, layers: tuple[int, ...] | None):  # noqa: ANN001, ANN202
-    """One exit: :func:`_loss`. Several: their sum weighted by depth (PABEE), the lower exits also
+    """One exit: :func:`_loss`. Several: their mean (Right Tool) or their sum weighted by depth (PABEE), the lower exits also
     distilled from the top one by ``exit_distill``; a teacher of shape [rows, exits, labels] teaches
     each exit its own logits (COST-EFF)."""
     import torch.nn.functional as F  # noqa: N812
 
     if len(outs) == 1:
         return _loss(outs[0], labels, weight, teacher, recipe)
-    total, norm = outs[0].new_zeros(()), float(sum(layers))
+    weights = [1.0] * len(layers) if recipe.exit_weighting != "depth" else [float(x) for x in layers]
+    total, norm = outs[0].new_zeros(()), float(sum(weights))
     t = recipe.distill_temperature
     top = outs[-1].detach()
-    for i, (logits, layer) in enumerate(zip(outs, layers, strict=True)):
+    for i, (logits, w) in enumerate(zip(outs, weights, strict=True)):
         own = None if teacher is None else (teacher[:, i] if teacher.dim() == 3 else teacher)
         part = _loss(logits, labels, weight, own, recipe)
         if i < len(outs) - 1 and recipe.exit_distill > 0:
             kd = F.kl_div(F.log_softmax(logits / t, -1), F.softmax(top / t, -1), reduction="batchmean") * t * t
             part = (1 - recipe.exit_distill) * part + recipe.exit_distill * kd
-        total = total + (layer / norm) * part
+        total = total + (w / norm) * part
     return total
 
 
@@ -323,6 +330,14 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
             f"{ml} tokens (95th percentile of the training texts: {p95:.0f}; rounded up to 32, at most {MAX_LENGTH_CAP})"
         )
         log.info("max length %s", notes["max_length"])
+    if recipe.exits:  # resolved here, so the cache key names them (a multi-exit run always sets them)
+        recipe = replace(
+            recipe,
+            exit_head_lr=recipe.exit_head_lr or EXIT_HEAD_LR,
+            exit_weighting=recipe.exit_weighting or "equal",
+        )
+        if recipe.exit_weighting not in EXIT_WEIGHTINGS:
+            raise ValueError(f"exit weighting must be one of {EXIT_WEIGHTINGS}, got {recipe.exit_weighting!r}")
     unlabelled: list[str] = []
     if recipe.distill_from:
         _check_teacher(Path(recipe.distill_from), list(splits.label_names))
@@ -370,7 +385,14 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
     total = steps_per_epoch * recipe.epochs
     eval_every = max(1, steps_per_epoch // recipe.evals_per_epoch)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    groups: list[dict] = [{"params": params}]
+    if multi:  # new exit heads learn at their own (higher) rate; the encoder at recipe.lr
+        head_ids = {id(p) for p in model.heads.parameters()}
+        groups = [
+            {"params": [p for p in params if id(p) not in head_ids]},
+            {"params": [p for p in params if id(p) in head_ids], "lr": recipe.exit_head_lr},
+        ]
+    opt = torch.optim.AdamW(groups, lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(recipe.warmup * total), total)
     pos = {"step": 0, "best_acc": -1.0, "bad_evals": 0, "history": [], "seconds": 0.0}
     state = None
