@@ -41,6 +41,10 @@ def is_multi_exit(folder: str | Path) -> bool:
 def read_exits(folder: str | Path) -> dict:
     """The ``exits.json`` of a multi-exit checkpoint, checked."""
     path = Path(folder) / EXITS_FILE
+    if not path.is_file():
+        raise MultiExitError(
+            f"{folder} is not a multi-exit checkpoint (no {EXITS_FILE}; train one with elang train --exits)"
+        )
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
