@@ -246,7 +246,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="weight of distilling the top exit into the lower ones (default 0.5; 0 = off)",
     )
-    m.add_argument("--exit-head-lr", type=float, default=None, help="learning rate of the exit heads (default 5e-4)")
+    m.add_argument(
+        "--exit-head-lr",
+        type=float,
+        default=None,
+        help="learning rate of the exit heads (default 5e-4, or --lr if higher)",
+    )
     m.add_argument(
         "--exit-weighting",
         choices=("equal", "depth"),

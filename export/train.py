@@ -52,7 +52,7 @@ class Recipe:
     distill_temperature: float = 2.0
     exits: tuple[int, ...] | None = None  # multi-exit: a classifier after each of these layers (1-based)
     exit_distill: float = 0.5  # multi-exit: weight of distilling the top exit into the lower ones
-    exit_head_lr: float | None = None  # multi-exit: learning rate of the exit heads (None: 5e-4)
+    exit_head_lr: float | None = None  # multi-exit: learning rate of the exit heads (None: 5e-4, or lr if higher)
     exit_weighting: str | None = None  # multi-exit: "equal" (Right Tool, None) or "depth" (PABEE) loss weights
 
 
@@ -311,7 +311,8 @@ def fit_exit_temperatures(model, tokenizer, calibration: Dataset | None, max_len
     fit_idx, _ = split_for_fitting(len(calibration))
     ds = calibration.subset(fit_idx[:limit])
     ev = evaluate(model, tokenizer, ds, max_length, desc="temperatures")
-    return [fit_temperature(ev["exit_logits"][:, e], ds.labels, 0.25, 10.0) for e in range(len(model.layers))]
+    fitted = [fit_temperature(ev["exit_logits"][:, e], ds.labels, 0.25, 10.0) for e in range(len(model.layers))]
+    return [float(min(10.0, max(0.25, t))) for t in fitted]  # the search may step a hair past its bounds
 
 
 def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: bool = True) -> TrainResult:
@@ -333,7 +334,7 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
     if recipe.exits:  # resolved here, so the cache key names them (a multi-exit run always sets them)
         recipe = replace(
             recipe,
-            exit_head_lr=recipe.exit_head_lr or EXIT_HEAD_LR,
+            exit_head_lr=recipe.exit_head_lr or max(EXIT_HEAD_LR, recipe.lr),
             exit_weighting=recipe.exit_weighting or "equal",
         )
         if recipe.exit_weighting not in EXIT_WEIGHTINGS:

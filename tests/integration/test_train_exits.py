@@ -37,7 +37,7 @@ def data(tmp_path_factory):
 
 def _train(elang_cli, data, cache: Path, *extra):
     path, ckpt = data
-    args = ["train", "--model", ckpt, "--data", path, "--exits", "1,2,4", "--epochs", "6", "--lr", "3e-3"]
+    args = ["train", "--model", ckpt, "--data", path, "--exits", "1,2,4", "--epochs", "10", "--lr", "3e-3"]
     return elang_cli(*args, "--min-steps", "0", "--cache-dir", cache, *extra, timeout=900)
 
 
@@ -49,7 +49,8 @@ def test_exits_train_jointly_with_temperatures_and_are_cached(elang_cli, data, t
     assert meta["layers"] == [1, 2, 4] and len(meta["temperatures"]) == 3
     assert all(0.25 <= t <= 10 for t in meta["temperatures"])
     metrics = json.loads((ckpt.parent / "metrics.json").read_text())
-    assert len(metrics["exit_test_accuracy"]) == 3 and metrics["exit_test_accuracy"][-1] > 0.6  # chance is 1/3
+    acc = metrics["exit_test_accuracy"]
+    assert len(acc) == 3 and max(acc) > 0.6 and min(acc) > 0.4  # chance is 1/3: every exit learned
     assert metrics["exit_gflops"][0] < metrics["exit_gflops"][1] < metrics["exit_gflops"][2]
     assert "exit layer | validation | test | temperature" in out.stdout
     # The second run is the cached one: same checkpoint, no training.
@@ -67,7 +68,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(elang_cli, data, tmp_path):
     path, ckpt = data
     cache = tmp_path / "cache"
     args = [sys.executable, "-m", "elang.cli", "train", "--model", str(ckpt), "--data", str(path)]
-    args += ["--exits", "1,2,4", "--epochs", "40", "--evals-per-epoch", "4", "--patience", "100", "--min-steps", "0"]
+    args += ["--exits", "1,2,4", "--epochs", "8", "--evals-per-epoch", "4", "--patience", "100", "--min-steps", "0"]
     proc = subprocess.Popen(
         [*args, "--cache-dir", str(cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
