@@ -197,6 +197,7 @@ class CascadeExecutor:
         temperature: float | Sequence[float] = 1.0,
         first_stage: Callable[[np.ndarray], np.ndarray | StageOutput] | None = None,
         observer: StageObserver | None = None,
+        keep_scores: bool = True,
     ) -> None:
         if len(stages) < 1:
             raise ValueError("a cascade needs at least one stage")
@@ -206,6 +207,9 @@ class CascadeExecutor:
         if len(temps) != len(stages):
             raise ValueError(f"{len(temps)} temperatures for {len(stages)} stages: give one, or one per stage")
         self.temperatures = temps
+        # Score rows at the stage that answers them (a multi-exit router's SCORE); a pair's
+        # router never outputs it, and skips the last stage's scoring.
+        self.keep_scores = keep_scores
         self.call_stage = call_stage
         self.reply = reply
         self.first_stage = first_stage
@@ -266,6 +270,8 @@ class CascadeExecutor:
         """The policy after stage ``k`` on ``rows`` of ``job``: records their scores and state, and
         returns the rows to send on (none after the last stage)."""
         last = k + 1 >= len(self.stages)
+        if last and not self.keep_scores:
+            return rows[:0]
         lengths = text_lengths(job.texts[rows]) if self.policy.uses_lengths else None
         state = None if job.state is None else job.state[rows]
         try:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from elang import contract as c
-from elang.calibrate import _file_identity, split_for_fitting
+from elang.calibrate import TEMPERATURE_BOUNDS, _file_identity, split_for_fitting
 from elang.calibration import TargetError, clt_p_values, fit_temperature, fixed_sequence
 from elang.routing import Policy, cascade_offline, get_policy
 
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 EXIT_TARGETS = ("accuracy", "accuracy_drop", "mean_exit_layer", "compute_budget")
 EXIT_POLICIES = ("softmax", "entropy", "energy", "patience")
 EXIT_RECORD_SCHEMA = 1
-TEMPERATURE_BOUNDS = (0.25, 10.0)
 
 
 @dataclass(frozen=True)

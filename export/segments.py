@@ -188,7 +188,3 @@ def _source_identity(checkpoint: Path) -> str:
     for path in sorted(checkpoint.glob("*.safetensors")) + sorted(checkpoint.glob("*.bin")):
         h.update(path.name.encode() + _file_identity(path))
     return h.hexdigest()[:16]
-
-
-def trained_exits(checkpoint: Path) -> tuple[int, ...]:
-    return tuple(read_exits(checkpoint)["layers"])

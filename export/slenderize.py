@@ -144,6 +144,7 @@ def slenderize(checkpoint: Path, plan: SlenderPlan, splits: Splits, cache_dir: P
     pruned_dir = Path(cache_dir) / "slender" / f"{checkpoint.parent.name}-{_key(checkpoint, plan, splits)}" / "pruned"
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     teacher = MultiExitModel.load(checkpoint)
+    layers = teacher.layers
     full_cfg = copy.deepcopy(teacher.encoder.config)  # pruning below changes the teacher's in place
     if not (pruned_dir / "config.json").is_file():
         torch.manual_seed(plan.seed)
@@ -159,7 +160,7 @@ def slenderize(checkpoint: Path, plan: SlenderPlan, splits: Splits, cache_dir: P
         log.info("pruned to %s in %s", kept, pruned_dir)
     recipe = Recipe(
         base=str(pruned_dir),
-        exits=tuple(read_layers(checkpoint)),
+        exits=layers,
         epochs=plan.epochs,
         lr=plan.lr,
         batch_size=plan.batch_size,
@@ -174,7 +175,7 @@ def slenderize(checkpoint: Path, plan: SlenderPlan, splits: Splits, cache_dir: P
     result = train_classifier(recipe, splits, cache_dir)
     student = MultiExitModel.load(result.checkpoint)
     mean_len = float(np.mean([len(x["input_ids"]) for x in _encode(tokenizer, splits.test, max_length)]))
-    full = exit_flops(full_cfg, tuple(read_layers(checkpoint)), mean_len)
+    full = exit_flops(full_cfg, layers, mean_len)
     slim = exit_flops(student.encoder.config, student.layers, mean_len)
     result.metrics["flops_share_per_exit"] = [s / full[-1] for s in slim]
     result.metrics["teacher_exit_gflops"] = [f / 1e9 for f in full]
@@ -183,9 +184,3 @@ def slenderize(checkpoint: Path, plan: SlenderPlan, splits: Splits, cache_dir: P
     result.metrics["slenderized_from"] = str(checkpoint)
     (result.checkpoint.parent / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
     return result
-
-
-def read_layers(checkpoint: Path) -> list[int]:
-    from elang.export.multiexit import read_exits
-
-    return list(read_exits(checkpoint)["layers"])

@@ -303,7 +303,7 @@ def _save_best(model, tokenizer, folder: Path, names: list[str]) -> None:  # noq
 def fit_exit_temperatures(model, tokenizer, calibration: Dataset | None, max_length: int, limit: int = 2000) -> list:  # noqa: ANN001
     """Per-exit temperatures (Right Tool) fitted on the part of the calibration split that `elang calibrate`
     fits on too (at most ``limit`` texts); 1.0 each without a calibration split."""
-    from elang.calibrate import split_for_fitting
+    from elang.calibrate import TEMPERATURE_BOUNDS, split_for_fitting
     from elang.calibration import fit_temperature
 
     if calibration is None or len(calibration) < 3:
@@ -311,8 +311,9 @@ def fit_exit_temperatures(model, tokenizer, calibration: Dataset | None, max_len
     fit_idx, _ = split_for_fitting(len(calibration))
     ds = calibration.subset(fit_idx[:limit])
     ev = evaluate(model, tokenizer, ds, max_length, desc="temperatures")
-    fitted = [fit_temperature(ev["exit_logits"][:, e], ds.labels, 0.25, 10.0) for e in range(len(model.layers))]
-    return [float(min(10.0, max(0.25, t))) for t in fitted]  # the search may step a hair past its bounds
+    lo, hi = TEMPERATURE_BOUNDS
+    fitted = [fit_temperature(ev["exit_logits"][:, e], ds.labels, lo, hi) for e in range(len(model.layers))]
+    return [float(min(hi, max(lo, t))) for t in fitted]  # the search may step a hair past its bounds
 
 
 def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: bool = True) -> TrainResult:

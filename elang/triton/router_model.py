@@ -57,6 +57,7 @@ class TritonPythonModel:
             if first is None
             else lambda texts: first(decode_texts(texts, self.settings.max_text_bytes)),
             observer=self.metrics,
+            keep_scores=bool(self.settings.exit_layers),
         )
         self.metrics.watch(self.executor)
         self.logger.log_info(f"elang router ready: {self.settings.describe()}")

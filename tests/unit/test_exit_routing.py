@@ -155,3 +155,18 @@ def test_patience_refuses_to_score_without_state():
         get_policy("patience").decide(np.zeros((2, 3)), 1, 1.0, None, None)
     with pytest.raises(ValueError, match="agreement across stages"):
         get_policy("patience").score(np.zeros((2, 3)))
+
+
+def test_a_pair_router_skips_scoring_at_the_last_stage_and_routes_the_same():
+    pol = get_policy("softmax")
+    seg = Segments(pol)
+    seg.ex.keep_scores = False
+    try:
+        jobs = seg.run([list(range(N))], 0.8)
+    finally:
+        seg.ex.close()
+    route, _, scores = cascade_offline(TABLE, pol, 0.8)
+    np.testing.assert_array_equal(jobs[0].route, route)
+    last = route == STAGES - 1
+    assert last.any()  # those keep the score of the step that escalated them: the last stage is not scored
+    np.testing.assert_allclose(jobs[0].scores[~last], scores[~last])
