@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from elang import __version__, calibrate_cmd, dataspec, exits_cmd, pairs, slenderize_cmd
+from elang import __version__, calibrate_cmd, dataspec, exits_cmd, pairs, seq2seq_cmd, slenderize_cmd
 
 log = logging.getLogger("elang")
 
@@ -655,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_serve,
         _add_classify,
         _add_train,
+        seq2seq_cmd.add_parser,
         slenderize_cmd.add_parser,
         _add_export,
         exits_cmd.add_parser,

@@ -1,0 +1,86 @@
+"""``elang train-seq2seq``: train a T5 Swift or Super from a config (grapheme-to-phoneme by default).
+
+Data: the CMU Pronouncing Dictionary split by word (the default), or ``--data FILE`` with input
+and target columns. The data options are shared with ``elang calibrate`` and ``elang bench`` on a
+seq2seq repository (:func:`add_data_arguments`, :func:`splits_from_args`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("seq2seq data (default: CMUdict grapheme-to-phoneme, split by word)")
+    g.add_argument("--data", type=Path, default=None, help="CSV/TSV/JSONL file with input and target columns")
+    g.add_argument("--input-column", default="input", help="input column (default: input)")
+    g.add_argument("--target-column", default="target", help="target column, space-separated tokens (default: target)")
+    g.add_argument(
+        "--sizes",
+        default=None,
+        help="validation,test,calibration counts; training takes the rest (default 2000,5000,6000 on CMUdict; "
+        "10/20/10%% of a file)",
+    )
+    g.add_argument("--split-seed", type=int, default=0, help="seed of the shuffle (default 0)")
+
+
+def splits_from_args(args: argparse.Namespace):  # noqa: ANN201 - Seq2SeqSplits
+    from elang.seq2seq_data import G2P_SIZES, file_splits, g2p_splits
+
+    sizes = None
+    if args.sizes:
+        try:
+            sizes = tuple(int(x) for x in args.sizes.split(","))
+        except ValueError:
+            raise ValueError(f"--sizes must be three comma-separated counts, got {args.sizes!r}") from None
+    if args.data is None:
+        return g2p_splits(args.split_seed, sizes or G2P_SIZES)
+    return file_splits(args.data, args.input_column, args.target_column, sizes, args.split_seed)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-seq2seq",
+        help="train a T5 Swift or Super from a config on a seq2seq task (cached, resumable)",
+        description="Train a T5ForConditionalGeneration made from a config, with character and target-token "
+        "tokenizers built from the data. Prints the checkpoint folder and its WER/PER.",
+    )
+    p.add_argument("--preset", choices=("swift", "super"), required=True, help="model size (see docs/SEQ2SEQ.md)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="a first look: one epoch on 5000 training inputs")
+    p.add_argument("--cache-dir", type=Path, default=None, help="default: $ELANG_CACHE or ~/.cache/elang")
+    add_data_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from elang.export.pipeline import default_cache
+    from elang.export.seq2seq_train import PRESETS, quick, train_seq2seq
+    from elang.seq2seq_data import Seq2SeqSet
+
+    recipe = PRESETS[args.preset]
+    for key in ("epochs", "lr", "batch_size", "seed"):
+        if getattr(args, key) is not None:
+            recipe = replace(recipe, **{key: getattr(args, key)})
+    splits = splits_from_args(args)
+    if args.quick:
+        recipe = quick(recipe)
+        splits = replace(splits, train=Seq2SeqSet(splits.train.inputs[:5000], splits.train.references[:5000]))
+    print(f"data: {splits.describe()}", file=sys.stderr)
+    result = train_seq2seq(recipe, splits, args.cache_dir or default_cache(), progress=True)
+    m = result.metrics
+    print(f"checkpoint {result.checkpoint}")
+    print(
+        f"{recipe.name}: {m['parameters']:,} parameters, validation WER {100 * m['validation_wer']:.2f}% "
+        f"PER {100 * m['validation_per']:.2f}%, test WER {100 * m['test_wer']:.2f}% PER {100 * m['test_per']:.2f}% "
+        f"({m['train_seconds'] / 60:.1f} min, {m['epochs']} epochs)"
+    )
+    print(json.dumps({"history": m["history"]}))
+    return 0
