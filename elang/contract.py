@@ -32,6 +32,15 @@ SCORE = "SCORE"
 HIDDEN = "HIDDEN"
 MASK = "MASK"
 
+# Seq2seq (generating) stages and their router: the generated text, its token ids (EOS included,
+# padded after NUM_TOKENS), each token's energy -T*logsumexp(step logits / T) (NaN after
+# NUM_TOKENS), and the optional per-row cap on new tokens a generating stage accepts.
+OUTPUT_TEXT = "OUTPUT_TEXT"
+TOKEN_IDS = "TOKEN_IDS"
+TOKEN_ENERGY = "TOKEN_ENERGY"
+NUM_TOKENS = "NUM_TOKENS"
+MAX_NEW_TOKENS = "MAX_NEW_TOKENS"
+
 # Route codes (index of the stage that answered).
 ROUTE_SWIFT = 0
 ROUTE_SUPER = 1
@@ -48,6 +57,8 @@ def parse_stages(raw: str | None) -> tuple[str, ...]:
 
 # Request parameter that overrides the router's threshold for one request.
 THRESHOLD_PARAM = "elang_threshold"
+# Request parameter of a generating router: at most this many new tokens per row (<= its cap).
+MAX_NEW_TOKENS_PARAM = "max_new_tokens"
 
 # Keys of the router's config.pbtxt `parameters`.
 PARAM_POLICY = "policy"
@@ -60,6 +71,13 @@ PARAM_CALIBRATION_VERSION = "calibration_version"
 # A multi-exit router: the encoder layer of each stage's exit ("2,4,...,12"); stages are segments
 # that pass their hidden state on. Absent: a cascade of whole models (the pair).
 PARAM_EXIT_LAYERS = "exit_layers"
+# What the router serves: "classify" (the default: LABEL/LOGITS) or "generate" (seq2seq stages:
+# OUTPUT_TEXT/TOKEN_IDS/TOKEN_ENERGY; the policy aggregates the token energies).
+PARAM_TASK = "task"
+TASK_CLASSIFY = "classify"
+TASK_GENERATE = "generate"
+# A generating stage's (and its router's) cap on new tokens per row.
+PARAM_MAX_NEW_TOKENS = "max_new_tokens"
 # The stage the router runs in its own process (a copy of a python-ort stage in the router's
 # version folder) instead of over BLS; "" = every stage over BLS.
 PARAM_INLINE_STAGE = "inline_stage"
@@ -160,6 +178,31 @@ def segment_outputs(first: bool, last: bool, num_labels: int, hidden_size: int) 
     if first and not last:
         out.append(TensorSpec(MASK, "TYPE_INT64", np.int64, (-1,)))
     return out
+
+
+def generator_inputs() -> list[TensorSpec]:
+    """Inputs of a generating stage: texts, and an optional per-row cap on new tokens."""
+    return [text_input(), TensorSpec(MAX_NEW_TOKENS, "TYPE_INT32", np.int32, (1,))]
+
+
+def generator_outputs() -> list[TensorSpec]:
+    """Outputs of a generating stage (a seq2seq `swift` or `super`)."""
+    return [
+        TensorSpec(OUTPUT_TEXT, "TYPE_STRING", np.object_, (1,)),
+        TensorSpec(TOKEN_IDS, "TYPE_INT64", np.int64, (-1,)),
+        TensorSpec(TOKEN_ENERGY, "TYPE_FP32", np.float32, (-1,)),
+        TensorSpec(NUM_TOKENS, "TYPE_INT32", np.int32, (1,)),
+    ]
+
+
+def generate_router_outputs() -> list[TensorSpec]:
+    """Outputs of a generating `elang` router: the answering stage's outputs, ENERGY (the policy's
+    aggregate of Swift's token energies, what the threshold was compared with) and ROUTE."""
+    return [
+        *generator_outputs(),
+        TensorSpec(ENERGY, "TYPE_FP32", np.float32, (1,)),
+        TensorSpec(ROUTE, "TYPE_INT32", np.int32, (1,)),
+    ]
 
 
 def is_router(model: str) -> bool:

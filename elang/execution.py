@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from elang.contract import TEXT
 from elang.routing import Policy, text_lengths
 
 log = logging.getLogger(__name__)
@@ -94,23 +95,29 @@ class StageObserver(Protocol):
 
 @dataclass(frozen=True)
 class StageOutput:
-    """What a stage returns: logits, and optionally per-row state for the next stage (``carry``).
+    """What a stage returns: what the policy scores (``logits``), optionally per-row state for the
+    next stage (``carry``) and per-row results to answer with (``outputs``).
 
     A segment of a multi-exit encoder returns its exit's logits and the hidden state
     (``{"HIDDEN": [rows, L, H], "MASK": [rows, L]}``); the next stage is called with the carry
-    of the escalated rows instead of their texts. Arrays of two or more dimensions are padded
-    with zeros along axis 1 when rows of several requests go out in one call.
+    of the escalated rows instead of their texts. A generating stage returns its token
+    energies as ``logits`` ([rows, steps], NaN-padded to the router's cap) and its text and
+    token ids as ``outputs``; the answering stage's outputs are the request's answer. Arrays
+    of two or more dimensions are padded with zeros along axis 1 when rows of several requests
+    go out in one call.
     """
 
     logits: np.ndarray
     carry: dict[str, np.ndarray] | None = None
+    outputs: dict[str, np.ndarray] | None = None
 
 
 StageInputs = np.ndarray | dict[str, np.ndarray]
 StageCall = Callable[[str, StageInputs, float], Awaitable[np.ndarray | StageOutput]]
 """``await call(stage_name, inputs, timeout_s)`` -> logits [rows, labels] or a :class:`StageOutput`.
 
-``inputs`` are the rows' texts [rows, 1], or the carry the previous stage returned for them."""
+``inputs`` are the rows' texts [rows, 1] (with the job's per-row ``inputs`` as well: a dict
+``{"TEXT": texts, name: values, ...}``), or the carry the previous stage returned for them."""
 
 
 class Job:
@@ -129,9 +136,16 @@ class Job:
         context: Any = None,
         is_cancelled: Callable[[], bool] | None = None,
         timeout_s: float = 0.0,
+        inputs: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.texts = np.asarray(texts, dtype=np.object_).reshape(-1, 1)
         self.n = len(self.texts)
+        # Per-row inputs sent with the texts to every stage that reads texts (e.g. MAX_NEW_TOKENS).
+        self.inputs = {k: np.asarray(v) for k, v in (inputs or {}).items()}
+        for name, v in self.inputs.items():
+            if len(v) != self.n:
+                raise ValueError(f"input {name} has {len(v)} rows for {self.n} texts")
+        self.outputs: dict[str, np.ndarray] | None = None  # the answering stage's per-row outputs
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.context = context
         self.is_cancelled = is_cancelled or (lambda: False)
@@ -234,7 +248,7 @@ class CascadeExecutor:
         texts = np.concatenate([j.texts for j in jobs])
         first = self.stages[0].limits
         try:
-            out = _checked(self._first_stage(texts), len(texts), None)
+            out = _checked(self._first_stage(_text_inputs(jobs, [np.arange(j.n) for j in jobs])), len(texts), None)
         except Exception as exc:  # noqa: BLE001 - stage 0 failing fails this batch, not the router
             failure = _failure(first, exc)
             for job in jobs:
@@ -247,6 +261,8 @@ class CascadeExecutor:
             job.logits = job.first_logits.copy()
             if out.carry is not None:
                 job.carry = {k: v[start : start + job.n] for k, v in out.carry.items()}
+            if out.outputs is not None:
+                job.outputs = {k: v[start : start + job.n] for k, v in out.outputs.items()}
             start += job.n
             job.state = self.policy.initial_state(job.n)
             try:
@@ -288,26 +304,29 @@ class CascadeExecutor:
             job.state[rows] = state
         return rows[:0] if last else rows[unsure]
 
-    def _first_stage(self, texts: np.ndarray) -> np.ndarray | StageOutput:
+    def _first_stage(self, inputs: StageInputs) -> np.ndarray | StageOutput:
         limits = self.stages[0].limits
+        rows = _rows(inputs)
         if self.first_stage is not None:
             t0 = time.perf_counter()
-            out = self.first_stage(texts)
-            self._observe(limits.name, time.perf_counter() - t0, len(texts))
+            out = self.first_stage(inputs)
+            self._observe(limits.name, time.perf_counter() - t0, rows)
             return out
-        return asyncio.run_coroutine_threadsafe(self._call_in_chunks(0, texts), self.loop).result()
+        return asyncio.run_coroutine_threadsafe(self._call_in_chunks(0, inputs), self.loop).result()
 
-    async def _call_in_chunks(self, k: int, texts: np.ndarray) -> StageOutput:
+    async def _call_in_chunks(self, k: int, inputs: StageInputs) -> StageOutput:
         limits = self.stages[k].limits
         t0 = time.perf_counter()
-        chunks = [texts[i : i + limits.max_batch] for i in range(0, len(texts), limits.max_batch)]
+        n, step = _rows(inputs), limits.max_batch
+        chunks = [_slice(inputs, slice(i, i + step)) for i in range(0, n, step)]
         outs = await asyncio.wait_for(
             asyncio.gather(*(self.call_stage(limits.name, ch, limits.timeout_s) for ch in chunks)), limits.timeout_s
         )
-        self._observe(limits.name, time.perf_counter() - t0, len(texts))
-        parts = [_checked(o, len(ch), None) for o, ch in zip(outs, chunks, strict=True)]
+        self._observe(limits.name, time.perf_counter() - t0, n)
+        parts = [_checked(o, _rows(ch), None) for o, ch in zip(outs, chunks, strict=True)]
         carry = None if parts[0].carry is None else concat_carry([p.carry for p in parts])
-        return StageOutput(np.concatenate([p.logits for p in parts]), carry)
+        outputs = None if parts[0].outputs is None else concat_carry([p.outputs for p in parts])
+        return StageOutput(np.concatenate([p.logits for p in parts]), carry, outputs)
 
     # ------------------------------------------------------------ executor's thread
     def _admit(self, parts: list[_Part]) -> None:
@@ -386,7 +405,7 @@ class CascadeExecutor:
 
     async def _timed_call(self, name: str, inputs: StageInputs, timeout_s: float) -> np.ndarray | StageOutput:
         t0 = time.perf_counter()
-        rows = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
+        rows = _rows(inputs)
         try:
             return await self.call_stage(name, inputs, max(timeout_s, 1e-3))
         finally:
@@ -439,6 +458,11 @@ class CascadeExecutor:
                     job.carry = {n: _empty_rows(v, job.n) for n, v in answer.carry.items()}
                 for n, v in answer.carry.items():
                     _put_rows(job.carry, n, part.rows, v[sl])
+            if answer.outputs is not None:
+                if job.outputs is None:
+                    job.outputs = {n: _empty_rows(v, job.n) for n, v in answer.outputs.items()}
+                for n, v in answer.outputs.items():
+                    _put_rows(job.outputs, n, part.rows, v[sl])
             try:
                 rows = self._step(job, part.rows, out, k)
             except Exception as exc:  # noqa: BLE001 - a policy that cannot score these rows fails their request
@@ -546,15 +570,16 @@ def _cancelled(job: Job) -> bool:
 
 def _checked(out: Any, rows: int, labels: int | None) -> StageOutput:
     carry = out.carry if isinstance(out, StageOutput) else None
+    outputs = out.outputs if isinstance(out, StageOutput) else None
     arr = np.asarray(out.logits if isinstance(out, StageOutput) else out, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[0] != rows:
         raise StageCallError(f"returned logits of shape {list(arr.shape)} for {rows} rows")
     if labels is not None and arr.shape[1] != labels:
         raise StageCallError(f"returned {arr.shape[1]} labels where the first stage returned {labels}")
-    for name, v in (carry or {}).items():
+    for name, v in {**(carry or {}), **(outputs or {})}.items():
         if np.ndim(v) < 1 or len(v) != rows:
             raise StageCallError(f"returned {name} of shape {list(np.shape(v))} for {rows} rows")
-    return StageOutput(arr, carry)
+    return StageOutput(arr, carry, outputs)
 
 
 def concat_carry(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -590,10 +615,28 @@ def _put_rows(carry: dict[str, np.ndarray], name: str, rows: np.ndarray, value: 
 
 
 def _stage_inputs(chunk: Sequence[_Part]) -> StageInputs:
-    """What one call to a stage gets: the rows' texts, or the carry their previous stage returned."""
+    """What one call to a stage gets: the rows' texts (and per-row inputs), or the carry their
+    previous stage returned."""
     if chunk[0].job.carry is None:
-        return np.concatenate([p.job.texts[p.rows] for p in chunk])
+        return _text_inputs([p.job for p in chunk], [p.rows for p in chunk])
     return concat_carry([{n: v[p.rows] for n, v in p.job.carry.items()} for p in chunk])
+
+
+def _text_inputs(jobs: Sequence[Job], rows: Sequence[np.ndarray]) -> StageInputs:
+    """The texts of ``rows`` of each job, as one array, or a dict with the jobs' per-row inputs."""
+    texts = np.concatenate([j.texts[r] for j, r in zip(jobs, rows)])
+    if not jobs[0].inputs:
+        return texts
+    extra = {n: np.concatenate([j.inputs[n][r] for j, r in zip(jobs, rows)]) for n in jobs[0].inputs}
+    return {TEXT: texts, **extra}
+
+
+def _rows(inputs: StageInputs) -> int:
+    return len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
+
+
+def _slice(inputs: StageInputs, sl: slice) -> StageInputs:
+    return {k: v[sl] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[sl]
 
 
 def _failure(limits: StageLimits, exc: BaseException) -> StageFailure:

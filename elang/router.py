@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from elang import contract as c
-from elang.execution import Job, StageLimits
+from elang.execution import Job, StageLimits, StageOutput
 from elang.inputs import InputError
 from elang.routing import (
     LEARNED,
@@ -27,6 +27,7 @@ from elang.routing import (
     Policy,
     energy,
     get_policy,
+    is_sequence_policy,
     learned_policy,
     parse_thresholds,
 )
@@ -42,6 +43,8 @@ class RouterSettings:
     temperature: float = 1.0  # the first stage's (ENERGY is computed at it)
     stage_temperatures: tuple[float, ...] = ()  # one per stage (multi-exit: Right Tool's per-exit T); () = temperature
     exit_layers: tuple[int, ...] = ()  # multi-exit: each stage's exit layer; () = a cascade of whole models
+    task: str = c.TASK_CLASSIFY  # or c.TASK_GENERATE: seq2seq stages, a policy over token energies
+    max_new_tokens: int = 0  # generate: the cap on new tokens per row (and the width of TOKEN_ENERGY)
     stage_timeout_s: float = c.DEFAULT_STAGE_TIMEOUT_S
     max_text_bytes: int = c.DEFAULT_MAX_TEXT_BYTES
     calibration_version: str = "uncalibrated"
@@ -54,6 +57,21 @@ class RouterSettings:
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:
             get_policy(self.policy)  # the error lists the known policies
+        if self.task not in (c.TASK_CLASSIFY, c.TASK_GENERATE):
+            raise ValueError(f"task must be {c.TASK_CLASSIFY} or {c.TASK_GENERATE}, got {self.task!r}")
+        generate = self.task == c.TASK_GENERATE
+        if generate != is_sequence_policy(self.policy):
+            kind = (
+                "an aggregate of token energies (first, mean, max, sum, quantile:Q)"
+                if generate
+                else "a classifier policy"
+            )
+            raise ValueError(f"a {self.task} router needs {kind}, got policy {self.policy!r}")
+        if generate and (self.max_new_tokens < 1 or self.exit_layers or self.inline_stage):
+            raise ValueError(
+                f"a generate router needs max_new_tokens >= 1 (got {self.max_new_tokens}), no exit_layers "
+                "and no inline_stage"
+            )
         if len(self.stages) < 2:
             raise ValueError(f"the router needs at least two stages, got {list(self.stages)}")
         if self.policy == LEARNED and len(self.stages) != 2:
@@ -129,6 +147,8 @@ class RouterSettings:
                 temperature=_temperatures(params)[0],
                 stage_temperatures=_temperatures(params)[1],
                 exit_layers=_exit_layers(params),
+                task=params.get(c.PARAM_TASK, c.TASK_CLASSIFY).strip() or c.TASK_CLASSIFY,
+                max_new_tokens=int(params.get(c.PARAM_MAX_NEW_TOKENS, "0") or 0),
                 stage_timeout_s=float(params.get(c.PARAM_STAGE_TIMEOUT_S, c.DEFAULT_STAGE_TIMEOUT_S)),
                 max_text_bytes=int(params.get(c.PARAM_MAX_TEXT_BYTES, c.DEFAULT_MAX_TEXT_BYTES)),
                 calibration_version=params.get(c.PARAM_CALIBRATION_VERSION, "uncalibrated"),
@@ -169,8 +189,29 @@ class RouterSettings:
         except ValueError as exc:
             raise InputError(f"request parameter {c.THRESHOLD_PARAM}: {exc}") from None
 
+    def request_max_new_tokens(self, params: Mapping[str, Any]) -> int:
+        """This request's cap on new tokens: the router's, or the smaller ``max_new_tokens`` it asks for."""
+        if c.MAX_NEW_TOKENS_PARAM not in params:
+            return self.max_new_tokens
+        raw = params[c.MAX_NEW_TOKENS_PARAM]
+        try:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = int(raw)
+            if value != float(raw):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise InputError(
+                f"request parameter {c.MAX_NEW_TOKENS_PARAM} must be a whole number, got {raw!r}"
+            ) from None
+        if value < 1:
+            raise InputError(f"request parameter {c.MAX_NEW_TOKENS_PARAM} must be >= 1, got {value}")
+        return min(value, self.max_new_tokens)
+
 
 _KNOWN = {
+    c.PARAM_TASK,
+    c.PARAM_MAX_NEW_TOKENS,
     c.PARAM_EXIT_LAYERS,
     c.PARAM_STAGES,
     c.PARAM_POLICY,
@@ -254,6 +295,65 @@ def job_outputs(job: Job, temperature: float, exit_layers: tuple[int, ...] = ())
         out[c.EXIT] = np.asarray(exit_layers, dtype=np.int32)[job.route].reshape(n, 1)
         out[c.SCORE] = job.scores.astype(np.float32).reshape(n, 1)
     return out
+
+
+def stage_call(settings: RouterSettings, model: str, inputs: Any) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The tensors of one call the router makes to stage ``model``, and the outputs it asks for."""
+    if settings.task == c.TASK_GENERATE:
+        caps = np.asarray(inputs[c.MAX_NEW_TOKENS], dtype=np.int32).reshape(-1, 1)
+        return {c.TEXT: inputs[c.TEXT], c.MAX_NEW_TOKENS: caps}, [t.name for t in c.generator_outputs()]
+    carried = isinstance(inputs, dict)  # a segment after the first: the previous segment's state
+    tensors = dict(inputs) if carried else {c.TEXT: inputs}
+    wanted = [c.LOGITS]
+    if settings.exit_layers and model != settings.stages[-1]:
+        wanted += [c.HIDDEN] if carried else [c.HIDDEN, c.MASK]
+    return tensors, wanted
+
+
+def stage_answer(settings: RouterSettings, outs: Mapping[str, np.ndarray]) -> np.ndarray | StageOutput:
+    """What a stage's output tensors mean to the execution model (see ``StageOutput``)."""
+    if settings.task == c.TASK_GENERATE:
+        cap = settings.max_new_tokens
+        return StageOutput(
+            pad_steps(outs[c.TOKEN_ENERGY], cap, np.nan).astype(np.float32),
+            outputs={
+                c.OUTPUT_TEXT: np.asarray(outs[c.OUTPUT_TEXT], dtype=np.object_).reshape(-1),
+                c.TOKEN_IDS: pad_steps(outs[c.TOKEN_IDS], cap, 0).astype(np.int64),
+                c.NUM_TOKENS: np.asarray(outs[c.NUM_TOKENS], dtype=np.int32).reshape(-1),
+            },
+        )
+    if len(outs) == 1:
+        return outs[c.LOGITS]
+    return StageOutput(outs[c.LOGITS], {n: v for n, v in outs.items() if n != c.LOGITS})
+
+
+def generate_outputs(job: Job) -> dict[str, np.ndarray]:
+    """A generating router's output tensors for a job that finished without failure: the
+    answering stage's text, token ids and token energies (cut to the job's longest answer),
+    ENERGY (Swift's aggregate, the routed score) and ROUTE."""
+    n = job.n
+    outs = job.outputs or {}
+    lengths = np.asarray(outs.get(c.NUM_TOKENS, np.zeros((n, 1))), dtype=np.int32).reshape(n, 1)
+    width = max(1, int(lengths.max(initial=0)))
+    texts = np.asarray(outs.get(c.OUTPUT_TEXT, np.full(n, b"", dtype=np.object_)), dtype=np.object_).reshape(n, 1)
+    return {
+        c.OUTPUT_TEXT: texts,
+        c.TOKEN_IDS: np.ascontiguousarray(np.asarray(outs[c.TOKEN_IDS], dtype=np.int64)[:, :width]),
+        c.TOKEN_ENERGY: np.ascontiguousarray(job.logits[:, :width], dtype=np.float32),
+        c.NUM_TOKENS: lengths,
+        c.ENERGY: job.scores.astype(np.float32).reshape(n, 1),
+        c.ROUTE: job.route.astype(np.int32).reshape(n, 1),
+    }
+
+
+def pad_steps(values: np.ndarray, width: int, fill: float | int) -> np.ndarray:
+    """``values`` [rows, steps] right-padded (or cut) to ``width`` steps with ``fill``."""
+    v = np.asarray(values)
+    if v.ndim != 2:
+        raise ValueError(f"expected [rows, steps], got shape {list(v.shape)}")
+    if v.shape[1] >= width:
+        return v[:, :width]
+    return np.pad(v, [(0, 0), (0, width - v.shape[1])], constant_values=fill)
 
 
 def _temperatures(params: Mapping[str, str]) -> tuple[float, tuple[float, ...]]:

@@ -84,6 +84,7 @@ class Policy:
     escalate_above: bool  # True: escalate when score > threshold; False: when score < threshold
     description: str
     uses_lengths: ClassVar[bool] = False  # callers need to measure text lengths only for policies that read them
+    sequence: ClassVar[bool] = False  # scores a generated sequence's token energies instead of logits
 
     def score(self, logits: np.ndarray, temperature: float = 1.0, lengths: np.ndarray | None = None) -> np.ndarray:
         """Per-row score; ``lengths`` (UTF-8 bytes per text) matter to learned rules only."""
@@ -175,6 +176,74 @@ POLICIES: dict[str, Policy] = {
 }
 # Policies that score one stage's answer alone (the pair's calibration compares these).
 STATELESS = ("energy", "softmax", "entropy")
+
+
+# Seq2seq: a generating stage returns each token's energy ([rows, steps], NaN after a row's last
+# token) where a classifier returns logits, and these policies aggregate them into one score per
+# row; a higher aggregate is less sure, so all escalate above the threshold. Token energies are
+# computed at the stage's temperature, so the policy's own temperature is not used.
+def _token_energies(energies: np.ndarray) -> np.ndarray:
+    e = np.asarray(energies, dtype=np.float64)
+    if e.ndim != 2 or e.shape[1] == 0:
+        raise ValueError(f"token energies must have shape [rows, steps >= 1], got {e.shape}")
+    return e
+
+
+def _nan_safe(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray, float], np.ndarray]:
+    def score(energies: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        e = _token_energies(energies)
+        out = np.full(len(e), np.nan)
+        has = ~np.all(np.isnan(e), axis=1)  # a row without tokens scores NaN (and escalates)
+        if has.any():
+            out[has] = fn(e[has])
+        return out
+
+    return score
+
+
+@dataclass(frozen=True)
+class SequencePolicy(Policy):
+    """A policy over a generated sequence's token energies (see ``SEQUENCE_POLICIES``)."""
+
+    sequence: ClassVar[bool] = True
+
+
+def quantile_policy(q: float) -> SequencePolicy:
+    """Chow-Quantile (Gupta et al., ICLR 2024): the q-quantile of a sequence's token energies."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be within [0, 1], got {q}")
+    return SequencePolicy(
+        f"quantile:{q:g}",
+        _nan_safe(lambda e: np.nanquantile(e, q, axis=1)),
+        True,
+        f"escalate when the {q:g}-quantile of the token energies > threshold",
+    )
+
+
+SEQUENCE_POLICIES: dict[str, Policy] = {
+    p.name: p
+    for p in (
+        SequencePolicy(
+            "first", _nan_safe(lambda e: e[:, 0]), True, "escalate when the first token's energy > threshold"
+        ),
+        SequencePolicy(
+            "mean", _nan_safe(lambda e: np.nanmean(e, axis=1)), True, "escalate when the mean token energy > threshold"
+        ),
+        SequencePolicy(
+            "max", _nan_safe(lambda e: np.nanmax(e, axis=1)), True, "escalate when the highest token energy > threshold"
+        ),
+        SequencePolicy(
+            "sum", _nan_safe(lambda e: np.nansum(e, axis=1)), True, "escalate when the summed token energy > threshold"
+        ),
+        quantile_policy(0.5),
+        quantile_policy(0.8),
+        quantile_policy(0.9),
+    )
+}
+
+
+def is_sequence_policy(name: str) -> bool:
+    return name in SEQUENCE_POLICIES or name.startswith("quantile:")
 
 
 LEARNED = "learned"
@@ -311,11 +380,17 @@ def get_policy(name: str) -> Policy:
     """Look a policy up by name, with an error that lists the known ones."""
     if name == LEARNED:
         raise ValueError("the learned policy needs its fitted rule: see elang.routing.learned_policy")
-    try:
+    if name in POLICIES:
         return POLICIES[name]
-    except KeyError:
-        known = ", ".join(sorted(POLICY_NAMES))
-        raise ValueError(f"unknown routing policy {name!r}; known policies: {known}") from None
+    if name in SEQUENCE_POLICIES:
+        return SEQUENCE_POLICIES[name]
+    if name.startswith("quantile:"):
+        try:
+            return quantile_policy(float(name.split(":", 1)[1]))
+        except ValueError as exc:
+            raise ValueError(f"policy {name!r}: {exc}; write quantile:Q with Q in [0, 1], e.g. quantile:0.9") from None
+    known = ", ".join([*sorted(POLICY_NAMES), *SEQUENCE_POLICIES, "quantile:Q"])
+    raise ValueError(f"unknown routing policy {name!r}; known policies: {known}")
 
 
 def parse_threshold(value: object) -> float:

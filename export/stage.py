@@ -88,7 +88,7 @@ def _stage_labels(repository: Path, role: str) -> list[str] | None:
     return json.loads(params[c.PARAM_LABELS].string_value) if c.PARAM_LABELS in params else None
 
 
-def _router_version(repository: Path) -> str | None:
+def router_version(repository: Path) -> str | None:
     cfg = repository / c.ROUTER_MODEL / "config.pbtxt"
     if not cfg.is_file():
         return None
@@ -215,7 +215,7 @@ def export_stage(
             _write_variant_router(repository, name, info.labels)
             report.router = f"elang_{name}: swift -> {name}, settings of the main router"
             return report
-        version = _router_version(repository)
+        version = router_version(repository)
         default_version = version is None or version.startswith(("default", "uncalibrated", "tiny"))
         if version is None or (role == c.SWIFT_MODEL and default_version):
             threshold = "0.0"

@@ -21,9 +21,9 @@ import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
 from elang.classifier import OnnxTextClassifier, classifier_options
-from elang.execution import CascadeExecutor, FailureKind, Job, StageCallError, StageOutput
+from elang.execution import CascadeExecutor, FailureKind, Job, StageCallError
 from elang.inputs import InputError, decode_texts
-from elang.router import RouterSettings, job_outputs, stage_batch_limits
+from elang.router import RouterSettings, generate_outputs, job_outputs, stage_answer, stage_batch_limits, stage_call
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
 from elang.triton.metrics import RouterMetrics
 
@@ -67,18 +67,11 @@ class TritonPythonModel:
         self.metrics.close()
 
     async def _call_stage(self, model: str, inputs: Any, timeout_s: float) -> Any:
-        carried = isinstance(inputs, dict)  # a segment after the first: the previous segment's state
-        if carried:
-            tensors = [pb_utils.Tensor(n, np.ascontiguousarray(a)) for n, a in inputs.items()]
-        else:
-            tensors = [pb_utils.Tensor(c.TEXT, inputs)]
-        wanted = [c.LOGITS]
-        if self.settings.exit_layers and model != self.settings.stages[-1]:
-            wanted += [c.HIDDEN] if carried else [c.HIDDEN, c.MASK]
+        tensors, wanted = stage_call(self.settings, model, inputs)
         request = pb_utils.InferenceRequest(
             model_name=model,
             requested_output_names=wanted,
-            inputs=tensors,
+            inputs=[pb_utils.Tensor(n, np.ascontiguousarray(a)) for n, a in tensors.items()],
             # Triton drops the call from the stage's queue once it waited this long (the stage's
             # queue policy allows the override); a running execute is not interrupted.
             timeout=max(1, int(timeout_s * 1e6)),
@@ -91,9 +84,7 @@ class TritonPythonModel:
         missing = [n for n, t in outs.items() if t is None]
         if missing:
             raise StageCallError(f"returned no {', '.join(missing)}")
-        if len(wanted) == 1:
-            return outs[c.LOGITS].as_numpy()
-        return StageOutput(outs[c.LOGITS].as_numpy(), {n: outs[n].as_numpy() for n in wanted[1:]})
+        return stage_answer(self.settings, {n: t.as_numpy() for n, t in outs.items()})
 
     def execute(self, requests: list[Any]) -> list[Any]:
         start = time.perf_counter()
@@ -102,8 +93,12 @@ class TritonPythonModel:
         where: list[int] = []
         for i, request in enumerate(requests):
             try:
-                request_texts(pb_utils, request, self.settings.max_text_bytes)
-                thresholds = self.settings.request_thresholds(request_parameters(request))
+                n = len(request_texts(pb_utils, request, self.settings.max_text_bytes))
+                params = request_parameters(request)
+                thresholds = self.settings.request_thresholds(params)
+                inputs = None
+                if self.settings.task == c.TASK_GENERATE:
+                    inputs = {c.MAX_NEW_TOKENS: np.full(n, self.settings.request_max_new_tokens(params), np.int32)}
             except InputError as exc:
                 responses[i] = error_response(pb_utils, str(exc), invalid_arg=True)
                 self.metrics.request("invalid")
@@ -113,7 +108,7 @@ class TritonPythonModel:
             # Copies: Triton frees the request's tensors when execute returns.
             texts = np.array(raw, dtype=np.object_).reshape(-1, 1)
             timeout_s = request.timeout() / 1e6  # the client's request timeout (microseconds; 0: none)
-            jobs.append(Job(texts, thresholds, sender, sender.is_cancelled, timeout_s))
+            jobs.append(Job(texts, thresholds, sender, sender.is_cancelled, timeout_s, inputs))
             where.append(i)
         for i, job, finished in zip(where, jobs, self.executor.run(jobs)):
             if finished:  # answered by stage 0 alone (or stage 0 failed): answer in the returned list
@@ -128,7 +123,10 @@ class TritonPythonModel:
             self.metrics.failed(job.n, f.stage, f.kind.value)
             code = getattr(pb_utils.TritonError, _CODES[f.kind])
             return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f.message, code))
-        outputs = job_outputs(job, self.settings.temperature, self.settings.exit_layers)
+        if self.settings.task == c.TASK_GENERATE:
+            outputs = generate_outputs(job)
+        else:
+            outputs = job_outputs(job, self.settings.temperature, self.settings.exit_layers)
         self.metrics.answered(job.route, outputs[c.ENERGY])
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])
 
