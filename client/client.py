@@ -80,6 +80,9 @@ class Prediction:
     route: int | None = None
     exit: int | None = None  # multi-exit routers: the encoder layer that answered
     score: float | None = None  # multi-exit routers: the exit policy's score there
+    output: str | None = None  # generating routers: the generated text
+    token_ids: np.ndarray | None = None  # generating routers: the generated ids (EOS included)
+    token_energies: np.ndarray | None = None  # generating routers: each token's energy
     latency_s: float | None = None
     error: str | None = None
     error_kind: str | None = None  # a FAILURE_KINDS entry when error is set
@@ -99,6 +102,9 @@ class Prediction:
             "score": self.score,
             "latency_ms": None if self.latency_s is None else self.latency_s * 1e3,
             "logits": None if self.logits is None else [float(x) for x in self.logits],
+            "output": self.output,
+            "token_ids": None if self.token_ids is None else [int(x) for x in self.token_ids],
+            "token_energies": None if self.token_energies is None else [float(x) for x in self.token_energies],
             "error": self.error,
             "error_kind": self.error_kind,
         }
@@ -286,28 +292,79 @@ class ElangClient:
         Prediction carries the error. A failed request marks its texts failed with the
         server's message, or raises when ``raise_on_error``. Nothing is dropped.
         """
-        if batch_size < 1 or concurrency < 1:
-            raise ValueError("batch_size and concurrency must be >= 1")
         if true_labels is not None and len(true_labels) != len(texts):
             raise ValueError(f"{len(true_labels)} labels for {len(texts)} texts")
+        labels: list[str] | None = None
+
+        def fill(p: Prediction, out: dict[str, np.ndarray], row: int) -> None:
+            p.label = int(out[c.LABEL][row, 0])
+            p.label_name = labels[p.label] if labels and p.label < len(labels) else None
+            p.logits = out[c.LOGITS][row]
+            p.energy = float(out[c.ENERGY][row, 0])
+            p.route = int(out[c.ROUTE][row, 0])
+            if c.EXIT in out:
+                p.exit = int(out[c.EXIT][row, 0])
+                p.score = float(out[c.SCORE][row, 0])
+
+        def first() -> None:
+            nonlocal labels
+            labels = self.labels()
+
+        preds, wall, sent = self._run(
+            texts,
+            batch_size,
+            concurrency,
+            progress,
+            raise_on_error,
+            "classify",
+            lambda batch: self.infer_batch(batch, threshold),
+            fill,
+            first,
+        )
+        stages, layers = self.cascade() if sent and c.is_router(self.model) else (c.STAGES, ())
+        return ClassifyResult(preds, stats_of(preds, wall, true_labels, labels, stages, layers))
+
+    def _run(
+        self,
+        texts: Sequence[str],
+        batch_size: int,
+        concurrency: int,
+        progress: bool,
+        raise_on_error: bool,
+        what: str,
+        infer: Callable[[list[str]], dict[str, np.ndarray]],
+        fill: Callable[[Prediction, dict[str, np.ndarray], int], None],
+        first: Callable[[], None] | None = None,
+    ) -> tuple[list[Prediction], float, int]:
+        """Send ``texts`` in batches with ``concurrency`` requests in flight: (predictions, wall s, texts sent).
+
+        A text the server would refuse (empty, not UTF-8, too large) is not sent: its
+        Prediction carries the error. A failed request marks its texts failed with the
+        server's message, or raises when ``raise_on_error``. Nothing is dropped.
+        """
+        if batch_size < 1 or concurrency < 1:
+            raise ValueError("batch_size and concurrency must be >= 1")
         preds = [Prediction(i) for i in range(len(texts))]
         sendable = []
+        limit = c.DEFAULT_MAX_TEXT_BYTES
+        if texts:
+            self.check()
+            limit = int(self.model_parameters().get(c.PARAM_MAX_TEXT_BYTES) or limit)  # the server's own limit
         for i, t in enumerate(texts):
             try:
-                decode_texts(encode_texts([t]))
+                decode_texts(encode_texts([t]), limit)
                 sendable.append(i)
             except InputError as exc:
                 preds[i].error = str(exc).replace("row 0", f"text {i}")
                 preds[i].error_kind = "invalid"
-        if sendable:
-            self.check()
-        labels = self.labels() if sendable else None
+        if sendable and first is not None:
+            first()
         batches = [sendable[k : k + batch_size] for k in range(0, len(sendable), batch_size)]
 
         def run(idx: list[int]) -> None:
             t0 = time.perf_counter()
             try:
-                out = self.infer_batch([texts[i] for i in idx], threshold)
+                out = infer([texts[i] for i in idx])
             except ClientError as exc:
                 if raise_on_error:
                     raise
@@ -317,22 +374,14 @@ class ElangClient:
                 return
             dt = time.perf_counter() - t0
             for row, i in enumerate(idx):
-                p = preds[i]
-                p.label = int(out[c.LABEL][row, 0])
-                p.label_name = labels[p.label] if labels and p.label < len(labels) else None
-                p.logits = out[c.LOGITS][row]
-                p.energy = float(out[c.ENERGY][row, 0])
-                p.route = int(out[c.ROUTE][row, 0])
-                if c.EXIT in out:
-                    p.exit = int(out[c.EXIT][row, 0])
-                    p.score = float(out[c.SCORE][row, 0])
-                p.latency_s = dt
+                fill(preds[i], out, row)
+                preds[i].latency_s = dt
 
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(sendable), unit="text", desc=f"classify via {self.model}")
+            bar = tqdm(total=len(sendable), unit="text", desc=f"{what} via {self.model}")
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             for idx, fut in [(b, pool.submit(run, b)) for b in batches]:
@@ -342,8 +391,107 @@ class ElangClient:
         wall = time.perf_counter() - start
         if bar is not None:
             bar.close()
-        stages, layers = self.cascade() if sendable and c.is_router(self.model) else (c.STAGES, ())
-        return ClassifyResult(preds, stats_of(preds, wall, true_labels, labels, stages, layers))
+        return preds, wall, len(sendable)
+
+    # generation -------------------------------------------------------------------
+    def generate_batch(
+        self, texts: Sequence[str], threshold: float | str | None = None, max_new_tokens: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """One request to a generating router (or stage): OUTPUT_TEXT, TOKEN_IDS, TOKEN_ENERGY,
+        NUM_TOKENS, ENERGY and ROUTE, one row per text. A stage called directly gets ENERGY as the
+        mean of its token energies and ROUTE its stage index."""
+        arr = encode_texts(list(texts))
+        try:
+            decode_texts(arr)
+        except InputError as exc:
+            raise ClientError(str(exc)) from None
+        inp = self._tc.InferInput(c.TEXT, list(arr.shape), "BYTES")
+        inp.set_data_from_numpy(arr)
+        inputs = [inp]
+        params: dict = {}
+        if threshold is not None:
+            params[c.THRESHOLD_PARAM] = str(threshold)
+        router = c.is_router(self.model)
+        if max_new_tokens is not None:
+            if router:
+                params[c.MAX_NEW_TOKENS_PARAM] = int(max_new_tokens)
+            else:
+                cap = self._tc.InferInput(c.MAX_NEW_TOKENS, [len(texts), 1], "INT32")
+                cap.set_data_from_numpy(np.full((len(texts), 1), int(max_new_tokens), dtype=np.int32))
+                inputs.append(cap)
+        names = [t.name for t in (c.generate_router_outputs() if router else c.generator_outputs())]
+        outputs = [self._tc.InferRequestedOutput(n) for n in names]
+        kwargs: dict = {"parameters": params} if params else {}
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.timeout_s
+        result = self._wrap(
+            f"generation on model '{self.model}'",
+            lambda: self._client().infer(self.model, inputs, outputs=outputs, **kwargs),
+        )
+        out = {n: result.as_numpy(n) for n in names}
+        if not router:
+            from elang.routing import get_policy
+
+            e = out[c.TOKEN_ENERGY]
+            out[c.ENERGY] = get_policy("mean").score(e).astype(np.float32).reshape(-1, 1)
+            out[c.ROUTE] = np.full((len(e), 1), c.stage_index(self.model), dtype=np.int32)
+        return out
+
+    def generate(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        concurrency: int = 4,
+        threshold: float | str | None = None,
+        max_new_tokens: int | None = None,
+        references: Sequence[Sequence[str]] | None = None,
+        progress: bool = False,
+        raise_on_error: bool = False,
+    ) -> ClassifyResult:
+        """Generate for ``texts`` through a generating router (or stage), in batches, concurrently.
+
+        Each Prediction holds ``output`` (the text), ``token_ids``, ``token_energies``, ``energy``
+        (the routed aggregate) and ``route``. With ``references`` (per text, every correct output),
+        ``stats.accuracy`` is the share of outputs that match one (1 - word error rate).
+        """
+        if references is not None and len(references) != len(texts):
+            raise ValueError(f"{len(references)} references for {len(texts)} texts")
+
+        def fill(p: Prediction, out: dict[str, np.ndarray], row: int) -> None:
+            n = int(out[c.NUM_TOKENS][row, 0])
+            raw = out[c.OUTPUT_TEXT][row, 0]
+            p.output = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+            p.token_ids = out[c.TOKEN_IDS][row, :n]
+            p.token_energies = out[c.TOKEN_ENERGY][row, :n]
+            p.energy = float(out[c.ENERGY][row, 0])
+            p.route = int(out[c.ROUTE][row, 0])
+
+        preds, wall, sent = self._run(
+            texts,
+            batch_size,
+            concurrency,
+            progress,
+            raise_on_error,
+            "generate",
+            lambda batch: self.generate_batch(batch, threshold, max_new_tokens),
+            fill,
+        )
+        stages = self.cascade()[0] if sent and c.is_router(self.model) else c.STAGES
+        correct = None
+        if references is not None:
+            correct = [p.output.split() in [r.split() for r in references[p.index]] for p in preds if p.ok]
+        ok = [p for p in preds if p.ok]
+        stats = RoutingStats.compute(
+            routes=[p.route for p in ok],
+            energies=[p.energy for p in ok],
+            latencies_s=[p.latency_s for p in ok],
+            wall_s=wall,
+            correct=correct,
+            failed=len(preds) - len(ok),
+            failures_by_kind=dict(Counter(p.error_kind or "error" for p in preds if not p.ok)),
+            stage_names=tuple(stages),
+        )
+        return ClassifyResult(preds, stats)
 
 
 def stats_of(

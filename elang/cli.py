@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from elang import __version__, calibrate_cmd, dataspec, exits_cmd, pairs, seq2seq_cmd, slenderize_cmd
+from elang import __version__, calibrate_cmd, dataspec, exits_cmd, generate_cmd, pairs, seq2seq_cmd, slenderize_cmd
 
 log = logging.getLogger("elang")
 
@@ -350,7 +350,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (with parity check) into a model repository")
-    p.add_argument("checkpoint", type=Path, help="a local Hugging Face text-classification checkpoint folder")
+    p.add_argument(
+        "checkpoint",
+        type=Path,
+        help="a local Hugging Face checkpoint folder: a text classifier, or an encoder-decoder (T5 and kin), "
+        "which becomes a generating stage (docs/SEQ2SEQ.md)",
+    )
     p.add_argument("--as", dest="role", required=True, choices=("swift", "super"))
     p.add_argument("--repository", type=Path, required=True)
     p.add_argument(
@@ -370,6 +375,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--gpu", action="store_true", help="GPU instances / CUDA provider in the configs")
     p.add_argument("--atol", type=float, default=1e-4, help="max |ONNX - PyTorch| logit difference accepted")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="encoder-decoders: the cap on generated tokens per row (default: the training's, else 40)",
+    )
     p.add_argument(
         "--name", default=None, help="model name for a variant super (e.g. super_int8); adds router elang_NAME"
     )
@@ -396,8 +407,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from elang.export.seq2seq_export import is_encoder_decoder
     from elang.export.stage import export_stage
     from elang.export.tiny import sample_rows
+
+    if is_encoder_decoder(args.checkpoint):
+        return seq2seq_cmd.export(args)
 
     args.repository.mkdir(parents=True, exist_ok=True)
     dataspec.adopt(args.checkpoint, args.repository, args.allow_other_data)
@@ -654,6 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _add_serve,
         _add_classify,
+        generate_cmd.add_parser,
         _add_train,
         seq2seq_cmd.add_parser,
         slenderize_cmd.add_parser,

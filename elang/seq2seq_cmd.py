@@ -84,3 +84,48 @@ def run(args: argparse.Namespace) -> int:
     )
     print(json.dumps({"history": m["history"]}))
     return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """``elang export`` of an encoder-decoder checkpoint: a generating stage (and the router on the first)."""
+    from elang.export.seq2seq_export import export_seq2seq_stage
+    from elang.export.tiny import sample_rows
+
+    if args.runtime != "python-ort" or args.quantize or args.optimize != "none" or args.name:
+        raise ValueError(
+            "an encoder-decoder is exported as a python-ort generating stage; --runtime, --quantize, --optimize "
+            "and --name apply to classifiers only (docs/SEQ2SEQ.md)"
+        )
+    meta = Path(args.checkpoint) / "seq2seq.json"
+    task = json.loads(meta.read_text()).get("task") if meta.is_file() else None
+    if args.data is not None:
+        from elang.seq2seq_data import file_splits
+
+        column = (args.text_column or ["input"])[0]
+        inputs = file_splits(args.data, column, args.label_column or "target").validation.inputs
+    elif task == "g2p":
+        from elang.seq2seq_data import g2p_splits
+
+        inputs = g2p_splits().validation.inputs
+    else:
+        inputs = [t for t, _ in sample_rows()]
+    args.repository.mkdir(parents=True, exist_ok=True)
+    report = export_seq2seq_stage(
+        args.checkpoint,
+        args.role,
+        args.repository,
+        inputs,
+        max_new_tokens=args.max_new_tokens,
+        atol=args.atol,
+        serving={
+            "instances": args.instances,
+            "intra_op_threads": args.threads,
+            "max_batch_size": args.max_batch_size,
+            "max_queue_delay_us": args.max_queue_delay_us,
+            "max_queue_size": args.max_queue_size,
+            "queue_timeout_s": args.queue_timeout_s,
+            "gpu": args.gpu,
+        },
+    )
+    print("\n".join(report.lines()))
+    return 0

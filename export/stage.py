@@ -156,6 +156,12 @@ def export_stage(
     if quantize not in (None, "int8"):
         raise RepositoryError(f"unknown quantization {quantize!r}; only int8 is supported")
     repository = Path(repository)
+    from elang.seq2seq_repository import router_task
+
+    if router_task(repository) == c.TASK_GENERATE:
+        raise RepositoryError(
+            f"{repository} serves seq2seq models; a repository holds one task: export the classifier into another"
+        )
     if splits is not None:
         val = splits.validation
         texts, pairs, labels = val.texts, val.pairs, val.labels

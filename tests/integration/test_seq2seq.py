@@ -1,0 +1,226 @@
+"""Seq2seq E-LANG end to end on tiny T5s: export parity (tokens, logits, token energies), greedy
+generation with per-row caps, and routing by token energy through the real Triton server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+import tritonclient.grpc as grpcclient
+from elang.client.client import ClientError, ElangClient
+from elang.export.onnx_export import ExportError
+from elang.export.seq2seq_export import check_parity, export_onnx, export_seq2seq_stage
+from elang.export.seq2seq_train import load_seq2seq
+from elang.export.tiny_seq2seq import tiny_g2p_checkpoint, tiny_g2p_splits, tiny_user_t5
+
+from elang import contract as c
+from elang.generation import OnnxSeq2SeqGenerator, token_energies
+from elang.inputs import encode_texts
+from elang.repository import RepositoryError, parse_config, render_config
+from elang.routing import get_policy
+from elang.server import TritonServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def g2p(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seq2seq")
+    splits = tiny_g2p_splits()
+    swift = tiny_g2p_checkpoint("swift", root / "cache", splits)
+    super_ = tiny_g2p_checkpoint("super", root / "cache", splits)
+    repo = root / "repo"
+    reports = [
+        export_seq2seq_stage(swift, "swift", repo, splits.validation.inputs),
+        export_seq2seq_stage(super_, "super", repo, splits.validation.inputs, serving={"fault_injection": True}),
+    ]
+    return {"root": root, "splits": splits, "swift": swift, "super": super_, "repo": repo, "reports": reports}
+
+
+@pytest.fixture(scope="module")
+def server(g2p):
+    cfg = g2p["repo"] / c.ROUTER_MODEL / "config.pbtxt"  # short stage deadlines for the fault test
+    parsed = parse_config(cfg.read_text())
+    parsed.parameters[c.PARAM_STAGE_TIMEOUT_S].string_value = "2.0"
+    cfg.write_text(render_config(parsed))
+    srv = TritonServer(g2p["repo"], startup_timeout_s=180)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _gen(g2p, role):
+    return OnnxSeq2SeqGenerator(g2p["repo"] / role / "1", max_new_tokens=16)
+
+
+def test_export_matches_pytorch_tokens_logits_and_energies(g2p):
+    for rep in g2p["reports"]:
+        p = rep.parity
+        assert p.inputs == 100 and p.ok
+        assert p.token_mismatches == 0 and p.tokenizer_mismatches == 0
+        assert p.max_logit_diff <= 1e-4 and p.max_energy_diff <= 1e-4
+    assert (g2p["repo"] / "swift" / "1" / "target_tokenizer" / "tokenizer.json").is_file()
+    params = parse_config((g2p["repo"] / "elang" / "config.pbtxt").read_text()).parameters
+    assert params[c.PARAM_TASK].string_value == c.TASK_GENERATE
+    assert params[c.PARAM_MAX_TEXT_BYTES].string_value == "15"  # 16 source tokens: 15 characters and EOS
+
+
+def test_token_energies_are_minus_logsumexp_of_pytorch_step_logits(g2p):
+    model, src, _ = load_seq2seq(g2p["swift"])
+    gen = _gen(g2p, "swift")
+    words = g2p["splits"].test.inputs[:12]
+    out = gen(words, keep_logits=True)
+    ids, mask = gen.encode(words)
+    with torch.inference_mode():
+        ref = model.eval().generate(
+            input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), max_new_tokens=16,
+            do_sample=False, output_scores=True, return_dict_in_generate=True,
+        )  # fmt: skip
+    scores = torch.stack(ref.scores, 1).numpy()
+    for row in range(len(words)):
+        n = int(out.lengths[row])
+        want = -torch.logsumexp(torch.tensor(scores[row, :n], dtype=torch.float64), -1).numpy()
+        np.testing.assert_allclose(out.energies[row, :n], want, atol=1e-4)
+        assert np.isnan(out.energies[row, n:]).all()
+    np.testing.assert_allclose(token_energies(np.array([[0.0, 0.0]])), [-np.log(2)])
+
+
+def test_rows_stop_at_their_own_eos_or_cap_and_keep_their_order(g2p):
+    gen = _gen(g2p, "super")
+    words = g2p["splits"].test.inputs[:40]
+    batch = gen(words)
+    assert len(set(batch.lengths.tolist())) > 1  # rows of different lengths in one batch
+    for i, w in enumerate(words):  # each row as if generated alone
+        alone = gen([w])
+        assert alone.texts[0] == batch.texts[i]
+        assert alone.token_ids[0].tolist() == batch.token_ids[i, : batch.lengths[i]].tolist()
+    capped = gen(words[:5], max_new_tokens=[1, 2, 3, 16, 2])
+    assert all(n <= cap for n, cap in zip(capped.lengths, [1, 2, 3, 16, 2])) and capped.lengths[0] == 1
+
+
+def test_a_user_t5_with_one_shared_tokenizer_goes_the_same_way(g2p, tmp_path):
+    user = tiny_user_t5(tmp_path / "user", g2p["splits"].train.inputs[:400])
+    rep = export_seq2seq_stage(user, "swift", tmp_path / "repo", g2p["splits"].validation.inputs[:40])
+    assert rep.parity.ok and rep.max_new_tokens == 40
+    gen = OnnxSeq2SeqGenerator(tmp_path / "repo" / "swift" / "1", max_new_tokens=8)
+    out = gen(["hello world", "a"])
+    assert out.token_ids.shape[0] == 2 and all(isinstance(t, str) for t in out.texts)
+    # one task per repository: a seq2seq export into a classifier repository is refused
+    with pytest.raises(RepositoryError, match="one task"):
+        from elang.export.stage import export_stage
+
+        export_stage(tmp_path / "none", "swift", tmp_path / "repo", sample_texts=["x"])
+
+
+def test_an_export_that_differs_from_pytorch_is_refused(g2p, tmp_path):
+    out = export_onnx(g2p["swift"], tmp_path / "onnx")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["eos_token_id"] = 5  # the generator now stops elsewhere than PyTorch does
+    (out / "config.json").write_text(json.dumps(cfg))
+    rep = check_parity(g2p["swift"], out, g2p["splits"].validation.inputs[:30], 16, progress=False)
+    assert not rep.ok and rep.token_mismatches > 0
+    with pytest.raises(ExportError, match="does not match PyTorch"):
+        export_seq2seq_stage(g2p["swift"], "swift", tmp_path / "r", g2p["splits"].validation.inputs[:30], atol=-1)
+    assert not (tmp_path / "r" / "swift").exists()
+
+
+def _offline(g2p, words, threshold):
+    sw, su = _gen(g2p, "swift")(words), _gen(g2p, "super")(words)
+    score = get_policy("mean").score(sw.energies)
+    route = (score > threshold).astype(int)
+    return route, [su.texts[i] if r else sw.texts[i] for i, r in enumerate(route)], score
+
+
+@pytest.mark.parametrize("where", ["swift", "super", "middle"])
+def test_routing_through_the_server_is_the_offline_cascade(g2p, server, where):
+    words = g2p["splits"].test.inputs[:24]
+    _, _, score = _offline(g2p, words, 0.0)
+    threshold = {"swift": np.inf, "super": -np.inf, "middle": float(np.median(score))}[where]
+    route, texts, score = _offline(g2p, words, threshold)
+    client = ElangClient(server.grpc_url, timeout_s=30)
+    res = client.generate(words, batch_size=7, threshold=threshold, references=g2p["splits"].test.references[:24])
+    assert [p.route for p in res.predictions] == route.tolist()
+    assert [p.output for p in res.predictions] == texts
+    np.testing.assert_allclose([p.energy for p in res.predictions], score, atol=1e-4)
+    assert res.stats.super_fraction == pytest.approx(route.mean())
+    assert res.stats.accuracy is not None
+    if where == "middle":
+        assert 0 < route.sum() < len(words)
+    for p in res.predictions:  # TOKEN_ENERGY is the answering stage's, one per generated token
+        assert len(p.token_energies) == len(p.token_ids) and not np.isnan(p.token_energies).any()
+
+
+def test_max_new_tokens_caps_each_request(g2p, server):
+    client = ElangClient(server.grpc_url, timeout_s=30)
+    out = client.generate_batch(g2p["splits"].test.inputs[:6], threshold="-inf", max_new_tokens=2)
+    assert out[c.NUM_TOKENS].max() <= 2 and out[c.TOKEN_IDS].shape[1] <= 2
+    with pytest.raises(ClientError, match="max_new_tokens must be >= 1"):
+        client.generate_batch(["cat"], max_new_tokens=0)
+
+
+def test_bad_inputs_get_a_clear_error_and_the_rest_are_served(g2p, server):
+    cl = grpcclient.InferenceServerClient(server.grpc_url)
+
+    def send(rows):
+        inp = grpcclient.InferInput(c.TEXT, [len(rows), 1], "BYTES")
+        inp.set_data_from_numpy(np.array([[r] for r in rows], dtype=np.object_))
+        return cl.infer(c.ROUTER_MODEL, [inp])
+
+    bad = {b"": "empty", b"\xff\xfeab": "not valid UTF-8", b"x" * 40: "over the limit of 15 bytes"}
+    with ThreadPoolExecutor(4) as pool:
+        good = pool.submit(send, [b"cat", b"house"])
+        futures = {pool.submit(send, [b"ok", raw]): why for raw, why in bad.items()}
+        for fut, why in futures.items():
+            with pytest.raises(Exception, match=why):
+                fut.result()
+        assert good.result().as_numpy(c.OUTPUT_TEXT).shape == (2, 1)
+    # the client refuses such texts before sending, per text, and serves the others
+    res = ElangClient(server.grpc_url).generate(["cat", "", "x" * 40, "dog"])
+    assert [p.ok for p in res.predictions] == [True, False, False, True]
+    assert "over the limit of 15 bytes" in res.predictions[2].error
+
+
+def test_a_hung_super_does_not_stall_swift_only_rows(g2p, server):
+    def occupy() -> None:  # the Super's only instance sleeps 6 s
+        cl = grpcclient.InferenceServerClient(server.grpc_url)
+        inp = grpcclient.InferInput(c.TEXT, [1, 1], "BYTES")
+        inp.set_data_from_numpy(encode_texts(["busy"]))
+        try:
+            cl.infer("super", [inp], parameters={c.FAULT_SLEEP_PARAM: "6"}, client_timeout=30)
+        except Exception:  # noqa: BLE001 - only its side effect matters
+            pass
+
+    th = threading.Thread(target=occupy, daemon=True)
+    th.start()
+    time.sleep(0.3)
+    client = ElangClient(server.grpc_url, timeout_s=30)
+    with ThreadPoolExecutor(2) as pool:
+        t0 = time.monotonic()
+        late = pool.submit(client.generate_batch, ["escalated"], "-inf")
+        time.sleep(0.2)
+        for w in ("cat", "dog", "tree"):
+            t1 = time.monotonic()
+            out = client.generate_batch([w], "inf")
+            assert out[c.ROUTE].ravel().tolist() == [0] and time.monotonic() - t1 < 1.0
+        with pytest.raises(ClientError) as err:
+            late.result()
+        assert err.value.kind == "deadline" and "'super'" in str(err.value)
+        assert time.monotonic() - t0 < 2.0 + 2.0
+    th.join(15)
+
+
+def test_generate_cli_prints_one_json_line_per_input(g2p, server, elang_cli, tmp_path):
+    src = tmp_path / "words.txt"
+    src.write_text("cat\nphoneme\n")
+    out = elang_cli(
+        "generate", "--url", server.grpc_url, str(src), "--json", "--threshold=-inf", "--max-new-tokens", "5"
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["input"] for r in rows] == ["cat", "phoneme"]
+    assert all(r["route"] == 1 and isinstance(r["output"], str) and len(r["token_energies"]) <= 5 for r in rows)
