@@ -389,25 +389,31 @@ def router_for(super_stage: str) -> str:
 
 def apply_record(repository: Path, record: CalibrationRecord, router: str = c.ROUTER_MODEL) -> Path:
     """Write the record's criterion, threshold, temperature and version into the router config."""
-    from elang.atomic import write_text
-    from elang.repository import parse_config, render_config
-    from elang.router import RouterSettings
-
-    cfg_path = Path(repository) / router / "config.pbtxt"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} not found: {repository} has no elang router")
-    cfg = parse_config(cfg_path.read_text())
     values = {
         c.PARAM_POLICY: record.criterion,
         c.PARAM_THRESHOLD: repr(record.threshold),
         c.PARAM_TEMPERATURE: repr(record.temperature),
         c.PARAM_CALIBRATION_VERSION: record.version,
     }
+    return write_router_values(Path(repository), router, values, record.to_json())
+
+
+def write_router_values(repository: Path, router: str, values: dict[str, str], record_json: str) -> Path:
+    """Set ``values`` in ``router``'s config parameters (checked as the router would) and write the
+    calibration record next to it: the record first, so a reload that sees the new threshold also
+    finds the record behind it."""
+    from elang.atomic import write_text
+    from elang.repository import parse_config, render_config
+    from elang.router import RouterSettings
+
+    cfg_path = Path(repository) / router / "config.pbtxt"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} not found: {repository} has no {router} router")
+    cfg = parse_config(cfg_path.read_text())
     for k, v in values.items():
         cfg.parameters[k].string_value = v
     RouterSettings.from_parameters({k: v.string_value for k, v in cfg.parameters.items()})
-    # The record first: a reload that sees the new threshold also finds the record behind it.
-    write_text(Path(repository) / router / "calibration.json", record.to_json())
+    write_text(Path(repository) / router / "calibration.json", record_json)
     write_text(cfg_path, render_config(cfg))
     return cfg_path
 

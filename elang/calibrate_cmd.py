@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from elang import contract as c
 from elang import dataspec
 
 
@@ -37,10 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--criterion",
-        choices=("auto", "energy", "softmax", "entropy", "learned", "patience"),
         default=None,
         help="auto: the one whose certified threshold needs the least Super on held-out data (default energy); "
-        "multi-exit routers: softmax (Right Tool, the default there), entropy (DeeBERT), energy or patience (PABEE)",
+        "multi-exit routers: softmax (Right Tool, the default there), entropy (DeeBERT), energy or patience (PABEE); "
+        "seq2seq routers: an aggregate of token energies, first, mean, max, sum or quantile:Q (default auto: the "
+        "best AUROC for 'Swift wrong' on the fit third)",
     )
     p.add_argument(
         "--confidence", type=float, default=0.9, help="probability that an accuracy target holds (default 0.9)"
@@ -74,7 +76,16 @@ def run(args: argparse.Namespace) -> int:
     from elang import calibrate as cal
     from elang.calibration import Target
     from elang.export.pipeline import default_cache
+    from elang.seq2seq_repository import router_task
 
+    if router_task(args.repository, args.router or c.ROUTER_MODEL) == c.TASK_GENERATE:
+        from elang.seq2seq_calibrate_cmd import run as run_seq2seq
+
+        return run_seq2seq(args)
+    if args.criterion not in (None, "auto", "energy", "softmax", "entropy", "learned", "patience"):
+        raise ValueError(
+            f"--criterion {args.criterion!r}: a classifier router takes auto, energy, softmax, entropy, learned or patience"
+        )
     if args.router:
         from elang.exit_calibrate import ExitRouter
 

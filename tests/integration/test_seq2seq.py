@@ -224,3 +224,27 @@ def test_generate_cli_prints_one_json_line_per_input(g2p, server, elang_cli, tmp
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["input"] for r in rows] == ["cat", "phoneme"]
     assert all(r["route"] == 1 and isinstance(r["output"], str) and len(r["token_energies"]) <= 5 for r in rows)
+
+
+def test_calibrate_a_seq2seq_repository_compares_aggregators_and_applies(g2p, elang_cli, tmp_path):
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(g2p["repo"], repo)
+    args = ["calibrate", "--repository", repo, "--sizes", "100,200,300", "--cache-dir", tmp_path / "cache"]
+    out = elang_cli(*args, "--super-fraction", "0.3", "--evaluate-on", "test", "--apply", "--out", tmp_path / "cal")
+    assert out.returncode == 0, out.stderr
+    for name in ("first", "mean", "max", "sum", "quantile:0.9"):
+        assert f"| {name} |" in out.stdout
+    assert "on test (200 inputs)" in out.stdout
+    record = json.loads((repo / "elang" / "calibration.json").read_text())
+    params = parse_config((repo / "elang" / "config.pbtxt").read_text()).parameters
+    assert params[c.PARAM_POLICY].string_value == record["criterion"]
+    assert float(params[c.PARAM_THRESHOLD].string_value) == pytest.approx(record["threshold"])
+    assert record["calibration"]["super_share"] == pytest.approx(0.3, abs=0.02)
+    # a WER target with its margin, and a criterion that is not an aggregate of token energies
+    out = elang_cli(*args, "--max-accuracy-drop", "50", "--criterion", "max", "--out", tmp_path / "cal2")
+    assert out.returncode == 0, out.stderr
+    assert "criterion max" in out.stdout
+    out = elang_cli(*args, "--super-fraction", "0.3", "--criterion", "energy", "--out", tmp_path / "cal3")
+    assert out.returncode == 2 and "aggregate of token energies" in out.stderr

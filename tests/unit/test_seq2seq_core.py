@@ -1,0 +1,129 @@
+"""Seq2seq pieces without a server: CMUdict parsing and splits, WER/PER, the token-energy
+aggregators of the routing core, and the generating router's settings and outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from elang import contract as c
+from elang.datasets import DatasetError
+from elang.execution import Job
+from elang.inputs import InputError
+from elang.router import RouterSettings, generate_outputs, pad_steps, stage_answer, stage_call
+from elang.routing import cascade_offline, get_policy, is_sequence_policy, threshold_for_fraction
+from elang.seq2seq_data import edit_distance, error_rates, file_splits, g2p_splits, parse_cmudict, wrong
+
+NAN = np.nan
+
+
+def test_cmudict_variants_join_their_word_and_comments_go():
+    d = parse_cmudict("read R EH1 D\nread(2) R IY1 D\naalborg AO1 L B AO0 R G # place, danish\n\n")
+    assert d == {"read": ["R EH1 D", "R IY1 D"], "aalborg": ["AO1 L B AO0 R G"]}
+
+
+def test_g2p_splits_are_seeded_disjoint_by_word_and_keep_every_pronunciation():
+    a, b = g2p_splits(0, (50, 60, 70)), g2p_splits(0, (50, 60, 70))
+    assert a.fingerprint == b.fingerprint and a.test.inputs == b.test.inputs
+    assert g2p_splits(1, (50, 60, 70)).fingerprint != a.fingerprint
+    sets = [set(s.inputs) for s in (a.train, a.validation, a.test, a.calibration)]
+    assert sum(len(s) for s in sets) == len(set().union(*sets)) > 100_000
+    assert (len(a.validation), len(a.test), len(a.calibration)) == (50, 60, 70)
+    assert any(len(r) > 1 for r in a.train.references)
+
+
+def test_a_users_file_groups_targets_by_input_and_names_bad_rows(tmp_path):
+    f = tmp_path / "pairs.csv"
+    f.write_text("src,tgt\n" + "".join(f"w{i},T {i}\n" for i in range(20)) + "w1,T one\n")
+    s = file_splits(f, "src", "tgt")
+    assert len(s.train) + len(s.validation) + len(s.test) + len(s.calibration) == 20
+    refs = dict(zip(s.train.inputs + s.test.inputs + s.validation.inputs + s.calibration.inputs,
+                    s.train.references + s.test.references + s.validation.references + s.calibration.references))  # fmt: skip
+    assert refs["w1"] == ["T 1", "T one"]
+    with pytest.raises(DatasetError, match="no column 'target'"):
+        file_splits(f, "src")
+    f.write_text("input,target\na,B\n,C\n")
+    with pytest.raises(DatasetError, match="row 2"):
+        file_splits(f)
+
+
+def test_wer_counts_any_reference_and_per_uses_the_closest():
+    assert edit_distance("a b c".split(), "a c".split()) == 1
+    r = error_rates(["K AE1 T", "D AO1 G", "X"], [["K AE1 T"], ["D AA1 G", "D AO1 G"], ["Y Z"]])
+    assert r.wer == pytest.approx(1 / 3) and r.per == pytest.approx(2 / (3 + 3 + 2))
+    assert wrong(["a", "b"], [["a"], ["c"]]).tolist() == [False, True]
+    with pytest.raises(ValueError):
+        error_rates([], [])
+
+
+def test_token_energy_aggregators_skip_padding():
+    e = np.array([[-3.0, -1.0, NAN], [-2.0, -2.0, -5.0], [NAN, NAN, NAN]])
+    score = {name: get_policy(name).score(e) for name in ("first", "mean", "max", "sum", "quantile:0.5")}
+    np.testing.assert_allclose(score["first"][:2], [-3, -2])
+    np.testing.assert_allclose(score["mean"][:2], [-2, -3])
+    np.testing.assert_allclose(score["max"][:2], [-1, -2])
+    np.testing.assert_allclose(score["sum"][:2], [-4, -9])
+    np.testing.assert_allclose(score["quantile:0.5"][:2], [-2, -2])
+    assert all(np.isnan(s[2]) for s in score.values())  # no tokens: NaN, which always escalates
+    pol = get_policy("mean")
+    assert pol.escalate(score["mean"], -2.5).tolist() == [True, False, True]
+    assert is_sequence_policy("quantile:0.75") and not is_sequence_policy("energy")
+    with pytest.raises(ValueError, match="quantile:Q"):
+        get_policy("quantile:2")
+    with pytest.raises(ValueError, match="known policies"):
+        get_policy("median")
+
+
+def test_the_offline_cascade_routes_sequences_with_the_same_core():
+    swift = np.array([[-5.0, -4.0, NAN], [-1.0, -0.5, -0.2]])
+    super_ = np.array([[-6.0, NAN, NAN], [-7.0, -7.0, NAN]])
+    route, _, scores = cascade_offline(np.stack([swift, super_], 1), get_policy("mean"), -3.0)
+    assert route.tolist() == [0, 1] and scores[0] == pytest.approx(-4.5)
+    thr = threshold_for_fraction(get_policy("max").score(swift), 0.5, get_policy("max"))
+    assert get_policy("max").escalate(get_policy("max").score(swift), thr).tolist() == [False, True]
+
+
+def _settings(**kw) -> RouterSettings:
+    base = {c.PARAM_TASK: "generate", c.PARAM_POLICY: "mean", c.PARAM_THRESHOLD: "-2", c.PARAM_MAX_NEW_TOKENS: "6"}
+    return RouterSettings.from_parameters({**base, **kw})
+
+
+def test_generate_router_settings_refuse_mismatched_policies_and_caps():
+    s = _settings()
+    assert s.task == c.TASK_GENERATE and s.max_new_tokens == 6
+    with pytest.raises(ValueError, match="aggregate of token energies"):
+        _settings(**{c.PARAM_POLICY: "energy"})
+    with pytest.raises(ValueError, match="a classifier policy"):
+        RouterSettings.from_parameters({c.PARAM_POLICY: "mean"})
+    with pytest.raises(ValueError, match="max_new_tokens >= 1"):
+        _settings(**{c.PARAM_MAX_NEW_TOKENS: "0"})
+    assert s.request_max_new_tokens({}) == 6 and s.request_max_new_tokens({"max_new_tokens": 3}) == 3
+    assert s.request_max_new_tokens({"max_new_tokens": 99}) == 6
+    for bad in (0, "x", 2.5, True):
+        with pytest.raises(InputError, match="max_new_tokens"):
+            s.request_max_new_tokens({"max_new_tokens": bad})
+
+
+def test_stage_calls_and_answers_of_a_generate_router():
+    s = _settings()
+    texts = np.array([[b"a"], [b"b"]], dtype=np.object_)
+    tensors, wanted = stage_call(s, "swift", {c.TEXT: texts, c.MAX_NEW_TOKENS: np.array([6, 2])})
+    assert tensors[c.MAX_NEW_TOKENS].tolist() == [[6], [2]] and wanted[0] == c.OUTPUT_TEXT
+    out = stage_answer(
+        s,
+        {
+            c.OUTPUT_TEXT: np.array([[b"K"], [b"L M"]], dtype=np.object_),
+            c.TOKEN_IDS: np.array([[5, 1, 0], [6, 7, 1]]),
+            c.TOKEN_ENERGY: np.array([[-1.0, -2.0, NAN], [-1.0, -1.0, -1.0]], dtype=np.float32),
+            c.NUM_TOKENS: np.array([[2], [3]], dtype=np.int32),
+        },
+    )
+    assert out.logits.shape == (2, 6) and np.isnan(out.logits[0, 2:]).all()
+    job = Job(texts, [-2.0], inputs={c.MAX_NEW_TOKENS: np.array([6, 2])})
+    job.logits, job.outputs, job.route, job.scores = out.logits, out.outputs, np.array([0, 1]), np.array([-1.5, -1.0])
+    res = generate_outputs(job)
+    assert res[c.TOKEN_ENERGY].shape == (2, 3) and res[c.TOKEN_IDS].tolist() == [[5, 1, 0], [6, 7, 1]]
+    assert res[c.OUTPUT_TEXT][:, 0].tolist() == [b"K", b"L M"] and res[c.ROUTE].ravel().tolist() == [0, 1]
+    assert pad_steps(np.zeros((1, 4)), 2, 0).shape == (1, 2)
+    with pytest.raises(ValueError, match="rows for 2 texts"):
+        Job(texts, [0.0], inputs={c.MAX_NEW_TOKENS: np.array([1])})
