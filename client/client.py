@@ -214,7 +214,7 @@ class ElangClient:
     def router_info(self) -> dict[str, str]:
         """What the running router uses: policy, threshold, temperature, calibration version."""
         params = self.model_parameters(self.model if c.is_router(self.model) else c.ROUTER_MODEL)
-        keys = (c.PARAM_POLICY, c.PARAM_THRESHOLD, c.PARAM_TEMPERATURE, c.PARAM_CALIBRATION_VERSION)
+        keys = (c.PARAM_POLICY, c.PARAM_THRESHOLD, c.PARAM_TEMPERATURE, c.PARAM_CALIBRATION_VERSION, c.PARAM_TASK)
         return {k: params.get(k, "") for k in keys}
 
     def reload_router(self) -> dict[str, str]:

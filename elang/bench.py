@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from elang import contract as c
 from elang.client.stats import percentiles
 from elang.inputs import encode_texts
 from elang.repository import ClassifierSpec, write_classifier
@@ -106,9 +107,11 @@ class LoadResult:
     exits: list[int] = field(default_factory=list)  # multi-exit routers: the layer that answered each text
     correct: list[bool] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    edits: int = 0  # generating systems: token edits to the closest reference (PER numerator)
+    ref_tokens: int = 0  # ... and that reference's length (PER denominator)
 
     def merge(self, other: LoadResult) -> None:
-        for f in ("sent", "answered", "failed", "timed_out", "wall_s"):
+        for f in ("sent", "answered", "failed", "timed_out", "wall_s", "edits", "ref_tokens"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         self.latencies_s += other.latencies_s
         self.routes += other.routes
@@ -130,6 +133,11 @@ class LoadResult:
         return float(np.mean(np.asarray(self.routes) >= 1)) if self.routes else float("nan")
 
     @property
+    def per(self) -> float | None:
+        """Generating systems: phoneme (token) error rate; None for classifiers."""
+        return self.edits / self.ref_tokens if self.ref_tokens else None
+
+    @property
     def mean_exit_layer(self) -> float | None:
         return float(np.mean(self.exits)) if self.exits else None
 
@@ -144,6 +152,7 @@ class BenchConfig:
     name: str
     model: str
     threshold: str | None = None
+    generate: bool = False  # a seq2seq model: generate_batch, scored against references
 
 
 def run_load(
@@ -155,13 +164,17 @@ def run_load(
     batch_size: int = 1,
     timeout_s: float = 60.0,
     duration_s: float | None = None,
+    references: list[list[str]] | None = None,
 ) -> LoadResult:
-    """Send ``texts`` (cycling until ``duration_s`` when given) with ``concurrency`` requests in flight."""
+    """Send ``texts`` (cycling until ``duration_s`` when given) with ``concurrency`` requests in flight.
+
+    A generating ``config`` is scored against ``references`` (every correct output per text)."""
     import itertools
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from elang.client.client import ClientError, ElangClient
+    from elang.seq2seq_data import row_errors
 
     client = ElangClient(url, model=config.model, timeout_s=timeout_s)
     batches = [list(range(i, min(i + batch_size, len(texts)))) for i in range(0, len(texts), batch_size)]
@@ -182,7 +195,11 @@ def run_load(
                 res.sent += 1
             t0 = time.perf_counter()
             try:
-                out = client.infer_batch([texts[i] for i in idx], config.threshold)
+                batch = [texts[i] for i in idx]
+                if config.generate:
+                    out = client.generate_batch(batch, config.threshold)
+                else:
+                    out = client.infer_batch(batch, config.threshold)
             except ClientError as exc:
                 with lock:
                     if exc.kind == "deadline":
@@ -201,6 +218,14 @@ def run_load(
                     res.exits += out["EXIT"].ravel().tolist()
                 if labels is not None:
                     res.correct += (out["LABEL"].ravel() == labels[idx]).tolist()
+                if references is not None:
+                    for row, i in enumerate(idx):
+                        raw = out[c.OUTPUT_TEXT][row, 0]
+                        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                        bad, edits, length = row_errors(text, references[i])
+                        res.correct.append(not bad)
+                        res.edits += edits
+                        res.ref_tokens += length
 
     with ThreadPoolExecutor(concurrency) as pool:
         for f in [pool.submit(worker) for _ in range(concurrency)]:
@@ -217,6 +242,7 @@ def run_bench(
     concurrencies: tuple[int, ...] = (1, 8, 32),
     chunks: int = 4,
     batch_size: int = 1,
+    references: list[list[str]] | None = None,
 ) -> dict[tuple[str, int], LoadResult]:
     """Every configuration at every concurrency over the same texts, interleaved chunk by chunk.
 
@@ -234,7 +260,8 @@ def run_bench(
                 order = configs[k % len(configs) :] + configs[: k % len(configs)]
                 for cfg in order:
                     sub_labels = None if labels is None else labels[part]
-                    r = run_load(url, cfg, [texts[i] for i in part], sub_labels, conc, batch_size)
+                    sub_refs = None if references is None else [references[i] for i in part]
+                    r = run_load(url, cfg, [texts[i] for i in part], sub_labels, conc, batch_size, references=sub_refs)
                     results.setdefault((cfg.name, conc), LoadResult(cfg.name, conc)).merge(r)
                     bar.update(1)
     return results
@@ -284,6 +311,9 @@ def bench_markdown(
                 f"| {conc} | {name} | {r.throughput:.1f} | {lat[50]:.1f} | {lat[95]:.1f} | {lat[99]:.1f} | "
                 f"{r.accuracy:.2%} | {r.super_fraction:.1%} | {layer} | {speed:.2f}x | {r.failed + r.timed_out} |"
             )
+        for (name, cc), r in results.items():
+            if cc == conc and r.per is not None:
+                summary.append(f"concurrency {conc}: {name} WER {1 - r.accuracy:.2%} PER {r.per:.2%}")
         sw, el = results.get(("swift", conc)), results.get((router, conc))
         if sw and sup and el:
             ratio = sup.throughput / sw.throughput  # c_swift / c_super from measured costs
@@ -426,6 +456,17 @@ def _configs(url: str, sweep: str | None, only: str | None = None) -> list[Bench
     from elang.client.client import ElangClient
     from elang.routing import get_policy
 
+    info = ElangClient(url).router_info()
+    if info.get(c.PARAM_TASK) == c.TASK_GENERATE:  # a seq2seq repository: swift, super, the router
+        configs = [BenchConfig(m, m, generate=True) for m in ("swift", "super", "elang")]
+        configs.append(BenchConfig(NO_ESCALATION, "elang", "inf", generate=True))
+        configs += [
+            BenchConfig(f"elang@{t.strip()}", "elang", t.strip(), generate=True)
+            for t in (sweep or "").split(",")
+            if t.strip()
+        ]
+        return [cfg for cfg in configs if not only or cfg.name in {x.strip() for x in only.split(",")}]
+
     present = [
         m for m in ("swift", "super", "elang", "super_int8", "elang_super_int8") if ElangClient(url, model=m).is_ready()
     ]
@@ -434,7 +475,6 @@ def _configs(url: str, sweep: str | None, only: str | None = None) -> list[Bench
         raise RuntimeError(f"the server at {url} lacks {sorted(missing)}; bench needs swift, super and elang")
     configs = [BenchConfig(m, m) for m in present]
     # Other routers the server holds (multi-exit ones: elang_exits, ...), each also at full depth.
-    from elang import contract as c
 
     for name in ElangClient(url).ready_models():
         if c.is_router(name) and name not in present:
@@ -496,7 +536,8 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
             return _soak(url, pid, test, args, report, header)
         concs = tuple(int(x) for x in args.concurrency.split(","))
         configs = _configs(url, args.sweep, args.only)
-        results = run_bench(url, configs, test.texts, test.labels, concs, args.chunks, args.batch_size)
+        references = getattr(test, "references", None)
+        results = run_bench(url, configs, test.texts, test.labels, concs, args.chunks, args.batch_size, references)
         profile = {}
         if args.repository:  # a server of our own: its counters cover exactly this run
             import urllib.request
@@ -529,6 +570,7 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
                     "accuracy": r.accuracy,
                     "super_fraction": r.super_fraction,
                     "mean_exit_layer": r.mean_exit_layer,
+                    "per": r.per,
                     "rows_per_exit": {str(k): int(v) for k, v in sorted(Counter(r.exits).items())},
                     "errors": r.errors,
                 }

@@ -484,11 +484,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from elang.bench import run_bench_command
+    from elang.seq2seq_calibrate_cmd import seq2seq_splits, serves_seq2seq
 
-    splits, _ = dataspec.splits_for(args, args.repository)
-    test = splits.test
-    if args.limit:
-        test = test.subset(range(min(args.limit, len(test))))
+    if serves_seq2seq(args.repository, args.url):
+        test = seq2seq_splits(args).test.head(args.limit or None)
+    else:
+        splits, _ = dataspec.splits_for(args, args.repository)
+        test = splits.test
+        if args.limit:
+            test = test.subset(range(min(args.limit, len(test))))
     return run_bench_command(args, test, " ".join(["elang", *sys.argv[1:]]))
 
 

@@ -32,6 +32,19 @@ def seq2seq_splits(args: argparse.Namespace):  # noqa: ANN201 - Seq2SeqSplits
     return file_splits(args.data, inp, args.label_column or "target", sizes, seed)
 
 
+def serves_seq2seq(repository: Path | None, url: str | None) -> bool:
+    """Whether the repository (or the running server) routes generating stages."""
+    from elang import contract as c
+
+    if repository is not None:
+        from elang.seq2seq_repository import router_task
+
+        return router_task(repository) == c.TASK_GENERATE
+    from elang.client.client import ElangClient
+
+    return ElangClient(url).router_info().get(c.PARAM_TASK) == c.TASK_GENERATE
+
+
 def run(args: argparse.Namespace) -> int:
     from elang import seq2seq_calibrate as sc
     from elang.calibration import Target

@@ -33,6 +33,14 @@ class Seq2SeqSet:
     def __len__(self) -> int:
         return len(self.inputs)
 
+    @property
+    def texts(self) -> list[str]:  # what a classifier Dataset calls its inputs (elang bench reads both)
+        return self.inputs
+
+    @property
+    def labels(self) -> None:
+        return None
+
     def head(self, n: int | None) -> Seq2SeqSet:
         return self if n is None else Seq2SeqSet(self.inputs[:n], self.references[:n])
 

@@ -248,3 +248,17 @@ def test_calibrate_a_seq2seq_repository_compares_aggregators_and_applies(g2p, el
     assert "criterion max" in out.stdout
     out = elang_cli(*args, "--super-fraction", "0.3", "--criterion", "energy", "--out", tmp_path / "cal3")
     assert out.returncode == 2 and "aggregate of token energies" in out.stderr
+
+
+def test_bench_on_a_seq2seq_server_reports_wer_per_and_speed_up(g2p, server, elang_cli, tmp_path):
+    out = elang_cli(
+        "bench", "--url", server.grpc_url, "--concurrency", "1,4", "--limit", "24", "--chunks", "2",
+        "--sizes", "100,200,300", "--report", tmp_path / "bench",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr + out.stdout
+    rows = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert {r["config"] for r in rows} >= {"swift", "super", "elang"}
+    assert all(r["answered"] == r["sent"] and r["per"] is not None for r in rows)
+    assert {r["super_fraction"] for r in rows if r["config"] == "super"} == {1.0}
+    text = (tmp_path / "bench" / "bench.md").read_text()
+    assert "E-LANG" in text and "super WER" in text and "PER" in text
