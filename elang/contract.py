@@ -78,6 +78,9 @@ TASK_CLASSIFY = "classify"
 TASK_GENERATE = "generate"
 # A generating stage's (and its router's) cap on new tokens per row.
 PARAM_MAX_NEW_TOKENS = "max_new_tokens"
+# A generating stage: "1" binds ONNX Runtime inputs/outputs so the KV cache stays on the device
+# between steps, "0" never; absent: on whenever the CUDA provider runs.
+PARAM_IO_BINDING = "io_binding"
 # The stage the router runs in its own process (a copy of a python-ort stage in the router's
 # version folder) instead of over BLS; "" = every stage over BLS.
 PARAM_INLINE_STAGE = "inline_stage"

