@@ -595,12 +595,27 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="send only the first N test texts")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--tiny", action="store_true", help="tiny random models and the embedded sample (seconds)")
+    p.add_argument(
+        "--task",
+        choices=("classify", "g2p"),
+        default="classify",
+        help="g2p: the seq2seq pair (T5s on CMUdict grapheme-to-phoneme, docs/SEQ2SEQ.md)",
+    )
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from elang.export.pipeline import run_demo, run_tiny_demo
 
+    if args.task == "g2p":
+        from elang.export.pipeline import default_cache
+        from elang.export.seq2seq_pipeline import run_g2p_demo
+
+        if args.tiny:
+            raise ValueError("--tiny is the classifier demo; the g2p demo has --quick")
+        cache = args.cache_dir or default_cache()
+        work = args.work_dir or cache / "demo"
+        return run_g2p_demo(cache, work, args.quick, args.limit, args.concurrency)
     if args.tiny:
         return run_tiny_demo(args.work_dir)
     return run_demo(
