@@ -74,7 +74,7 @@ PRESETS = {
         "g2p-swift", d_model=128, d_ff=256, num_heads=4, encoder_layers=2, decoder_layers=1, epochs=4
     ),
     "super": Seq2SeqRecipe(
-        "g2p-super", d_model=192, d_ff=768, num_heads=4, encoder_layers=3, decoder_layers=3, epochs=4, lr=1.5e-3
+        "g2p-super", d_model=192, d_ff=768, num_heads=4, encoder_layers=3, decoder_layers=3, epochs=3, lr=2e-3
     ),
 }
 

@@ -73,3 +73,15 @@ $E calibrate --repository "$X" --router elang_slim --criterion softmax --compute
     --out docs/results/calibration-slim-quarter | tee docs/results/calibrate-slim-quarter.txt
 $E bench --repository "$X" --concurrency 1,8,32 --limit 1000 --only \
     super,elang,elang_exits,elang_exits@full,elang_slim,elang_slim@full,elang_selfexit --report docs/results/bench-exits
+
+# 8. Seq2seq (docs/SEQ2SEQ.md): T5 Swift and Super trained from configs on CMUdict G2P, exported
+#    as generating stages with parity, calibrated on token-energy aggregators, measured through
+#    the server.
+G=$CACHE/g2p-repo
+G2P_SWIFT=$($E train-seq2seq --preset swift | tee docs/results/train-g2p-swift.txt | sed -n 's/^checkpoint //p')
+G2P_SUPER=$($E train-seq2seq --preset super | tee docs/results/train-g2p-super.txt | sed -n 's/^checkpoint //p')
+$E export "$G2P_SWIFT" --as swift --repository "$G" | tee docs/results/export-g2p.txt
+$E export "$G2P_SUPER" --as super --repository "$G" | tee -a docs/results/export-g2p.txt
+$E calibrate --repository "$G" --max-accuracy-drop 0.5 --evaluate-on test --apply \
+    --out docs/results/calibration-g2p | tee docs/results/calibrate-g2p.txt
+$E bench --repository "$G" --concurrency 1,8,32 --limit 2000 --report docs/results/bench-g2p
