@@ -59,6 +59,7 @@ class Seq2SeqRecipe:
     # on the bag-of-phonemes plateau with length batches (95.9% WER after 2 epochs) and left it with
     # random ones (62.7% after 1200 steps); the Swift learned with either (docs/SEQ2SEQ.md).
     batching: str = "random"
+    schedule: str = "linear"  # learning rate after warm-up: "linear" decay to 0, or "constant"
     max_source_tokens: int = 40
     max_target_tokens: int = 40
     lowercase: bool = True
@@ -78,7 +79,15 @@ PRESETS = {
         "g2p-swift", d_model=128, d_ff=256, num_heads=4, encoder_layers=2, decoder_layers=1, epochs=4, batching="length"
     ),
     "super": Seq2SeqRecipe(
-        "g2p-super", d_model=192, d_ff=768, num_heads=4, encoder_layers=3, decoder_layers=3, epochs=2, lr=2e-3
+        "g2p-super",
+        d_model=192,
+        d_ff=768,
+        num_heads=4,
+        encoder_layers=3,
+        decoder_layers=3,
+        epochs=2,
+        lr=2e-3,
+        schedule="constant",
     ),
 }
 
@@ -141,6 +150,8 @@ def _key(recipe: Seq2SeqRecipe, splits: Seq2SeqSplits) -> str:
     d = asdict(recipe)
     if d["batching"] == "length":  # what every recipe did before the field existed: the same key
         del d["batching"]
+    if d["schedule"] == "linear":
+        del d["schedule"]
     h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
     h.update(splits.fingerprint.encode())
     return f"{recipe.name}-{h.hexdigest()[:12]}"
@@ -222,8 +233,11 @@ def train_seq2seq(
     total = steps_per_epoch * recipe.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     warm = max(1, int(recipe.warmup * total))
+    if recipe.schedule not in ("linear", "constant"):
+        raise ValueError(f"schedule must be linear or constant, got {recipe.schedule!r}")
+    decay = recipe.schedule == "linear"
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)) if decay else 1.0)
     )
     pos = {"epoch": 0, "best_wer": 2.0, "history": [], "seconds": 0.0}
     if state_path.is_file():
