@@ -72,9 +72,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def target_from_args(args: argparse.Namespace):  # noqa: ANN201 - elang.calibration.Target
+    """The one target given (accuracy, accuracy drop, Super fraction or compute budget), validated."""
+    from elang.calibration import Target
+
+    kinds = {
+        "accuracy": args.target_accuracy,
+        "accuracy_drop": args.max_accuracy_drop,
+        "super_fraction": args.super_fraction,
+        "compute_budget": args.compute_budget,
+    }
+    kind, value = next((k, v) for k, v in kinds.items() if v is not None)
+    target = Target(kind, value)
+    target.validate()
+    return target
+
+
 def run(args: argparse.Namespace) -> int:
     from elang import calibrate as cal
-    from elang.calibration import Target
     from elang.export.pipeline import default_cache
     from elang.seq2seq_repository import router_task
 
@@ -102,15 +117,7 @@ def run(args: argparse.Namespace) -> int:
     args.criterion = args.criterion or "energy"
     if args.criterion == "patience":
         raise ValueError("patience (PABEE) decides between exits of one model: give a multi-exit --router")
-    kinds = {
-        "accuracy": args.target_accuracy,
-        "accuracy_drop": args.max_accuracy_drop,
-        "super_fraction": args.super_fraction,
-        "compute_budget": args.compute_budget,
-    }
-    kind, value = next((k, v) for k, v in kinds.items() if v is not None)
-    target = Target(kind, value)
-    target.validate()
+    target = target_from_args(args)
     splits, spec = dataspec.splits_for(args, args.repository)
     print(f"data: {spec.describe()}: {splits.describe()}")
     split = args.split

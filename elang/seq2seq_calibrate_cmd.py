@@ -17,19 +17,12 @@ from pathlib import Path
 
 
 def seq2seq_splits(args: argparse.Namespace):  # noqa: ANN201 - Seq2SeqSplits
-    from elang.seq2seq_data import G2P_SIZES, file_splits, g2p_splits
+    """The splits from the shared data options (``--text-column`` is the input, ``--label-column`` the target)."""
+    from elang.seq2seq_cmd import seq2seq_splits as splits
 
-    sizes = None
-    if args.sizes:
-        try:
-            sizes = tuple(int(x) for x in args.sizes.split(","))
-        except ValueError:
-            raise ValueError(f"--sizes must be comma-separated counts, got {args.sizes!r}") from None
-    seed = args.split_seed or 0
-    if args.data is None:
-        return g2p_splits(seed, sizes or G2P_SIZES)
-    inp = (args.text_column or ["input"])[0]
-    return file_splits(args.data, inp, args.label_column or "target", sizes, seed)
+    return splits(
+        args.data, (args.text_column or ["input"])[0], args.label_column or "target", args.sizes, args.split_seed
+    )
 
 
 def serves_seq2seq(repository: Path | None, url: str | None) -> bool:
@@ -47,7 +40,7 @@ def serves_seq2seq(repository: Path | None, url: str | None) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from elang import seq2seq_calibrate as sc
-    from elang.calibration import Target
+    from elang.calibrate_cmd import target_from_args
     from elang.export.pipeline import default_cache
     from elang.repository import parse_config
     from elang.router import RouterSettings
@@ -57,15 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--mean-exit-layer is a target for multi-exit routers, not a seq2seq one")
     cfg = parse_config((Path(args.repository) / router / "config.pbtxt").read_text())
     settings = RouterSettings.from_parameters({k: v.string_value for k, v in cfg.parameters.items()})
-    kinds = {
-        "accuracy": args.target_accuracy,
-        "accuracy_drop": args.max_accuracy_drop,
-        "super_fraction": args.super_fraction,
-        "compute_budget": args.compute_budget,
-    }
-    kind, value = next((k, v) for k, v in kinds.items() if v is not None)
-    target = Target(kind, value)
-    target.validate()
+    target = target_from_args(args)
     splits = seq2seq_splits(args)
     print(f"data: {splits.describe()}")
     cache = args.cache_dir or default_cache()

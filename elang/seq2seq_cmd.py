@@ -29,17 +29,22 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def splits_from_args(args: argparse.Namespace):  # noqa: ANN201 - Seq2SeqSplits
+    return seq2seq_splits(args.data, args.input_column, args.target_column, args.sizes, args.split_seed)
+
+
+def seq2seq_splits(data, input_column: str, target_column: str, sizes: str | None, seed: int | None):  # noqa: ANN001, ANN201
+    """CMUdict (``data`` None) or a user's file, split by input; ``sizes`` "validation,test,calibration"."""
     from elang.seq2seq_data import G2P_SIZES, file_splits, g2p_splits
 
-    sizes = None
-    if args.sizes:
+    counts = None
+    if sizes:
         try:
-            sizes = tuple(int(x) for x in args.sizes.split(","))
+            counts = tuple(int(x) for x in sizes.split(","))
         except ValueError:
-            raise ValueError(f"--sizes must be three comma-separated counts, got {args.sizes!r}") from None
-    if args.data is None:
-        return g2p_splits(args.split_seed, sizes or G2P_SIZES)
-    return file_splits(args.data, args.input_column, args.target_column, sizes, args.split_seed)
+            raise ValueError(f"--sizes must be three comma-separated counts, got {sizes!r}") from None
+    if data is None:
+        return g2p_splits(seed or 0, counts or G2P_SIZES)
+    return file_splits(data, input_column, target_column, counts, seed or 0)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
