@@ -28,6 +28,16 @@ $E pairs --repository "$REPO" --candidate "l6=$C/l6" --candidate "l6-int8=$C/l6-
     --candidate "l3-int8=$C/l3-int8" --candidate "l2=$C/l2" --candidate "l3-distilled=$C/l3-distilled" \
     --candidate "l3-distilled-int8=$C/l3-distilled-int8" --max-accuracy-drop 0.5 \
     --out docs/results/pairs | tee docs/results/pairs.txt
+# 2b. The criteria on test for the plain and the distilled 3-layer Swift (BENCHMARKS 1.1): each
+#     candidate with the one Super in a repository of its own.
+for name in l3 l3-distilled; do
+    R=$CACHE/criteria-$name
+    rm -rf "$R" && mkdir -p "$R" && cp -r "$C/$name/swift" "$C/$name/elang" "$C/$name/data.json" "$R/"
+    ln -s "$REPO/super" "$R/super"
+    out=$([ "$name" = l3 ] && echo l3-auto || echo "$name")
+    $E calibrate --repository "$R" --max-accuracy-drop 0.5 --criterion auto --evaluate-on test \
+        --out "docs/results/calibration-${name}" | tee "docs/results/calibrate-$out.txt" || [ $? -eq 3 ]
+done
 
 # 3. Calibration for "at most 0.5 pt below Super": E-LANG's energy criterion, then the best one
 #    (auto: energy, softmax, entropy or the learned deferral rule), for the fp32 and the int8 Super.
