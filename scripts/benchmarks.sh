@@ -39,6 +39,11 @@ for name in l3 l3-distilled; do
         --out "docs/results/calibration-${name}" | tee "docs/results/calibrate-$out.txt" || [ $? -eq 3 ]
 done
 
+# 2c. A small imbalanced file of real texts (BENCHMARKS 1.2): the preset, then the documented options.
+.venv/bin/python scripts/small-imbalanced.py /tmp/elang-small.csv
+$E train --preset swift --data /tmp/elang-small.csv
+$E train --preset swift --data /tmp/elang-small.csv --epochs 10 --class-weights --evals-per-epoch 2 --patience 3
+
 # 3. Calibration for "at most 0.5 pt below Super": E-LANG's energy criterion, then the best one
 #    (auto: energy, softmax, entropy or the learned deferral rule), for the fp32 and the int8 Super.
 $E calibrate --repository "$REPO" --max-accuracy-drop 0.5 --criterion energy --evaluate-on test \
