@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from elang.client.stats import RoutingStats
 
 from elang import contract as c
+from elang.client.stats import RoutingStats
 from elang.inputs import InputError, decode_texts, encode_texts
 from elang.routing import energy
 

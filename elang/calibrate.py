@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -348,7 +348,7 @@ def calibrate(
             )
         },
     }
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     digest = hashlib.sha256(f"{dataset}{name}{choice.threshold}{t}{created}".encode()).hexdigest()[:8]
     record = CalibrationRecord(
         version=f"cal-{created[:10]}-{name}-{digest}",

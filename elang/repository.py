@@ -346,7 +346,9 @@ def _write_engine_script(version: Path, info: ModelFolderInfo, spec: ClassifierS
         "# Build model.plan from model.onnx on the GPU that will serve it (NGC TensorRT or Triton container).\n"
         "set -euo pipefail\n"
         'cd "$(dirname "$0")"\n'
-        f"trtexec --onnx={ONNX_FILE} --saveEngine={TRT_PLAN} --fp16 \\\n"
+        "# trtexec: $TRTEXEC, else on PATH, else where NVIDIA's images keep it.\n"
+        "TRTEXEC=${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}\n"
+        f'"$TRTEXEC" --onnx={ONNX_FILE} --saveEngine={TRT_PLAN} --fp16 \\\n'
         f"  --minShapes={shapes(1)} \\\n"
         f"  --optShapes={shapes(max(1, spec.max_batch_size // 2))} \\\n"
         f"  --maxShapes={shapes(spec.max_batch_size)}\n"

@@ -7,11 +7,10 @@ import logging
 import shutil
 from pathlib import Path
 
-from elang.export.onnx_export import export_checkpoint
-from elang.export.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint, sample_rows
-
 from elang import contract as c
 from elang.classifier import OnnxTextClassifier
+from elang.export.onnx_export import export_checkpoint
+from elang.export.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint, sample_rows
 from elang.repository import ClassifierSpec, RouterSpec, write_repository
 from elang.routing import get_policy, threshold_for_fraction
 
@@ -65,7 +64,6 @@ def build_tiny_repository(
 def run_tiny_demo(work_dir: Path | None = None, super_fraction: float = 0.3) -> int:
     """Build the tiny repository, start the real server, classify the sample set, print stats."""
     from elang.client.client import ElangClient
-
     from elang.server import TritonServer
 
     work = Path(work_dir) if work_dir else default_cache() / "demo-tiny"
@@ -98,9 +96,8 @@ def run_demo(
     """The main job: train (cached) and export the default pair, serve it, compare on the test split."""
     from dataclasses import replace
 
-    from elang.export.train import PRESETS
-
     from elang.datasets import default_splits
+    from elang.export.train import PRESETS
 
     cache = Path(cache_dir) if cache_dir else default_cache()
     work = Path(work_dir) if work_dir else cache / ("demo-quick" if quick else "demo")
@@ -129,7 +126,6 @@ def demo_pipeline(
     from elang.client.client import ElangClient
     from elang.export.stage import export_stage
     from elang.export.train import train_classifier
-
     from elang.server import TritonServer
 
     trained = {}

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from elang.export.multiexit import MultiExitError, MultiExitModel, read_exits
-from elang.export.onnx_export import DEFAULT_ATOL, ExportError
 
 from elang.classifier import ONNX_FILE
+from elang.export.multiexit import MultiExitError, MultiExitModel, read_exits
+from elang.export.onnx_export import DEFAULT_ATOL, ExportError
 from elang.segments import IN_HIDDEN, IN_IDS, IN_MASK, OUT_HIDDEN, OUT_LOGITS, Segment, SegmentInfo, all_exit_logits
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,9 @@ def _flops_shares(checkpoint: Path, model: MultiExitModel, cuts: tuple[int, ...]
     """Each exit's FLOPs over the full model's at full depth (a slenderized model's: its unpruned teacher's)."""
     import json
 
-    from elang.export.multiexit import exit_flops
     from transformers import AutoConfig, AutoTokenizer
+
+    from elang.export.multiexit import exit_flops
 
     tok = AutoTokenizer.from_pretrained(checkpoint)
     mean_len = float(np.mean([len(x) for x in tok(texts, truncation=True, max_length=max_length)["input_ids"]]))

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from elang.export.onnx_export import ExportError
-from elang.export.stage import router_version
 
 from elang import contract as c
+from elang.export.onnx_export import ExportError
+from elang.export.stage import router_version
 from elang.generation import (
     DEFAULT_MAX_NEW_TOKENS,
     SEQ2SEQ_FILE,

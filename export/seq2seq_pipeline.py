@@ -8,10 +8,9 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from elang import contract as c
 from elang.export.seq2seq_export import export_seq2seq_stage
 from elang.export.seq2seq_train import PRESETS, quick, train_seq2seq
-
-from elang import contract as c
 from elang.seq2seq_data import Seq2SeqSet, error_rates, g2p_splits
 
 
@@ -19,7 +18,6 @@ def run_g2p_demo(
     cache: Path, work: Path, quick_run: bool = False, limit: int | None = None, concurrency: int = 4
 ) -> int:
     from elang.client.client import ElangClient
-
     from elang.server import TritonServer
 
     splits = g2p_splits()

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from elang.export.multiexit import MultiExitError, MultiExitModel, exit_flops, is_multi_exit
-from elang.export.train import Recipe, TrainResult, _collate, _encode, train_classifier
 
 from elang.datasets import Splits, save_label_map
+from elang.export.multiexit import MultiExitError, MultiExitModel, exit_flops, is_multi_exit
+from elang.export.train import Recipe, TrainResult, _collate, _encode, train_classifier
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,10 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from elang import contract as c
+from elang.atomic import write_text
+from elang.classifier import ONNX_FILE, OnnxTextClassifier
+from elang.datasets import Splits
 from elang.export.onnx_export import (
     DEFAULT_ATOL,
     compare_models,
@@ -22,11 +26,6 @@ from elang.export.onnx_export import (
     optimize_graph,
     quantize_int8,
 )
-
-from elang import contract as c
-from elang.atomic import write_text
-from elang.classifier import ONNX_FILE, OnnxTextClassifier
-from elang.datasets import Splits
 from elang.repository import (
     SIDE_FILES,
     ClassifierSpec,

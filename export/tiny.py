@@ -106,10 +106,10 @@ def make_tiny_multi_exit(
     """A tiny multi-exit checkpoint (random weights, exits after ``exits``), BERT or MPNet, with
     its tokenizer and labels: what `elang train --exits` writes, without the training."""
     import torch
-    from elang.export.multiexit import MultiExitModel
     from transformers import AutoModel, MPNetConfig
 
     from elang.datasets import save_label_map
+    from elang.export.multiexit import MultiExitModel
 
     out = Path(out_dir)
     base = make_tiny_checkpoint(out.with_name(out.name + "-base"), spec, corpus)

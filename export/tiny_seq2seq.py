@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from elang.export.seq2seq_train import Seq2SeqRecipe, train_seq2seq
-
 from elang.seq2seq_data import Seq2SeqSplits, g2p_splits
 
 TINY_G2P = {

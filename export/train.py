@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
-from elang.export.pretrained import resolve
 
 from elang.datasets import Dataset, Splits, save_label_map
+from elang.export.pretrained import resolve
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up elang-serve on a fresh machine: a .venv with Python 3.11 and the package
-# installed (editable) with its export and test extras. Safe to run again: it only
+# installed (editable) with its serve, export and test extras. Safe to run again: it only
 # reinstalls when pyproject.toml changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,9 +57,9 @@ fi
 # takes it from PyPI.
 links=()
 [ -d /opt/wheels ] && links=(--find-links /opt/wheels)
-echo "setup: installing elang-serve[export,test] into .venv (first time: ~2-4 minutes)" >&2
+echo "setup: installing elang-serve[serve,export,test] into .venv (first time: ~2-4 minutes)" >&2
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check "${links[@]}" -e ".[export,test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check "${links[@]}" -e ".[serve,export,test]"
 [ "$with_models" = 1 ] && echo "setup: installing the pretrained models (~500 MB download)" >&2
 install_data
 [ "$with_models" = 1 ] && touch .venv/.elang-models

@@ -6,6 +6,16 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures that build tiny models with torch/transformers (the export extra).
+EXPORT_FIXTURES = {"tiny_repo", "server", "offline"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that build models get the `export` mark (the Python 3.10 run leaves them to the main run)."""
+    for item in items:
+        if EXPORT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.export)
+
 
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> dict:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from elang.client.client import ClientError, ElangClient
 from tritonclient.utils import InferenceServerException
 
 from elang import contract as c
+from elang.client.client import ClientError, ElangClient
 from elang.inputs import encode_texts
 
 pytestmark = pytest.mark.integration

@@ -6,11 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
-from elang.client.client import ElangClient
-from elang.export.tiny import sample_rows
 
 from elang import calibrate as cal
 from elang.calibration import Target
+from elang.client.client import ElangClient
+from elang.export.tiny import sample_rows
 from elang.repository import parse_config
 from elang.server import TritonServer
 

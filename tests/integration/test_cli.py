@@ -10,9 +10,9 @@ import sys
 import time
 
 import pytest
+
 from elang.client.client import ElangClient
 from elang.export.tiny import sample_rows
-
 from elang.server import free_port
 
 pytestmark = pytest.mark.integration

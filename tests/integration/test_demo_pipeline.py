@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from elang.datasets import default_splits
 from elang.export.pipeline import demo_pipeline
 from elang.export.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint
 from elang.export.train import Recipe
-
-from elang.datasets import default_splits
 
 pytestmark = pytest.mark.integration
 

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 import tritonclient.grpc as grpcclient
+
+from elang import contract as c
+from elang.bench import prom_samples
 from elang.client.client import ClientError, ElangClient
+from elang.exit_repository import ExitModelSpec, write_exit_model
 from elang.export.multiexit import MultiExitModel
 from elang.export.onnx_export import ExportError
 from elang.export.segments import check_segments, export_segments
 from elang.export.tiny import TinySpec, make_tiny_multi_exit, sample_rows
-
-from elang import contract as c
-from elang.bench import prom_samples
-from elang.exit_repository import ExitModelSpec, write_exit_model
 from elang.routing import cascade_offline, get_policy
 from elang.segments import Segment, all_exit_logits
 from elang.server import TritonServer

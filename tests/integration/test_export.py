@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from elang.export.stage import export_stage
-from elang.export.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint, sample_rows
 
 from elang.datasets import make_splits
+from elang.export.stage import export_stage
+from elang.export.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint, sample_rows
 from elang.repository import RepositoryError, model_names, parse_config
 
 ELANG = [sys.executable, "-m", "elang.cli"]
@@ -84,7 +84,7 @@ def test_native_runtimes_write_parseable_configs(checkpoints, tmp_path, runtime)
     assert cfg.platform == {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}[runtime]
     if runtime == "tensorrt":
         script = (repo / "swift_onnx" / "1" / "build_engine.sh").read_text()
-        assert "trtexec --onnx=model.onnx --saveEngine=model.plan" in script and "input_ids:64x128" in script
+        assert '"$TRTEXEC" --onnx=model.onnx --saveEngine=model.plan' in script and "input_ids:64x128" in script
 
 
 def test_label_sets_must_match(checkpoints, tmp_path):

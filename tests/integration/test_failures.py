@@ -6,8 +6,8 @@ import shutil
 import time
 
 import pytest
-from elang.client.client import ClientError, ElangClient
 
+from elang.client.client import ClientError, ElangClient
 from elang.server import TritonServer
 
 pytestmark = pytest.mark.integration

@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from elang.client.client import ClientError, ElangClient, OverloadedError
-from elang.export.tiny import sample_rows
 
 from elang import contract as c
 from elang.bench import prom_samples
+from elang.client.client import ClientError, ElangClient, OverloadedError
+from elang.export.tiny import sample_rows
 from elang.health import deep_check
 from elang.inputs import encode_texts
 from elang.repository import ClassifierSpec, tune_repository, write_classifier

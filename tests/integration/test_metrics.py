@@ -9,11 +9,12 @@ import urllib.request
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from elang.client.client import ElangClient
-from elang.export.tiny import sample_rows
+from chart_checks import dashboard_metric_names
 from tritonclient.utils import InferenceServerException
 
 from elang.bench import prom_samples
+from elang.client.client import ElangClient
+from elang.export.tiny import sample_rows
 from elang.server import TritonServer
 
 pytestmark = pytest.mark.integration
@@ -70,3 +71,7 @@ def test_metrics_after_a_known_workload(tiny_repo):
     assert _metric(text, "elang_stage_abandoned_total", model="elang", stage="super") == 0
     version = re.search(r'elang_calibration_info\{[^}]*calibration_version="([^"]+)"', text).group(1)
     assert version == "tiny-sample-q0.3"
+    # The Grafana dashboard's queries name only metrics this server exports.
+    served = {n for n in re.findall(r"^(elang_[a-z_]+)", text, re.M)}
+    served |= {re.sub(r"_(bucket|sum|count)$", "", n) for n in served}
+    assert dashboard_metric_names() <= served, dashboard_metric_names() - served

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from elang.client.client import ElangClient
-from elang.export.tiny import sample_rows
 
 from elang import contract as c
+from elang.client.client import ElangClient
+from elang.export.tiny import sample_rows
 from elang.routing import energy
 
 pytestmark = pytest.mark.integration

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 import tritonclient.grpc as grpcclient
+
+from elang import contract as c
 from elang.client.client import ClientError, ElangClient
 from elang.export.onnx_export import ExportError
 from elang.export.seq2seq_export import check_parity, export_onnx, export_seq2seq_stage
 from elang.export.seq2seq_train import load_seq2seq
 from elang.export.tiny_seq2seq import tiny_g2p_checkpoint, tiny_g2p_splits, tiny_user_t5
-
-from elang import contract as c
 from elang.generation import OnnxSeq2SeqGenerator, token_energies
 from elang.inputs import encode_texts
 from elang.repository import RepositoryError, parse_config, render_config

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from elang.export.multiexit import MultiExitModel, read_exits
 from elang.export.tiny import TinySpec, make_tiny_checkpoint
 

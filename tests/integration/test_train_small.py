@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from elang.export.tiny import TinySpec, make_tiny_checkpoint
 
 WORDS = "the a service order delivery staff room price time place food day night week month".split()

@@ -1,6 +1,7 @@
 """Reading texts for the client."""
 
 import pytest
+
 from elang.client.inputs import InputFileError, read_texts
 
 

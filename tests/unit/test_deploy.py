@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -10,13 +12,22 @@ from pathlib import Path
 import helm_python as helm
 import pytest
 import yaml
+from chart_checks import dashboard_metric_names
 
 from elang import contract as c
 from elang.repository import model_names
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "elang-serve"
-VALUE_FILES = ("values.yaml", "values-gpu.yaml", "values-autoscaling.yaml")
+VALUE_FILES = (
+    "values.yaml",
+    "values-gpu.yaml",
+    "values-autoscaling.yaml",
+    "values-image.yaml",
+    "values-initcontainer.yaml",
+    "values-objectstore-gcs.yaml",
+    "values-objectstore-azure.yaml",
+)
 KUBE = "1.30.0"
 
 
@@ -57,6 +68,8 @@ def test_rendered_manifests_validate(values_file):
     assert {"Deployment", "Service", "PodDisruptionBudget"} <= set(docs)
     for kind, items in docs.items():
         for doc in items:
+            if kind == "ConfigMap":  # the dashboard: its JSON is checked below
+                json.loads(next(iter(doc["data"].values())))
             if kind == "ServiceMonitor":  # a CRD: no bundled schema; checked below
                 assert doc["apiVersion"] == "monitoring.coreos.com/v1"
                 assert doc["spec"]["endpoints"][0]["port"] == "metrics"
@@ -77,6 +90,7 @@ def test_yamllint_values():
 def test_defaults_are_safe():
     docs = _render(_values("values.yaml"))
     ctr = _container(docs)
+    assert "command" not in ctr and ctr["args"][0] == "tritonserver"  # the image's ENTRYPOINT stays
     assert "--model-control-mode=none" in ctr["args"]
     assert not [a for a in ctr["args"] if a.startswith("--load-model")]
     assert {p["name"]: p["containerPort"] for p in ctr["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -118,7 +132,13 @@ def test_gpu_and_autoscaling_values():
     gpu = _render({**_values("values.yaml"), **_values("values-gpu.yaml")})
     ctr = _container(gpu)
     assert ctr["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert "--model-repository=/models/tensorrt" in ctr["args"]
+    # Engines are built on the node's GPU into a writable copy that the server then serves.
+    assert "--model-repository=/prepared/repository" in ctr["args"]
+    (prep,) = gpu["Deployment"][0]["spec"]["template"]["spec"]["initContainers"]
+    assert "command" not in prep and prep["args"][:3] == ["python3", "-m", "elang.prepare"]
+    assert "--source=/models/tensorrt" in prep["args"] and "--build-engines" in prep["args"]
+    assert prep["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {m["mountPath"]: m.get("readOnly", False) for m in prep["volumeMounts"]}["/prepared"] is False
     pod = gpu["Deployment"][0]["spec"]["template"]["spec"]
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     auto = _render(_values("values-autoscaling.yaml"))
@@ -175,3 +195,88 @@ def test_the_liveness_probe_command_is_the_health_check():
     assert (args.url, args.timeout, args.slow_is_alive, args.quiet) == ("127.0.0.1:8000", 10.0, True, True)
     values["probes"]["liveness"]["deep"] = False
     assert _container(_render(values))["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+
+
+def _pdb(values: dict) -> dict:
+    (pdb,) = _render(values)["PodDisruptionBudget"]
+    return pdb["spec"]
+
+
+def test_the_pdb_never_blocks_a_drain():
+    values = _values("values.yaml")
+    assert values["replicaCount"] == 1
+    spec = _pdb(values)
+    assert spec["maxUnavailable"] == 1 and "minAvailable" not in spec
+    values["podDisruptionBudget"] = {**values["podDisruptionBudget"], "minAvailable": 1}
+    with pytest.raises(helm.HelmError, match="would block every node drain"):
+        _render(values)
+    assert _pdb({**values, "replicaCount": 3})["minAvailable"] == 1
+    assert _pdb(_values("values-autoscaling.yaml"))["minAvailable"] == 1  # minReplicas 2
+
+
+def test_object_store_credentials_reach_triton():
+    gcs = _container(_render(_values("values-objectstore-gcs.yaml")))
+    env = {e["name"]: e["value"] for e in gcs["env"]}
+    mounts = {m["name"]: m for m in gcs["volumeMounts"]}
+    key = env["GOOGLE_APPLICATION_CREDENTIALS"]
+    assert key.startswith(mounts["gcs-credentials"]["mountPath"] + "/") and key.endswith("/key.json")
+    assert mounts["gcs-credentials"]["readOnly"] is True
+    assert "--model-repository=gs://my-models/elang/python-ort" in gcs["args"]
+    docs = _render(_values("values-objectstore-gcs.yaml"))
+    vols = {v["name"]: v for v in docs["Deployment"][0]["spec"]["template"]["spec"]["volumes"]}
+    assert vols["gcs-credentials"]["secret"]["secretName"] == "elang-gcs-key"
+    azure = _container(_render(_values("values-objectstore-azure.yaml")))
+    assert azure["envFrom"] == [{"secretRef": {"name": "elang-azure-credentials"}}]
+    assert "--model-repository=as://myaccount/models/elang/python-ort" in azure["args"]
+    bad = _values("values-objectstore-azure.yaml")
+    bad["modelRepository"]["objectStore"]["uri"] = "ftp://x"
+    with pytest.raises(helm.HelmError, match="must start with s3://, gs:// or as://"):
+        _render(bad)
+
+
+def test_a_repository_baked_into_the_image_is_served_where_the_image_serves_it():
+    ctr = _container(_render(_values("values-image.yaml")))
+    dockerfile = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))
+    assert not re.search(r"^ENTRYPOINT", dockerfile, re.M)  # NVIDIA's entrypoint is kept
+    assert cmd[0] == "tritonserver"
+    assert [a for a in cmd if a.startswith("--model-repository=")] == [
+        a for a in ctr["args"] if a.startswith("--model-repository=")
+    ]
+    assert "COPY ${MODEL_REPOSITORY} /models" in dockerfile
+    assert not [m for m in ctr["volumeMounts"] if m["mountPath"] == "/models"]  # nothing hides the baked one
+
+
+def test_serving_knobs_render_into_the_prepare_step_and_parse():
+    from elang.prepare import KNOB_OPTIONS
+    from elang.prepare import main as prepare_main  # noqa: F401 - the parser the args must fit
+
+    docs = _render(_values("values-initcontainer.yaml"))
+    fetch, prep = docs["Deployment"][0]["spec"]["template"]["spec"]["initContainers"]
+    assert fetch["name"] == "fetch-model-repository"
+    args = prep["args"][3:]
+    assert "--source=/models/python-ort" in args and "--build-engines" not in args
+    given = dict(a.split("=", 1) for a in args if a.startswith("--") and "=" in a)
+    options = {opt for opt, _ in KNOB_OPTIONS.values()}
+    knobs = {k: v for k, v in given.items() if k in options}
+    assert knobs == {"--max-queue-size": "64", "--queue-timeout-s": "5", "--stage-timeout-s": "30"}
+    assert "--model-repository=/prepared/repository" in _container(docs)["args"]
+    # Knobs with a bucket Triton reads itself cannot be applied: said, not ignored.
+    values = _values("values-autoscaling.yaml")
+    values["serving"] = {"maxQueueSize": 8}
+    with pytest.raises(helm.HelmError, match="need a local copy of the repository"):
+        _render(values)
+
+
+def test_dashboard_queries_use_the_metrics_the_router_exports():
+    from elang.triton import metrics
+
+    exported = set(re.findall(r'fam\(\s*"(elang_[a-z_]+)"', Path(metrics.__file__).read_text()))
+    names = dashboard_metric_names()
+    assert {"elang_super_fraction", "elang_swift_energy", "elang_calibration_info"} <= names
+    assert names <= exported, names - exported
+    docs = _render(_values("values-autoscaling.yaml"))
+    (cm,) = docs["ConfigMap"]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["elang-router.json"])["uid"] == "elang-serve-router"
+    assert "ConfigMap" not in _render(_values("values.yaml"))

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+
 from elang.client.stats import RoutingStats, percentiles
 
 

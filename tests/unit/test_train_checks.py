@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from elang.export.train import collapse_warning
 
 NAMES = ["negative", "neutral", "positive"]

@@ -23,11 +23,54 @@ app.kubernetes.io/name: {{ include "elang.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* Where tritonserver finds the repository for the selected runtime. */}}
-{{- define "elang.repositoryPath" -}}
-{{- if eq .Values.modelRepository.source "objectStore" -}}
+{{/* Where the repository of the selected runtime is as shipped. */}}
+{{- define "elang.sourcePath" -}}
+{{- $src := .Values.modelRepository.source -}}
+{{- if eq $src "objectStore" -}}
 {{- required "modelRepository.objectStore.uri is required when source is objectStore" .Values.modelRepository.objectStore.uri | trimSuffix "/" -}}/{{ .Values.runtime }}
+{{- else if eq $src "image" -}}
+{{- .Values.modelRepository.image.path | trimSuffix "/" -}}
 {{- else -}}
 {{- .Values.modelRepository.mountPath | trimSuffix "/" -}}/{{ .Values.runtime }}
 {{- end -}}
+{{- end -}}
+
+{{/* The serving knobs given (non-null), as `python3 -m elang.prepare` options. */}}
+{{- define "elang.knobArgs" -}}
+{{- $opts := dict "maxQueueSize" "--max-queue-size" "queueTimeoutSeconds" "--queue-timeout-s" "stageTimeoutSeconds" "--stage-timeout-s" "stageInflight" "--stage-inflight" "stageQueueRows" "--stage-queue-rows" "routerInstances" "--router-instances" "maxQueueDelayMicroseconds" "--max-queue-delay-us" -}}
+{{- range $key := keys $opts | sortAlpha -}}
+{{- $v := index $.Values.serving $key -}}
+{{- if not (kindIs "invalid" $v) }}
+- {{ index $opts $key }}={{ $v }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when an init container copies the repository to a writable volume (engines, knobs). */}}
+{{- define "elang.prepare" -}}
+{{- $mode := toString .Values.prepare.enabled -}}
+{{- if eq $mode "true" -}}true
+{{- else if eq $mode "auto" -}}
+{{- if or (eq .Values.runtime "tensorrt") (include "elang.knobArgs" . | trim) -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where tritonserver finds the repository. */}}
+{{- define "elang.repositoryPath" -}}
+{{- if include "elang.prepare" . -}}
+/prepared/repository
+{{- else -}}
+{{- include "elang.sourcePath" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Container resources, with the GPU added when gpu.enabled. */}}
+{{- define "elang.resources" -}}
+{{- $res := deepCopy .Values.resources -}}
+{{- if .Values.gpu.enabled -}}
+{{- $limits := default dict $res.limits -}}
+{{- $_ := set $limits "nvidia.com/gpu" .Values.gpu.count -}}
+{{- $_ := set $res "limits" $limits -}}
+{{- end -}}
+{{- toYaml $res -}}
 {{- end -}}
