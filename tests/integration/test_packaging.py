@@ -74,5 +74,7 @@ def test_bare_install_classifies_through_the_real_server(bare: Path, server, tmp
         "assert not heavy, heavy\n"
         "print('ok', r.stats.super_fraction)\n"
     )
-    out = subprocess.run([str(bare / "bin" / "python"), "-c", code, server.grpc_url], capture_output=True, text=True)
+    out = subprocess.run(
+        [str(bare / "bin" / "python"), "-c", code, server.grpc_url], capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.returncode == 0 and out.stdout.startswith("ok"), out.stderr
