@@ -197,7 +197,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune a classifier (cached, resumable) and report its accuracy")
     p.add_argument("--preset", choices=("swift", "super"), default=None, help="the default pair's recipes")
-    p.add_argument("--model", default=None, help="minilm-l6, mpnet-base, or a local Hugging Face checkpoint folder")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="minilm-l6, mpnet-base (SHA-256 checked), a local Hugging Face checkpoint folder, or a Hub id with a pinned revision: org/name@revision",
+    )
     p.add_argument("--layers", type=int, default=None, help="keep only the first N encoder layers")
     p.add_argument("--freeze-layers", type=int, default=None, help="freeze embeddings and the first N layers")
     p.add_argument("--epochs", type=int, default=None)
