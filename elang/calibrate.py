@@ -402,7 +402,9 @@ def write_router_values(repository: Path, router: str, values: dict[str, str], r
     """Set ``values`` in ``router``'s config parameters (checked as the router would) and write the
     calibration record next to it: the record first, so a reload that sees the new threshold also
     finds the record behind it."""
+    from elang import contract as c
     from elang.atomic import write_text
+    from elang.fingerprint import stage_hashes
     from elang.repository import parse_config, render_config
     from elang.router import RouterSettings
 
@@ -412,7 +414,9 @@ def write_router_values(repository: Path, router: str, values: dict[str, str], r
     cfg = parse_config(cfg_path.read_text())
     for k, v in values.items():
         cfg.parameters[k].string_value = v
-    RouterSettings.from_parameters({k: v.string_value for k, v in cfg.parameters.items()})
+    settings = RouterSettings.from_parameters({k: v.string_value for k, v in cfg.parameters.items()})
+    # Which models this calibration was made on: a later re-export makes it stale.
+    cfg.parameters[c.PARAM_STAGE_HASHES].string_value = stage_hashes(Path(repository), settings.stages)
     write_text(Path(repository) / router / "calibration.json", record_json)
     write_text(cfg_path, render_config(cfg))
     return cfg_path

@@ -88,19 +88,35 @@ def check_parity(
     atol: float = DEFAULT_ATOL,
     pairs: list[str] | None = None,
 ) -> ParityReport:
-    """Max absolute logit difference between PyTorch and ONNX Runtime on ``texts``."""
+    """Max absolute logit difference between PyTorch and ONNX Runtime on ``texts``.
+
+    The serving tokenizer's ids are first compared with the training tokenizer's
+    (``AutoTokenizer`` of the checkpoint, truncated at ``max_length`` as training does): a text
+    tokenized differently is an ExportError naming it, since the logits would then agree on
+    inputs the model was never trained on."""
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if not texts:
         raise ExportError("parity check needs at least one text")
     model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    train_tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     onnx_model = OnnxTextClassifier(onnx_dir, max_length=max_length)
     diffs, agree = [], 0
     for start in range(0, len(texts), 32):
         batch = texts[start : start + 32]
         batch_pairs = None if pairs is None else pairs[start : start + 32]
         feeds = onnx_model.tokenizer(batch, batch_pairs)
+        trained = train_tokenizer(batch, batch_pairs, truncation=True, max_length=max_length)["input_ids"]
+        for i, want in enumerate(trained):
+            got = feeds["input_ids"][i][feeds["attention_mask"][i] == 1].tolist()
+            if got != list(want):
+                at = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+                raise ExportError(
+                    f"the serving tokenizer differs from the training tokenizer on validation text {start + i} "
+                    f"({batch[i][:60]!r}): at token {at}, serving {got[at : at + 5]} vs training {list(want[at : at + 5])} "
+                    f"({len(got)} vs {len(want)} tokens, max length {max_length})"
+                )
         with torch.no_grad():
             ref = model(**{k: torch.from_numpy(feeds[k]) for k in onnx_model.input_names}).logits.numpy()
         got = onnx_model(batch, batch_pairs)

@@ -10,7 +10,8 @@ Names (docs/OPERATIONS.md has PromQL for them):
 * ``elang_swift_energy{model}``: histogram of the first stage's energy of answered texts
   (buckets from the ``energy_buckets`` config parameter);
 * ``elang_super_fraction{model}``: share escalated among the last ``window_rows`` answered texts;
-* ``elang_calibration_info{model, calibration_version, policy, threshold, temperature}``: 1;
+* ``elang_calibration_info{model, calibration_version, policy, threshold, temperature, stale}``: 1;
+  ``stale`` names the stages whose model files changed since the calibration (empty: current);
 * ``elang_router_executions_total{model}`` / ``elang_router_duration_us_total{model}``:
   dynamic batches executed, time inside ``execute`` (stage 0 included, later stages not);
 * ``elang_stage_calls_total{model, stage}``, ``elang_stage_rows_total{model, stage}``,
@@ -56,7 +57,7 @@ def energy_buckets(settings: RouterSettings) -> list[float]:
 
 
 class RouterMetrics:
-    def __init__(self, pb_utils: Any, model: str, settings: RouterSettings) -> None:
+    def __init__(self, pb_utils: Any, model: str, settings: RouterSettings, stale: list[str] | None = None) -> None:
         fam = pb_utils.MetricFamily
         labels = {"model": model}
         self.stages = settings.stages
@@ -87,6 +88,7 @@ class RouterMetrics:
                 "policy": settings.policy,
                 "threshold": ",".join(repr(t) for t in settings.thresholds),
                 "temperature": repr(settings.temperature),
+                "stale": ",".join(stale or ()),
             }
         )
         self.info.set(1.0)

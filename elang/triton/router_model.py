@@ -22,6 +22,7 @@ import triton_python_backend_utils as pb_utils
 from elang import contract as c
 from elang.classifier import OnnxTextClassifier, classifier_options
 from elang.execution import CascadeExecutor, FailureKind, Job, StageCallError
+from elang.fingerprint import stale_message, stale_stages
 from elang.inputs import InputError, decode_texts
 from elang.router import RouterSettings, generate_outputs, job_outputs, stage_answer, stage_batch_limits, stage_call
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
@@ -46,7 +47,10 @@ class TritonPythonModel:
         first = None
         if self.settings.inline_stage:
             first = load_inline_stage(version_dir, self.settings.inline_stage)
-        self.metrics = RouterMetrics(pb_utils, self.model_config["name"], self.settings)
+        stale = stale_stages(Path(args["model_repository"]).parent, self.settings.extra.get(c.PARAM_STAGE_HASHES, ""))
+        if stale:
+            pb_utils.Logger.log_warn(stale_message(self.model_config["name"], self.settings.calibration_version, stale))
+        self.metrics = RouterMetrics(pb_utils, self.model_config["name"], self.settings, stale=stale)
         self.executor = CascadeExecutor(
             self.settings.stage_limits(),
             self.settings.load_policy(Path(args["model_repository"])),
@@ -60,7 +64,8 @@ class TritonPythonModel:
             keep_scores=bool(self.settings.exit_layers),
         )
         self.metrics.watch(self.executor)
-        self.logger.log_info(f"elang router ready: {self.settings.describe()}")
+        note = f" STALE calibration ({', '.join(stale)} changed)" if stale else ""
+        self.logger.log_info(f"elang router ready: {self.settings.describe()}{note}")
 
     def finalize(self) -> None:
         self.executor.close()

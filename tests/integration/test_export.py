@@ -127,3 +127,21 @@ def _labelled_csv(tmp_path):
         "text,label\n" + "".join(f'"{rows[i % len(rows)][0]} {i}",{rows[i % len(rows)][1]}\n' for i in range(120))
     )
     return f
+
+
+def test_parity_refuses_a_serving_tokenizer_that_differs_from_training(checkpoints, tmp_path):
+    """The logits could agree on ids the model never saw in training: the ids are compared first."""
+    from elang.export.onnx_export import ExportError, check_parity
+
+    repo = tmp_path / "repo"
+    export_stage(checkpoints["swift"], "swift", repo, sample_texts=SAMPLE, max_length=64)
+    stage = repo / "swift" / "1"
+    texts = [t.upper() for t in SAMPLE[:40]]
+    assert check_parity(checkpoints["swift"], stage, texts, max_length=64).ok  # same tokenizer: fine
+    tok = json.loads((stage / "tokenizer.json").read_text())
+    tok["normalizer"] = None  # serving no longer lowercases: "GOOD" is not "good"
+    (stage / "tokenizer.json").write_text(json.dumps(tok))
+    with pytest.raises(
+        ExportError, match=r"serving tokenizer differs from the training tokenizer on validation text 0"
+    ):
+        check_parity(checkpoints["swift"], stage, texts, max_length=64)
