@@ -268,25 +268,21 @@ def run_bench(
 
 
 def process_tree_rss_mb(pid: int) -> float:
-    """Resident memory (MB) of ``pid`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    """Resident memory (MB) of ``pid`` and all its descendants (psutil)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for p in procs:
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
+            total += p.memory_info().rss
+        except psutil.Error:  # exited meanwhile
             continue
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += float(line.split()[1]) / 1024
-        except OSError:
-            pass
-        todo += children.get(p, [])
-    return total
+    return total / (1024 * 1024)
 
 
 def bench_markdown(
@@ -341,17 +337,16 @@ def bench_markdown(
 
 
 def prom_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
-    """(labels, value) of every sample of metric ``name`` in Prometheus text format."""
-    import re
+    """(labels, value) of every sample of metric ``name`` in Prometheus text format
+    (``prometheus_client``'s parser: escaped quotes and commas in label values are fine)."""
+    from prometheus_client.parser import text_string_to_metric_families
 
-    out = []
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        body, value = line.rsplit(" ", 1)
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', body[len(name) :]))
-        out.append((labels, float(value)))
-    return out
+    return [
+        (dict(s.labels), float(s.value))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    ]
 
 
 def router_profile(metrics_text: str) -> dict[str, dict]:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from elang import __version__, calibrate_cmd, dataspec, exits_cmd, generate_cmd, pairs, seq2seq_cmd, slenderize_cmd
+from elang.quiet import quiet_third_party
 
 log = logging.getLogger("elang")
 
@@ -139,6 +140,8 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def _add_classify(sub: argparse._SubParsersAction) -> None:
+    from elang.client.inputs import add_input_options, threshold_arg
+
     p = sub.add_parser("classify", help="classify texts through a running server and print routing stats")
     p.add_argument("source", help="file of texts (one per line, or CSV/TSV/JSONL with a text column), or - for stdin")
     p.add_argument("--url", default="127.0.0.1:8001", help="server HOST:PORT (gRPC port for grpc, HTTP for http)")
@@ -152,8 +155,10 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threshold",
         default=None,
+        type=threshold_arg,
         help="override the router threshold for these requests (write --threshold=-inf for minus infinity)",
     )
+    add_input_options(p)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
@@ -166,7 +171,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from elang.client.client import ElangClient
     from elang.client.inputs import read_texts
 
-    texts, labels = read_texts(args.source, args.format, args.text_column, args.label_column)
+    texts, labels = read_texts(
+        args.source, args.format, args.text_column, args.label_column, args.encoding, args.errors
+    )
     client = ElangClient(args.url, protocol=args.protocol, model=args.model, timeout_s=args.timeout)
     result = client.classify(
         texts,
@@ -717,6 +724,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    quiet_third_party(args.verbose)
     from elang.client.client import ClientError
     from elang.client.inputs import InputFileError
     from elang.export.onnx_export import ExportError

@@ -8,6 +8,8 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from elang.client.inputs import add_input_options, threshold_arg
+
     p = sub.add_parser(
         "generate",
         help="generate through a running server's seq2seq router (or a generating stage), one line per input",
@@ -23,7 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="elang", help="elang (routed), swift or super")
     p.add_argument("--format", choices=("lines", "csv", "tsv", "jsonl"), default=None, help="default: by extension")
     p.add_argument("--input-column", default="input", help="input column of a CSV/TSV/JSONL file")
-    p.add_argument("--threshold", default=None, help="override the router threshold (write --threshold=-inf)")
+    p.add_argument(
+        "--threshold", default=None, type=threshold_arg, help="override the router threshold (write --threshold=-inf)"
+    )
+    add_input_options(p)
     p.add_argument("--max-new-tokens", type=int, default=None, help="at most this many new tokens per input")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--concurrency", type=int, default=4)
@@ -38,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    texts, _ = read_texts(args.source, args.format, args.input_column, None)
+    texts, _ = read_texts(args.source, args.format, args.input_column, None, args.encoding, args.errors)
     client = ElangClient(args.url, protocol=args.protocol, model=args.model, timeout_s=args.timeout)
     result = client.generate(
         texts,

@@ -21,8 +21,6 @@ import sys
 import sysconfig
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,17 +170,21 @@ class TritonServer:
             raise
         return self
 
-    def _get(self, path: str, timeout: float = 2.0) -> int:
-        try:
-            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=timeout) as r:
-                return int(r.status)
-        except urllib.error.HTTPError as e:
-            return int(e.code)
-        except (urllib.error.URLError, OSError):
-            return 0
-
     def is_ready(self) -> bool:
-        return self._get("/v2/health/ready") == 200
+        """Triton's readiness (every model loaded), asked with tritonclient."""
+        import tritonclient.http as httpclient
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            client = httpclient.InferenceServerClient(self.http_url, connection_timeout=2.0, network_timeout=2.0)
+            try:
+                return bool(client.is_server_ready())
+            finally:
+                client.close()
+        except (InferenceServerException, OSError, ConnectionError):
+            return False
+        except Exception:  # geventhttpclient raises its own socket errors while the port is closed
+            return False
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s

@@ -91,3 +91,33 @@ def test_classify_down_server_is_a_clear_error(tmp_path):
     out = subprocess.run(ELANG + ["classify", "--url", f"127.0.0.1:{port}", str(f)], capture_output=True, text=True)
     assert out.returncode == 2
     assert f"127.0.0.1:{port}" in out.stderr and "error" in out.stderr
+
+
+def test_classify_reports_blank_lines_and_refuses_other_encodings(server, tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_bytes("Café au lait\n\ngood day\n   \nbad day\n".encode("latin-1"))
+    cmd = ELANG + ["classify", "--url", server.grpc_url, str(f)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 2 and "line 1, column 4: byte 0xe9 is not valid utf-8" in out.stderr, out.stderr
+    assert "ERROR" not in out.stdout  # nothing was sent
+    out = subprocess.run(cmd + ["--encoding", "latin-1"], capture_output=True, text=True)
+    lines = [x for x in out.stdout.splitlines() if "\t" in x]
+    assert len(lines) == 5, out.stdout  # one output line per input line, blank ones included
+    assert lines[0].endswith("Café au lait") and "�" not in out.stdout
+    assert lines[1].startswith("ERROR") and lines[3].startswith("ERROR") and "empty" in lines[1]
+    assert "2 of 5 texts failed" in out.stderr and out.returncode == 1
+    out = subprocess.run(cmd + ["--errors", "replace"], capture_output=True, text=True)
+    assert "Caf\ufffd au lait" in out.stdout
+
+
+def test_classify_checks_the_threshold_before_sending(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("hello\n")
+    port = free_port()  # nothing listens: a threshold error must come first
+    for bad in ("abc", "nan", "1,x"):
+        out = subprocess.run(
+            ELANG + ["classify", "--url", f"127.0.0.1:{port}", str(f), f"--threshold={bad}"],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 2 and "argument --threshold" in out.stderr and repr(bad) in out.stderr

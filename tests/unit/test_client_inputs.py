@@ -5,10 +5,21 @@ import pytest
 from elang.client.inputs import InputFileError, read_texts
 
 
-def test_lines(tmp_path):
+def test_lines_keep_blank_ones_so_outputs_line_up(tmp_path):
     f = tmp_path / "t.txt"
     f.write_text("first\n\nsecond\n")
-    assert read_texts(str(f)) == (["first", "second"], None)
+    assert read_texts(str(f)) == (["first", "", "second"], None)
+
+
+def test_invalid_utf8_is_refused_naming_the_line_unless_asked(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_bytes("text\nfine\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputFileError, match=r"t\.csv line 3, column 4: byte 0xe9 is not valid utf-8"):
+        read_texts(str(f))
+    assert read_texts(str(f), encoding="latin-1")[0] == ["fine", "café"]
+    assert read_texts(str(f), errors="replace")[0] == ["fine", "caf\ufffd"]
+    with pytest.raises(InputFileError, match="unknown encoding 'klingon'"):
+        read_texts(str(f), encoding="klingon")
 
 
 def test_csv_with_labels(tmp_path):
@@ -38,7 +49,7 @@ def test_jsonl_and_tsv(tmp_path):
         ("t.csv", "body\nx\n", {}, "no column 'text'"),
         ("t.csv", "text\nx\n", {"label_column": "label"}, "no column 'label'"),
         ("t.jsonl", "not json\n", {}, "line 1: not JSON"),
-        ("t.jsonl", '{"x": 1}\n', {}, "no 'text' field"),
+        ("t.jsonl", '{"x": 1}\n', {}, "no field 'text'"),
         ("t.txt", "\n\n", {}, "holds no texts"),
         ("t.txt", "a\n", {"label_column": "y"}, "labels need"),
     ],

@@ -65,11 +65,14 @@ def test_two_text_columns_jsonl(tmp_path):
     assert all(p.replace("r", "q") == t for t, p in zip(s.train.texts, s.train.pairs))
 
 
-def test_broken_encoding_is_replaced_not_fatal(tmp_path):
+def test_broken_encoding_is_replaced_and_reported(tmp_path, caplog):
     f = tmp_path / "b.csv"
     f.write_bytes(b"text,label\nbad \xff bytes,a\ngood,b\n")
     ds, _ = load_dataset(f)
-    assert ds.texts[0].startswith("bad ") and len(ds) == 2
+    assert ds.texts[0] == "bad \ufffd bytes" and len(ds) == 2
+    assert "1 line(s) hold bytes that are not UTF-8 (first: line 2)" in caplog.text
+    with pytest.raises(DatasetError, match="line 2, column 5: byte 0xff is not valid utf-8"):
+        load_dataset(f, errors="strict")
 
 
 @pytest.mark.parametrize(
