@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from elang.seq2seq_repository import router_task
 
     if router_task(args.repository, args.router or c.ROUTER_MODEL) == c.TASK_GENERATE:
-        from elang.seq2seq_calibrate_cmd import run as run_seq2seq
+        from elang.cli.seq2seq_calibrate import run as run_seq2seq
 
         return run_seq2seq(args)
     if args.criterion not in (None, "auto", "energy", "softmax", "entropy", "learned", "patience"):
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             exit_router = None  # a pair's router (elang, elang_<super>): calibrated below
         if exit_router is not None:
-            from elang.exit_calibrate_cmd import run_exits
+            from elang.cli.exit_calibrate import run_exits
 
             return run_exits(args, exit_router)
     if args.mean_exit_layer is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 def seq2seq_splits(args: argparse.Namespace):  # noqa: ANN201 - Seq2SeqSplits
     """The splits from the shared data options (``--text-column`` is the input, ``--label-column`` the target)."""
-    from elang.seq2seq_cmd import seq2seq_splits as splits
+    from elang.cli.seq2seq import seq2seq_splits as splits
 
     return splits(
         args.data, (args.text_column or ["input"])[0], args.label_column or "target", args.sizes, args.split_seed
@@ -40,7 +40,7 @@ def serves_seq2seq(repository: Path | None, url: str | None) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from elang import seq2seq_calibrate as sc
-    from elang.calibrate_cmd import target_from_args
+    from elang.cli.calibrate import target_from_args
     from elang.export.pipeline import default_cache
     from elang.repository import parse_config
     from elang.router import RouterSettings

@@ -1,0 +1,68 @@
+"""The `elang` command: one module per command family (serve, client, train, measure; the
+calibrate, exits, seq2seq, slenderize, generate and pairs commands keep their own modules)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from elang import __version__, pairs
+from elang.cli import calibrate, client, exits, generate, measure, seq2seq, serve, slenderize, train
+from elang.cli.train import recipe_from_args  # noqa: F401 - re-exported for callers of elang.cli
+from elang.quiet import quiet_third_party
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="elang", description="E-LANG energy-based routing on Triton")
+    parser.add_argument("--version", action="version", version=f"elang-serve {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        serve._add_serve,
+        client._add_classify,
+        generate.add_parser,
+        train._add_train,
+        seq2seq.add_parser,
+        slenderize.add_parser,
+        train._add_export,
+        exits.add_parser,
+        calibrate.add_parser,
+        pairs.add_parser,
+        measure._add_bench,
+        train._add_tiny,
+        serve._add_tune,
+        serve._add_health,
+        train._add_demo,
+        measure._add_bench_layout,
+        measure._add_profile,
+    ):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    quiet_third_party(args.verbose)
+    from elang.client.client import ClientError
+    from elang.client.inputs import InputFileError
+    from elang.export.onnx_export import ExportError
+    from elang.repository import RepositoryError
+    from elang.server import ServerError
+
+    try:
+        return int(args.func(args) or 0)
+    except (
+        ClientError,
+        InputFileError,
+        RepositoryError,
+        ServerError,
+        ExportError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
+        print(f"elang {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,204 @@
+"""Commands that run or change a server: serve, health, tune."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="start the bundled Triton server on a model repository, and keep it healthy",
+        description="Starts tritonserver and runs the deep health check (one text through every stage, "
+        "as `elang health`) every --health-interval seconds; after --health-failures failed checks in a "
+        "row it heals (--heal). See docs/OPERATIONS.md.",
+    )
+    p.add_argument("--model-repository", required=True, type=Path, help="folder written by the repository writer")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for readiness")
+    p.add_argument("--log-file", type=Path, default=None, help="server log (default: a temporary file)")
+    p.add_argument("--log-verbose", type=int, default=0)
+    p.add_argument(
+        "--allow-reload",
+        action="store_true",
+        help="model control 'explicit': `elang calibrate --reload-url` can reload the router without a restart, "
+        "and a dead stage is healed by reloading it alone",
+    )
+    h = p.add_argument_group("healing")
+    h.add_argument(
+        "--heal",
+        choices=("auto", "reload", "restart", "exit", "off"),
+        default="auto",
+        help="what to do when the server is unhealthy: reload the failing models (needs --allow-reload), restart "
+        "the server, exit with code 3, or nothing; auto: reload with --allow-reload, else restart",
+    )
+    h.add_argument("--health-interval", type=float, default=5.0, help="seconds between deep checks (default 5)")
+    h.add_argument("--health-failures", type=int, default=2, help="failed checks in a row before healing (default 2)")
+    h.add_argument("--health-timeout", type=float, default=10.0, help="seconds a model may take to answer a check")
+    h.add_argument(
+        "--slow-after",
+        type=float,
+        default=60.0,
+        help="heal a model that keeps answering checks too slowly after this many seconds (default 60; errors "
+        "heal after --health-failures checks)",
+    )
+    h.add_argument(
+        "--exit-timeout", type=int, default=10, help="seconds tritonserver waits for in-flight requests on shutdown"
+    )
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from elang.server import TritonServer
+    from elang.supervisor import Supervisor
+
+    server = TritonServer(
+        args.model_repository,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        startup_timeout_s=args.startup_timeout,
+        log_path=args.log_file,
+        log_verbose=args.log_verbose,
+        model_control="explicit" if args.allow_reload else "none",
+        exit_timeout_s=args.exit_timeout,
+    )
+    supervisor = Supervisor(
+        server,
+        heal=args.heal,
+        interval_s=args.health_interval,
+        failures=args.health_failures,
+        timeout_s=args.health_timeout,
+        notify=lambda msg: print(msg, file=sys.stderr, flush=True),
+        slow_after_s=args.slow_after,
+    )
+    stop = {"now": False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    print(f"Triton ready (pid {server.process.pid}), models from {args.model_repository}")
+    print(f"  gRPC     {server.grpc_url}")
+    print(f"  HTTP     http://{server.http_url}")
+    print(f"  metrics  {server.metrics_url}")
+    print(f"  log      {server.log_path}")
+    print(f"  health   deep check every {args.health_interval:g} s, heal: {supervisor.heal}")
+    print("Ctrl-C or SIGTERM stops it.", flush=True)
+    supervisor.start()
+    try:
+        while not stop["now"] and not supervisor.stopped:
+            if supervisor.heal == "off" and server.process.poll() is not None:
+                print(
+                    f"tritonserver exited with code {server.process.returncode}:\n{server.log_tail()}", file=sys.stderr
+                )
+                return 1
+            time.sleep(0.2)
+    finally:
+        supervisor.stop()
+        code = server.stop()
+        print(f"stopped (exit code {code})")
+        for event in supervisor.events:
+            print(f"  health event at {event.detected_s:.0f} s: {event.describe()}")
+    return supervisor.exit_code or 0
+
+
+def _add_health(sub: argparse._SubParsersAction) -> None:
+    from elang.health import add_arguments
+
+    p = sub.add_parser(
+        "health",
+        help="deep health check of a running server: one text through every stage (exit 0 healthy, 1 not)",
+        description="The check behind the Helm chart's liveness probe and `elang serve`'s healing "
+        "(also runnable as `python -m elang.health`).",
+    )
+    add_arguments(p)
+    p.set_defaults(func=cmd_health)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from elang.health import run
+
+    return run(args)
+
+
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+    return value == "on"
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="change serving knobs of a repository in place (threads, inline stage, queues, deadlines)",
+        description="Rewrites the configs of REPOSITORY atomically; restart the server (or reload the models) "
+        "afterwards.",
+    )
+    p.add_argument("repository", type=Path)
+    p.add_argument("--ort-spinning", type=_on_off, default=None, metavar="on|off", help="ONNX Runtime thread spinning")
+    p.add_argument(
+        "--inline", type=_on_off, default=None, metavar="on|off", help="routers run their first stage in-process"
+    )
+    p.add_argument("--router-instances", type=int, default=None, help="instances of each router")
+    p.add_argument("--max-queue-delay-us", type=int, default=None, help="dynamic batching delay of every model")
+    p.add_argument(
+        "--metrics-interval-s", type=float, default=None, help="routers gather metric updates this long (default 0.5)"
+    )
+    q = p.add_argument_group("queues and deadlines (docs/OPERATIONS.md)")
+    q.add_argument(
+        "--max-queue-size",
+        type=int,
+        default=None,
+        help="requests allowed to wait per model; more are refused (0: no limit)",
+    )
+    q.add_argument(
+        "--queue-timeout-s", type=float, default=None, help="a request waiting longer in a queue is refused (0: never)"
+    )
+    q.add_argument("--stage-timeout-s", type=float, default=None, help="routers' deadline for each stage (default 60)")
+    q.add_argument("--stage-inflight", type=int, default=None, help="routers' calls in flight per stage (default 2)")
+    q.add_argument(
+        "--stage-queue-rows", type=int, default=None, help="texts allowed to wait in a router per stage (default 256)"
+    )
+    q.add_argument(
+        "--fault-injection",
+        type=_on_off,
+        default=None,
+        metavar="on|off",
+        help="stages honour the request parameter elang_fault_sleep_s (fault tests and bench --faults only)",
+    )
+    p.set_defaults(func=cmd_tune)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from elang.repository import ServingKnobs, tune_repository
+
+    knobs = ServingKnobs(
+        ort_spinning=args.ort_spinning,
+        inline=args.inline,
+        router_instances=args.router_instances,
+        queue_delay_us=args.max_queue_delay_us,
+        metrics_interval_s=args.metrics_interval_s,
+        max_queue_size=args.max_queue_size,
+        queue_timeout_s=args.queue_timeout_s,
+        stage_timeout_s=args.stage_timeout_s,
+        stage_inflight=args.stage_inflight,
+        stage_queue_rows=args.stage_queue_rows,
+        fault_injection=args.fault_injection,
+    )
+    if not knobs.given():
+        print("nothing to change: give at least one knob (elang tune --help lists them)", file=sys.stderr)
+        return 2
+    changed = tune_repository(args.repository, knobs)
+    print(f"changed: {', '.join(changed)}" if changed else "no config changed (already so)")
+    return 0
