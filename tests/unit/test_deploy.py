@@ -280,3 +280,15 @@ def test_dashboard_queries_use_the_metrics_the_router_exports():
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(cm["data"]["elang-router.json"])["uid"] == "elang-serve-router"
     assert "ConfigMap" not in _render(_values("values.yaml"))
+
+
+@pytest.mark.parametrize("values_file", VALUE_FILES)
+def test_every_container_runs_unprivileged_with_a_read_only_root(values_file):
+    docs = _render(_values(values_file))
+    pod = docs["Deployment"][0]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for ctr in [*pod.get("initContainers", []), *pod["containers"]]:
+        sc = ctr["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, ctr["name"]
+        assert sc["capabilities"]["drop"] == ["ALL"], ctr["name"]
+        assert "command" not in ctr or ctr["name"] == "fetch-model-repository"  # NVIDIA's entrypoint stays
