@@ -71,7 +71,7 @@ $E bench --repository "$REPO" --faults --report docs/results/faults
 #    with the pair and the Super alone through one server.
 EXITS_CKPT=$($E train --model "$SUPER_CKPT" --exits 2,4,6,8,10,12 --epochs 1 --lr 3e-5 --max-length 64 \
     | tee docs/results/train-exits.txt | sed -n 's/^checkpoint //p')
-SLIM_CKPT=$($E slenderize "$EXITS_CKPT" --width 0.5 --epochs 1 | tee docs/results/slenderize.txt | sed -n 's/^checkpoint //p')
+SLIM_CKPT=$($E slenderize "$EXITS_CKPT" --width 0.5 | tee docs/results/slenderize.txt | sed -n 's/^checkpoint //p')
 X=$CACHE/exits-repo
 mkdir -p "$X"
 for m in swift super elang data.json; do [ -e "$X/$m" ] || cp -r "$REPO/$m" "$X/$m"; done
