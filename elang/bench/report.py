@@ -69,7 +69,8 @@ def prom_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
         (dict(s.labels), float(s.value))
         for family in text_string_to_metric_families(text)
         for s in family.samples
-        if s.name == name
+        # The parser names a counter's samples <name>_total even when the text says <name>.
+        if s.name == name or (family.type == "counter" and s.name == name + "_total" and not name.endswith("_total"))
     ]
 
 
