@@ -101,20 +101,18 @@ def _read_rows(path: Path, fmt: str | None, errors: str = "replace-reported") ->
     if not raw.strip():
         raise DatasetError(f"data file {path} is empty")
     fmt = fmt or {".jsonl": "jsonl", ".ndjson": "jsonl", ".tsv": "tsv"}.get(path.suffix.lower(), "csv")
-    try:
-        try:
-            rows, columns = read_rows(raw, str(path), fmt, errors="strict" if errors == "replace-reported" else errors)
-        except InputFileError as exc:
-            if "is not valid utf-8" not in str(exc) or errors != "replace-reported":
-                raise
-            bad = [n for n, line in enumerate(raw.splitlines(), 1) if _not_utf8(line)]
+    if errors == "replace-reported":
+        bad = [n for n, line in enumerate(raw.splitlines(), 1) if _not_utf8(line)]
+        if bad:
             log.warning(
                 "%s: %d line(s) hold bytes that are not UTF-8 (first: line %d); they were replaced with U+FFFD",
                 path,
                 len(bad),
                 bad[0],
             )
-            rows, columns = read_rows(raw, str(path), fmt, errors="replace")
+        errors = "replace" if bad else "strict"
+    try:
+        rows, columns = read_rows(raw, str(path), fmt, errors=errors)
     except InputFileError as exc:
         raise DatasetError(str(exc)) from None
     if not rows:
