@@ -86,7 +86,14 @@ PRESETS = {
         "g2p-swift", d_model=128, d_ff=256, num_heads=4, encoder_layers=2, decoder_layers=1, epochs=4, batching="length"
     ),
     "super": Seq2SeqRecipe(
-        "g2p-super", d_model=256, d_ff=1024, num_heads=4, encoder_layers=3, decoder_layers=3, epochs=3, batching="length"
+        "g2p-super",
+        d_model=256,
+        d_ff=1024,
+        num_heads=4,
+        encoder_layers=3,
+        decoder_layers=3,
+        epochs=3,
+        batching="length",
     ),
 }
 
@@ -97,7 +104,7 @@ class Seq2SeqTrainResult:
     metrics: dict
 
 
-def build_tokenizers(splits: Seq2SeqSplits, lowercase: bool = True):  # noqa: ANN201 - (source, target) PreTrainedTokenizerFast
+def build_tokenizers(splits: Seq2SeqSplits, lowercase: bool = True):  # noqa: ANN201 - (source, target, vocab size)
     """A character tokenizer for inputs and a token tokenizer for targets, over one id space."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast

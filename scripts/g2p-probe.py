@@ -1,20 +1,29 @@
 """Probe a T5 G2P configuration for a few hundred steps before paying for a full run: does it
-leave the bag-of-phonemes plateau? (docs/BENCHMARKS.md section 8.1.)
+leave the bag-of-phonemes plateau, and how fast? (docs/BENCHMARKS.md section 8.1.)
 
-    .venv/bin/python scripts/g2p-probe.py --encoder-layers 4 --decoder-layers 2 --lr 1.5e-3 [--d-model 256 --d-ff 1024]
+    .venv/bin/python scripts/g2p-probe.py --encoder-layers 3 --decoder-layers 3 [--d-model 256 --d-ff 1024]
+    .venv/bin/python scripts/g2p-probe.py --encoder-layers 3 --decoder-layers 3 --unscaled   # T5's own init/steps
 
-Trains as `elang train-seq2seq` does (length batches, warm-up then linear decay planned over
---epochs) and prints validation WER/PER on 300 words every --every steps.
+Trains with `elang train-seq2seq`'s own model, optimiser, schedule (planned over --epochs) and
+batches, and prints the loss every 50 steps and validation WER/PER on 300 words every --every steps.
 """
 
 import argparse
+import math
 import time
 
-import numpy as np
 import torch
-from transformers import T5ForConditionalGeneration
 
-from elang.export.seq2seq_train import Seq2SeqRecipe, _batch, _config, _pairs, build_tokenizers, generate_texts
+from elang.export.seq2seq_train import (
+    Seq2SeqRecipe,
+    _pairs,
+    build_tokenizers,
+    epoch_batches,
+    generate_texts,
+    new_model,
+    new_optimizer,
+    train_step,
+)
 from elang.seq2seq_data import error_rates, g2p_splits
 
 
@@ -26,6 +35,11 @@ def main() -> None:
     p.add_argument("--encoder-layers", type=int, required=True)
     p.add_argument("--decoder-layers", type=int, required=True)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batching", choices=("length", "random"), default="length")
+    p.add_argument("--schedule", choices=("linear", "constant"), default="linear")
+    p.add_argument("--unscaled", action="store_true", help="T5's own query steps and output-head init")
     p.add_argument("--epochs", type=int, default=3, help="the schedule is planned over this many epochs")
     p.add_argument("--steps", type=int, default=900)
     p.add_argument("--every", type=int, default=300)
@@ -34,40 +48,30 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     r = Seq2SeqRecipe(
         "probe", d_model=args.d_model, d_ff=args.d_ff, num_heads=args.heads, encoder_layers=args.encoder_layers,
-        decoder_layers=args.decoder_layers, epochs=args.epochs, lr=args.lr, batching="length",
+        decoder_layers=args.decoder_layers, epochs=args.epochs, lr=args.lr, dropout=args.dropout,
+        batch_size=args.batch_size, batching=args.batching, schedule=args.schedule, scaled_attention=not args.unscaled,
     )  # fmt: skip
     sp = g2p_splits()
-    src, tgt, vocab = build_tokenizers(sp)
+    src, tgt, vocab = build_tokenizers(sp, r.lowercase)
     items = _pairs(sp.train, src, tgt, r)
-    torch.manual_seed(r.seed)
-    model = T5ForConditionalGeneration(_config(r, vocab))
+    model = new_model(r, vocab)
     print("parameters", sum(q.numel() for q in model.parameters()), flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=0.01)
-    total = (len(items) + r.batch_size - 1) // r.batch_size * r.epochs
-    warm = max(1, int(r.warmup * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-    )
+    opt, sched = new_optimizer(model, r, math.ceil(len(items) / r.batch_size) * r.epochs)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=r.label_smoothing)
-    rng = np.random.default_rng(r.seed)
-    order = sorted(rng.permutation(len(items)), key=lambda i: len(items[i][0]) // 3)
-    batches = [order[i : i + r.batch_size] for i in range(0, len(order), r.batch_size)]
-    t0 = time.time()
-    for step, b in enumerate(rng.permutation(len(batches))[: args.steps], 1):
-        model.train()
-        ids, mask, labels = _batch([items[i] for i in batches[b]])
-        logits = model(input_ids=ids, attention_mask=mask, labels=labels).logits
-        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        if step % args.every == 0:
-            model.eval()
-            preds = generate_texts(model, src, tgt, sp.validation.inputs[:300], 40)
-            rates = error_rates(preds, sp.validation.references[:300]).describe()
-            print(f"step {step} loss {loss.item():.3f} {rates} {time.time() - t0:.0f}s", flush=True)
+    t0, step = time.time(), 0
+    for epoch in range(r.epochs):
+        for batch in epoch_batches(items, r, epoch):
+            step += 1
+            loss = train_step(model, opt, sched, loss_fn, [items[i] for i in batch])
+            if step % 50 == 0:
+                print(f"step {step} loss {loss:.3f} {time.time() - t0:.0f}s", flush=True)
+            if step % args.every == 0:
+                model.eval()
+                preds = generate_texts(model, src, tgt, sp.validation.inputs[:300], 40)
+                rates = error_rates(preds, sp.validation.references[:300]).describe()
+                print(f"step {step} {rates} {time.time() - t0:.0f}s", flush=True)
+            if step >= args.steps:
+                return
 
 
 if __name__ == "__main__":
