@@ -232,6 +232,7 @@ def calibrate(
     choice = choose(curve, target, pol, float(su.mean()), cost_ratio, confidence, sw, su)
     rows = aggregator_table(scores)
     stamp = datetime.now(timezone.utc)
+    lb, relative = choice.lower_bound, target.kind == "accuracy_drop"
     record = Seq2SeqRecord(
         version=f"{stamp:%Y%m%dT%H%M%S}-{criterion}-{target.kind}{target.value:g}",
         criterion=criterion,
@@ -243,7 +244,10 @@ def calibrate(
             "wer": 1 - choice.accuracy,
             "super_wer": float(1 - su.mean()),
             "swift_wer": float(1 - sw.mean()),
-            "certified_wer_bound": None if choice.lower_bound is None else 1 - choice.lower_bound,
+            # The certificate bounds what the target names: routed WER (an accuracy target), or routed
+            # minus Super WER on the same inputs (an accuracy-drop target). None without one.
+            "certified_wer_bound": None if lb is None or relative else 1 - lb,
+            "certified_wer_increase_bound": -lb if lb is not None and relative else None,
         },
         aggregators=[asdict(r) for r in rows],
         cost_ratio=cost_ratio,

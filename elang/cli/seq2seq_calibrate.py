@@ -25,6 +25,15 @@ def seq2seq_splits(args: argparse.Namespace):  # noqa: ANN201 - Seq2SeqSplits
     )
 
 
+def certificate(cal: dict) -> str:
+    """The calibration's certified bound as the report prints it ("" when none was certified)."""
+    if cal.get("certified_wer_increase_bound") is not None:
+        return f", certified: routed WER at most {100 * cal['certified_wer_increase_bound']:+.2f} pt over Super's"
+    if cal.get("certified_wer_bound") is not None:
+        return f", certified WER bound {100 * cal['certified_wer_bound']:.2f}%"
+    return ""
+
+
 def serves_seq2seq(repository: Path | None, url: str | None) -> bool:
     """Whether the repository (or the running server) routes generating stages."""
     from elang import contract as c
@@ -78,11 +87,7 @@ def run(args: argparse.Namespace) -> int:
         f"criterion {record.criterion}, threshold {record.threshold:.6g} for {target.describe()} (WER read as 1 - accuracy)",
         f"held-out calibration ({cal['inputs_held_out']} inputs): Super share {100 * cal['super_share']:.1f}%, "
         f"WER {100 * cal['wer']:.2f}% (Super {100 * cal['super_wer']:.2f}%, Swift {100 * cal['swift_wer']:.2f}%)"
-        + (
-            ""
-            if cal["certified_wer_bound"] is None
-            else f", certified WER bound {100 * cal['certified_wer_bound']:.2f}%"
-        ),
+        + certificate(cal),
         "",
         f"aggregators on the {split} split:",
         table,

@@ -246,6 +246,11 @@ def test_calibrate_a_seq2seq_repository_compares_aggregators_and_applies(g2p, el
     out = elang_cli(*args, "--max-accuracy-drop", "50", "--criterion", "max", "--out", tmp_path / "cal2")
     assert out.returncode == 0, out.stderr
     assert "criterion max" in out.stdout
+    cert = json.loads((tmp_path / "cal2" / "calibration.json").read_text())["calibration"]
+    # the certificate of a WER-increase target bounds routed minus Super WER, not WER itself
+    assert cert["certified_wer_bound"] is None
+    assert cert["certified_wer_increase_bound"] <= 0.5 + 1e-9
+    assert "routed WER at most" in out.stdout
     out = elang_cli(*args, "--super-fraction", "0.3", "--criterion", "energy", "--out", tmp_path / "cal3")
     assert out.returncode == 2 and "aggregate of token energies" in out.stderr
 
