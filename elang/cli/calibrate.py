@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="auto: the one whose certified threshold needs the least Super on held-out data (default energy); "
         "multi-exit routers: softmax (Right Tool, the default there), entropy (DeeBERT), energy or patience (PABEE); "
         "seq2seq routers: an aggregate of token energies, first, mean, max, sum or quantile:Q (default auto: the "
-        "best AUROC for 'Swift wrong' on the fit third)",
+        "one that meets the target with the least Super on the fit third)",
     )
     p.add_argument(
         "--confidence", type=float, default=0.9, help="probability that an accuracy target holds (default 0.9)"

@@ -127,3 +127,30 @@ def test_stage_calls_and_answers_of_a_generate_router():
     assert pad_steps(np.zeros((1, 4)), 2, 0).shape == (1, 2)
     with pytest.raises(ValueError, match="rows for 2 texts"):
         Job(texts, [0.0], inputs={c.MAX_NEW_TOKENS: np.array([1])})
+
+
+def test_auto_picks_the_aggregator_that_meets_the_target_with_least_super_not_the_best_auroc():
+    from elang.calibration import Target, auroc
+    from elang.seq2seq_calibrate import Seq2SeqScores, pick_aggregator
+
+    n, bad = 100, list(range(20))  # Swift is wrong on rows 0-19, the Super always right
+    first = np.zeros(n)
+    first[bad[:19]] = 10 + np.arange(19)  # "first" ranks 19 wrong rows on top ...
+    first[bad[19]] = -100  # ... and one below every right row: it needs every row on Super
+    first[20:] = np.linspace(0, 1, 80)
+    second = np.full(n, -100.0)
+    second[bad] = 50 + np.arange(20)  # "max" ranks all 20 wrong rows behind only 5 right ones: 25% on Super
+    second[20:25] = 100
+    scores = Seq2SeqScores(
+        [f"w{i}" for i in range(n)],
+        [["B"]] * n,
+        ["A" if i < 20 else "B" for i in range(n)],
+        ["B"] * n,
+        np.stack([first, second], axis=1).astype(np.float32),
+    )
+    wrong_rows = ~scores.swift_correct
+    assert auroc(first, wrong_rows) > auroc(np.maximum(first, second), wrong_rows)  # AUROC would pick first
+    names = ("first", "max")
+    assert pick_aggregator(scores, Target("accuracy_drop", 0.5), None, names) == "max"
+    # a share target: the better WER at that share (max: 15 of 20 wrong rows fixed at 20%; first: 19)
+    assert pick_aggregator(scores, Target("super_fraction", 0.2), None, names) == "first"
