@@ -193,10 +193,8 @@ def pick_aggregator(
 
     An accuracy target: the least Super share that meets it; a share or compute target: the best
     routed accuracy at it. AUROC for "Swift wrong" breaks ties and decides when no aggregator meets
-    the target on ``fit`` (the held-out choice then reports why). Ranking by AUROC alone can pick
-    an aggregator that separates "Swift wrong" well overall but not where the threshold lands: on
-    the G2P pair it picked quantile:0.9, which needed 71% Super where mean needed 46%
-    (docs/BENCHMARKS.md section 8).
+    the target on ``fit`` (the held-out choice then reports why). AUROC alone can favour an
+    aggregator that separates "Swift wrong" well overall but not where the threshold lands.
     """
     sw, su = fit.swift_correct, fit.super_correct
     best: tuple[float, float, str] | None = None

@@ -194,12 +194,13 @@ def new_optimizer(model, recipe: Seq2SeqRecipe, total_steps: int):  # noqa: ANN0
 
     if recipe.schedule not in ("linear", "constant"):
         raise ValueError(f"schedule must be linear or constant, got {recipe.schedule!r}")
-    named = list(model.named_parameters())
-    queries = [p for n, p in named if recipe.scaled_attention and n.endswith(".q.weight")]
-    rest = [p for n, p in named if not (recipe.scaled_attention and n.endswith(".q.weight"))]
-    groups = [{"params": rest}]
-    if queries:
-        groups.append({"params": queries, "lr": recipe.lr * (recipe.d_model // recipe.num_heads) ** -0.5})
+    groups: list[dict] = [
+        {"params": []},
+        {"params": [], "lr": recipe.lr * (recipe.d_model // recipe.num_heads) ** -0.5},
+    ]
+    for name, param in model.named_parameters():
+        groups[int(recipe.scaled_attention and name.endswith(".q.weight"))]["params"].append(param)
+    groups = [g for g in groups if g["params"]]
     opt = torch.optim.AdamW(groups, lr=recipe.lr, weight_decay=0.01)
     warm = max(1, int(recipe.warmup * total_steps))
     decay = recipe.schedule == "linear"
