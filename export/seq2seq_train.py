@@ -63,7 +63,7 @@ class Seq2SeqRecipe:
     # T5 folds attention's 1/sqrt(d_kv) into the query weights' init, but Adam's steps ignore a
     # weight's scale: the queries then move sqrt(d_kv) times faster relative to their size than a
     # standard transformer's, and models wider than the Swift sat on the bag-of-phonemes plateau
-    # (99% WER at 400 steps vs 73% with this; docs/SEQ2SEQ.md). True: the query weights train at
+    # (98% WER at 600 steps vs 65% with this; docs/BENCHMARKS.md 8.1). True: the query weights train at
     # lr / sqrt(d_kv) (a scaled-dot-product transformer's training) and the untied output head
     # starts at std d_model^-0.5 (HF draws it at std 1.0: logits of std ~14, a first loss of ~32).
     scaled_attention: bool = True
