@@ -194,9 +194,9 @@ def _load(url: str, stop: threading.Event, out: list, threshold: str) -> None:
         t0 = time.monotonic()
         try:
             res = client.infer_batch([TEXTS[i % len(TEXTS)]], threshold)
-            out.append(("ok", time.monotonic() - t0, int(res[c.ROUTE][0, 0])))
+            out.append(("ok", time.monotonic() - t0, int(res[c.ROUTE][0, 0]), t0))
         except ClientError as exc:
-            out.append((exc.kind, time.monotonic() - t0, str(exc)))
+            out.append((exc.kind, time.monotonic() - t0, str(exc), t0))
             time.sleep(0.05)
         i += 1
 
@@ -218,13 +218,14 @@ def test_a_killed_super_stub_is_healed_by_reloading_it(fault_server, fault_repo)
     sup.start()
     killed_at = time.monotonic()
     os.kill(fault_server.stub_pids(c.SUPER_MODEL)["super_0_0"], signal.SIGKILL)
-    healed = None
+    healed = healed_at = None
     while time.monotonic() - killed_at < 60:
         time.sleep(0.5)
         if sup.events and sup.events[-1].healed_s is not None:
-            healed = time.monotonic() - killed_at
+            healed_at = time.monotonic()
+            healed = healed_at - killed_at
             break
-    time.sleep(1.0)
+    time.sleep(2.0)
     stop.set()
     for th in threads:
         th.join(40)
@@ -233,11 +234,14 @@ def test_a_killed_super_stub_is_healed_by_reloading_it(fault_server, fault_repo)
     assert sup.events[0].action.startswith("reload of") and "super" in sup.events[0].failing
     print(f"time to heal (reload): {healed:.1f} s; {sup.events[0].describe()}")
     assert all(th.is_alive() is False for th in threads)  # nobody hangs
-    assert escalated[-1][0] == "ok" and escalated[-1][2] == 1  # Super answers again
+    # Super answers again: every escalated request sent once the supervisor reported it healed
+    # (one sent before may still be failing at its 2 s stage deadline, and end after those).
+    after = [e for e in escalated if e[3] > healed_at]
+    assert after and all(e[0] == "ok" and e[2] == 1 for e in after), after[:5]
     errors = [e for e in escalated if e[0] != "ok"]
     assert errors and all("super" in e[2] for e in errors)  # clear errors naming the stage
-    assert all(dt < 2.0 + 2.0 for _, dt, _ in escalated)
-    assert all(kind == "ok" for kind, _, _ in swift)  # Swift-only requests never failed
+    assert all(e[1] < 2.0 + 2.0 for e in escalated)
+    assert all(e[0] == "ok" for e in swift)  # Swift-only requests never failed
 
 
 def test_elang_serve_restarts_a_server_whose_stub_died_and_shuts_down_promptly(fault_repo, tmp_path):
