@@ -4,7 +4,9 @@ Triton's own ``/v2/health/live`` and ``/v2/health/ready`` keep answering 200 whe
 Python stub process has died (the 2.51 Python backend does not restart it), so they cannot
 tell a pod that fails every escalated text from a healthy one. This check sends one short
 text, over HTTP, to every ready model that takes ``TEXT`` and returns ``LOGITS`` (each
-stage alone) and to every router with a threshold that escalates through every stage.
+stage alone) and to every router with a threshold that escalates through every stage;
+generating models (``TEXT`` in, ``OUTPUT_TEXT`` out: seq2seq stages and their router) get one
+short word and a cap of a few new tokens.
 
 Each model ends as one of:
 
@@ -109,18 +111,32 @@ def _http(url: str, body: dict | None = None, timeout_s: float = 5.0) -> tuple[i
         return status, raw
 
 
+PROBE_WORD = "probe"  # what a generating model is sent (a seq2seq stage's inputs can be short: G2P takes words)
+PROBE_NEW_TOKENS = 4  # a generating model's probe stops after this many tokens: alive, not a benchmark
+
+
 def _probe_body(config: dict) -> dict | None:
-    """The request that sends PROBE_TEXT through this model, or None if it is not a text model."""
+    """The request that sends a probe through this model, or None if it takes no TEXT.
+
+    A classifier (stage or router) returns LOGITS; a generating one (seq2seq stage or router)
+    returns OUTPUT_TEXT and is asked for at most PROBE_NEW_TOKENS tokens."""
     inputs = {t["name"] for t in config.get("input", [])}
     outputs = {t["name"] for t in config.get("output", [])}
-    if c.TEXT not in inputs or c.LOGITS not in outputs:
+    generates = c.OUTPUT_TEXT in outputs
+    if c.TEXT not in inputs or not (c.LOGITS in outputs or generates):
         return None
+    text = PROBE_WORD if generates else PROBE_TEXT
     body: dict = {
-        "inputs": [{"name": c.TEXT, "shape": [1, 1], "datatype": "BYTES", "data": [PROBE_TEXT]}],
-        "outputs": [{"name": c.LOGITS}],
+        "inputs": [{"name": c.TEXT, "shape": [1, 1], "datatype": "BYTES", "data": [text]}],
+        "outputs": [{"name": c.OUTPUT_TEXT if generates else c.LOGITS}],
         "parameters": {},
     }
     params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+    if generates and c.MAX_NEW_TOKENS in inputs:  # a generating stage: the cap is an input
+        cap = {"name": c.MAX_NEW_TOKENS, "shape": [1, 1], "datatype": "INT32", "data": [PROBE_NEW_TOKENS]}
+        body["inputs"].append(cap)
+    elif generates:  # a generating router: the cap is a request parameter
+        body["parameters"][c.MAX_NEW_TOKENS_PARAM] = PROBE_NEW_TOKENS
     if c.ROUTE in outputs and c.PARAM_STAGES in params:  # a router: escalate through every stage
         steps = len(c.parse_stages(params[c.PARAM_STAGES])) - 1
         unsure_below = params.get(c.PARAM_POLICY, "energy") == "softmax"
@@ -181,7 +197,7 @@ def deep_check(http_url: str, timeout_s: float = 10.0, slow_is_alive: bool = Fal
         futures = [pool.submit(check_model, http_url, n, cfg, timeout_s) for n, cfg in configs.items()]
         report.checks = [ch for f in futures if (ch := f.result()) is not None]
     if not report.checks:
-        report.error = "no model takes TEXT and returns LOGITS" + (
+        report.error = "no model takes TEXT and returns LOGITS or OUTPUT_TEXT" + (
             f"; not ready: {', '.join(not_ready)}" if not_ready else ""
         )
     return report

@@ -20,6 +20,7 @@ from elang.export.seq2seq_export import check_parity, export_onnx, export_seq2se
 from elang.export.seq2seq_train import load_seq2seq
 from elang.export.tiny_seq2seq import tiny_g2p_checkpoint, tiny_g2p_splits, tiny_user_t5
 from elang.generation import OnnxSeq2SeqGenerator, token_energies
+from elang.health import deep_check
 from elang.inputs import encode_texts
 from elang.repository import RepositoryError, parse_config, render_config
 from elang.routing import get_policy
@@ -289,3 +290,19 @@ def test_io_binding_path_gives_the_same_answers_and_a_gpu_stage_config_parses(g2
     assert params["providers"].startswith("CUDAExecutionProvider")
     opts = generator_options({**params, c.PARAM_IO_BINDING: "1"})
     assert opts["io_binding"] is True and opts["providers"][0] == "CUDAExecutionProvider"
+
+
+def test_the_deep_health_check_probes_generating_stages_and_router(server):
+    """`elang serve`'s supervisor and the Kubernetes liveness probe must see a seq2seq server as
+    healthy (they used to find "no model takes TEXT and returns LOGITS" and call it unhealthy)."""
+    stats = grpcclient.InferenceServerClient(server.grpc_url)
+
+    def count(model: str) -> int:
+        return int(stats.get_inference_statistics(model).model_stats[0].inference_count)
+
+    before = {m: count(m) for m in ("swift", "super")}
+    report = deep_check(server.http_url, timeout_s=30)
+    assert report.healthy, report.summary()
+    assert {ch.model: ch.status for ch in report.checks} == {"elang": "ok", "swift": "ok", "super": "ok"}
+    # Each stage alone once, and the router escalated its probe: the Super ran twice, the Swift twice.
+    assert {m: count(m) - before[m] for m in before} == {"swift": 2, "super": 2}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from elang import contract as c
-from elang.health import HealthReport, ModelCheck, _probe_body, deep_check
+from elang.health import PROBE_NEW_TOKENS, HealthReport, ModelCheck, _probe_body, deep_check
 
 
 def _config(name: str, outputs: list[str], **params: str) -> dict:
@@ -23,6 +23,20 @@ def test_routers_are_probed_through_every_stage_under_their_policy():
     stage = _probe_body(_config("super", [c.LOGITS]))
     assert stage["inputs"][0]["data"] and c.THRESHOLD_PARAM not in stage["parameters"]
     assert _probe_body(_config("super_tokenizer", ["input_ids"])) is None  # not a text model
+
+
+def test_generating_stages_and_routers_are_probed_with_a_short_cap():
+    stage_cfg = _config("super", [c.OUTPUT_TEXT, c.TOKEN_ENERGY])
+    stage_cfg["input"].append({"name": c.MAX_NEW_TOKENS})
+    stage = _probe_body(stage_cfg)
+    assert [o["name"] for o in stage["outputs"]] == [c.OUTPUT_TEXT]
+    cap = {i["name"]: i for i in stage["inputs"]}[c.MAX_NEW_TOKENS]
+    assert cap["datatype"] == "INT32" and cap["data"] == [PROBE_NEW_TOKENS] and not stage["parameters"]
+    router = _probe_body(
+        _config("elang", [c.OUTPUT_TEXT, c.ROUTE], stages="swift,super", policy="mean", task="generate")
+    )
+    assert [i["name"] for i in router["inputs"]] == [c.TEXT]
+    assert router["parameters"] == {c.THRESHOLD_PARAM: "-inf", c.MAX_NEW_TOKENS_PARAM: PROBE_NEW_TOKENS}
 
 
 def test_verdicts_and_what_to_reload():
