@@ -27,6 +27,7 @@ KNOB_OPTIONS = {
     "queue_delay_us": ("--max-queue-delay-us", int),
     "max_queue_size": ("--max-queue-size", int),
     "queue_timeout_s": ("--queue-timeout-s", float),
+    "queue_scope": ("--queue-scope", str),
     "stage_timeout_s": ("--stage-timeout-s", float),
     "stage_inflight": ("--stage-inflight", int),
     "stage_queue_rows": ("--stage-queue-rows", int),

@@ -59,11 +59,17 @@ class RepositoryError(ValueError):
     """A model folder or setting cannot make a valid repository; the message says which."""
 
 
-# Queue policy of every model's dynamic batcher (requests beyond it are refused at once with
-# UNAVAILABLE "Exceeds maximum queue size"; a request that waited past the timeout is refused too).
-QUEUE_SIZE_PER_BATCH = 4  # default max_queue_size: this many full batches
-DEFAULT_STAGE_QUEUE_TIMEOUT_S = c.DEFAULT_STAGE_TIMEOUT_S
+# Queue policies. A router's dynamic batcher refuses requests beyond max_queue_size at once
+# (UNAVAILABLE "Exceeds maximum queue size") and those that waited past its timeout. A stage has
+# none unless asked: its caller is the router, which bounds what it sends (stage_inflight,
+# stage_queue_rows, stage_timeout_s). In Triton 2.51 any queue policy (a size, a timeout or
+# allow_timeout_override) turns off the batcher's prefetch; a request that arrives while the
+# instance is busy then waits for a wake-up that can be lost, up to the batcher's 500 ms idle
+# wait (docs/OPERATIONS.md, "Queues": measured on this project's stages).
+QUEUE_SIZE_PER_BATCH = 4  # a router's default max_queue_size: this many full batches
+DEFAULT_STAGE_QUEUE_TIMEOUT_S = 0.0  # stages: no queue policy by default
 DEFAULT_ROUTER_QUEUE_TIMEOUT_S = 30.0
+QUEUE_SCOPES = ("all", "routers", "stages")  # which models `elang tune` queue knobs change
 
 
 @dataclass
@@ -80,7 +86,7 @@ class ClassifierSpec:
     gpu: bool = False
     length_bucket: int = 0
     ort_spinning: bool = False
-    max_queue_size: int | None = None  # None: QUEUE_SIZE_PER_BATCH * max_batch_size; 0: unbounded
+    max_queue_size: int | None = None  # None or 0: unbounded (no queue policy with a 0 timeout)
     queue_timeout_s: float = DEFAULT_STAGE_QUEUE_TIMEOUT_S  # 0: none
     fault_injection: bool = False  # honour elang_fault_sleep_s (fault tests and benchmarks only)
 
@@ -167,9 +173,11 @@ def _batching(
     config: mc.ModelConfig,
     max_batch_size: int,
     delay_us: int,
-    max_queue_size: int | None = None,
+    max_queue_size: int | None = 0,
     queue_timeout_s: float = DEFAULT_STAGE_QUEUE_TIMEOUT_S,
 ) -> None:
+    """Dynamic batching; ``max_queue_size`` None: QUEUE_SIZE_PER_BATCH full batches (a router's
+    default). The defaults (0, 0 s) write no queue policy (a stage's default)."""
     if max_batch_size < 1:
         raise RepositoryError(f"{config.name}: max_batch_size must be >= 1, got {max_batch_size}")
     config.max_batch_size = max_batch_size
@@ -180,15 +188,20 @@ def _batching(
 
 
 def set_queue_policy(config: mc.ModelConfig, max_queue_size: int, queue_timeout_s: float) -> None:
-    """REJECT beyond ``max_queue_size`` waiting requests or after ``queue_timeout_s`` in the queue (0: no limit).
+    """REJECT beyond ``max_queue_size`` waiting requests or after ``queue_timeout_s`` in the queue.
 
-    ``allow_timeout_override`` lets a caller ask for a shorter wait per request (the router
-    passes what is left of its stage deadline on every call).
+    Both 0 (no bound, no timeout): no queue policy at all, so that Triton's batcher keeps its
+    prefetch (see QUEUE_SIZE_PER_BATCH above). Otherwise ``allow_timeout_override`` lets a
+    caller ask for a shorter wait per request (the router passes what is left of its stage
+    deadline on every call).
     """
     if max_queue_size < 0:
         raise RepositoryError(f"{config.name}: max_queue_size must be >= 0 (0: unbounded), got {max_queue_size}")
     if not queue_timeout_s >= 0:
         raise RepositoryError(f"{config.name}: queue timeout must be >= 0 s (0: none), got {queue_timeout_s}")
+    if max_queue_size == 0 and queue_timeout_s == 0:
+        config.dynamic_batching.ClearField("default_queue_policy")
+        return
     policy = config.dynamic_batching.default_queue_policy
     policy.timeout_action = mc.ModelQueuePolicy.REJECT
     policy.default_timeout_microseconds = int(round(queue_timeout_s * 1e6))
@@ -244,7 +257,7 @@ def write_classifier(repo: Path, name: str, spec: ClassifierSpec) -> ModelFolder
 
 
 def _queue(spec: ClassifierSpec) -> dict:
-    return {"max_queue_size": spec.max_queue_size, "queue_timeout_s": spec.queue_timeout_s}
+    return {"max_queue_size": spec.max_queue_size or 0, "queue_timeout_s": spec.queue_timeout_s}
 
 
 def _write_stage(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolderInfo) -> None:
@@ -474,15 +487,16 @@ class ServingKnobs:
     router_instances: int | None = None
     queue_delay_us: int | None = None  # dynamic batching delay of every model that batches
     metrics_interval_s: float | None = None  # how long routers gather metric updates
-    max_queue_size: int | None = None  # every model's queue bound (0: unbounded)
-    queue_timeout_s: float | None = None  # every model's queue timeout (0: none)
+    max_queue_size: int | None = None  # queue bound of the models in queue_scope (0: unbounded)
+    queue_timeout_s: float | None = None  # queue timeout of the models in queue_scope (0: none)
+    queue_scope: str = "all"  # which models the two above change: all, routers or stages
     stage_timeout_s: float | None = None  # routers' deadline per stage
     stage_inflight: int | None = None  # routers' calls in flight per later stage
     stage_queue_rows: int | None = None  # rows allowed to wait in a router per stage
     fault_injection: bool | None = None  # python-ort stages honour elang_fault_sleep_s
 
     def given(self) -> bool:
-        return any(v is not None for v in vars(self).values())
+        return any(v is not None for k, v in vars(self).items() if k != "queue_scope")
 
 
 def tune_repository(repo: Path, knobs: ServingKnobs | None = None, **kwargs: object) -> list[str]:
@@ -508,7 +522,8 @@ def tune_repository(repo: Path, knobs: ServingKnobs | None = None, **kwargs: obj
         if cfg.HasField("dynamic_batching"):
             if k.queue_delay_us is not None:
                 cfg.dynamic_batching.max_queue_delay_microseconds = int(k.queue_delay_us)
-            if k.max_queue_size is not None or k.queue_timeout_s is not None:
+            in_scope = k.queue_scope == "all" or (k.queue_scope == "routers") == c.is_router(name)
+            if in_scope and (k.max_queue_size is not None or k.queue_timeout_s is not None):
                 policy = cfg.dynamic_batching.default_queue_policy
                 set_queue_policy(
                     cfg,
@@ -541,6 +556,8 @@ def _check_knobs(k: ServingKnobs) -> None:
         value = getattr(k, key)
         if value is not None and not value >= 0:
             raise RepositoryError(f"{key.replace('_', ' ')} must be >= 0, got {value}")
+    if k.queue_scope not in QUEUE_SCOPES:
+        raise RepositoryError(f"queue scope must be one of {', '.join(QUEUE_SCOPES)}, got {k.queue_scope!r}")
     if k.stage_timeout_s is not None and not k.stage_timeout_s > 0:
         raise RepositoryError(f"stage timeout must be > 0 s, got {k.stage_timeout_s}")
 

@@ -23,6 +23,7 @@ from elang.atomic import staged_repository
 from elang.generation import DEFAULT_MAX_NEW_TOKENS, is_seq2seq_folder
 from elang.repository import (
     DEFAULT_ROUTER_QUEUE_TIMEOUT_S,
+    DEFAULT_STAGE_QUEUE_TIMEOUT_S,
     RepositoryError,
     _batching,
     _instances,
@@ -49,8 +50,8 @@ class GeneratorSpec:
     instances: int = 1
     intra_op_threads: int = 0
     gpu: bool = False
-    max_queue_size: int | None = None
-    queue_timeout_s: float = c.DEFAULT_STAGE_TIMEOUT_S
+    max_queue_size: int | None = None  # None or 0: unbounded (no queue policy with a 0 timeout)
+    queue_timeout_s: float = DEFAULT_STAGE_QUEUE_TIMEOUT_S  # 0: none
     fault_injection: bool = False
 
 
@@ -67,7 +68,7 @@ def write_generator(repo: Path, name: str, spec: GeneratorSpec) -> None:
     if spec.max_new_tokens < 1:
         raise RepositoryError(f"{name}: max_new_tokens must be >= 1, got {spec.max_new_tokens}")
     cfg = mc.ModelConfig(name=name, backend="python")
-    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, spec.max_queue_size, spec.queue_timeout_s)
+    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, spec.max_queue_size or 0, spec.queue_timeout_s)
     for t in c.generator_inputs():
         _tensor(cfg.input, t)
     cfg.input[-1].optional = True  # MAX_NEW_TOKENS: absent = the stage's cap

@@ -160,10 +160,17 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
         "--max-queue-size",
         type=int,
         default=None,
-        help="requests allowed to wait per model; more are refused (0: no limit)",
+        help="requests allowed to wait per model; more are refused (0: no limit; with a 0 timeout: no queue policy)",
     )
     q.add_argument(
         "--queue-timeout-s", type=float, default=None, help="a request waiting longer in a queue is refused (0: never)"
+    )
+    q.add_argument(
+        "--queue-scope",
+        choices=("all", "routers", "stages"),
+        default="all",
+        help="models the two options above change (default all). Stages have no queue policy by default: "
+        "in Triton 2.51 one costs stalls of up to 500 ms (docs/OPERATIONS.md)",
     )
     q.add_argument("--stage-timeout-s", type=float, default=None, help="routers' deadline for each stage (default 60)")
     q.add_argument("--stage-inflight", type=int, default=None, help="routers' calls in flight per stage (default 2)")
@@ -191,6 +198,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         metrics_interval_s=args.metrics_interval_s,
         max_queue_size=args.max_queue_size,
         queue_timeout_s=args.queue_timeout_s,
+        queue_scope=args.queue_scope,
         stage_timeout_s=args.stage_timeout_s,
         stage_inflight=args.stage_inflight,
         stage_queue_rows=args.stage_queue_rows,

@@ -220,9 +220,13 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "--max-queue-size",
         type=int,
         default=None,
-        help="requests allowed to wait for the stage; more are refused at once (default 4 x max batch; 0: no limit)",
+        help="requests allowed to wait for the stage; more are refused at once (default: no limit). A stage's "
+        "caller is the router, which bounds what it sends; set one when clients call the stage directly "
+        "(in Triton 2.51 any queue policy costs stalls of up to 500 ms: docs/OPERATIONS.md)",
     )
-    s.add_argument("--queue-timeout-s", type=float, default=60.0, help="a request waiting longer is refused (0: never)")
+    s.add_argument(
+        "--queue-timeout-s", type=float, default=0.0, help="a request waiting longer is refused (default 0: never)"
+    )
     dataspec.add_arguments(p, remembered=True)
     p.set_defaults(func=cmd_export)
 

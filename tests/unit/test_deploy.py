@@ -259,7 +259,12 @@ def test_serving_knobs_render_into_the_prepare_step_and_parse():
     given = dict(a.split("=", 1) for a in args if a.startswith("--") and "=" in a)
     options = {opt for opt, _ in KNOB_OPTIONS.values()}
     knobs = {k: v for k, v in given.items() if k in options}
-    assert knobs == {"--max-queue-size": "64", "--queue-timeout-s": "5", "--stage-timeout-s": "30"}
+    assert knobs == {
+        "--max-queue-size": "64",
+        "--queue-timeout-s": "5",
+        "--queue-scope": "routers",
+        "--stage-timeout-s": "30",
+    }
     assert "--model-repository=/prepared/repository" in _container(docs)["args"]
     # Knobs with a bucket Triton reads itself cannot be applied: said, not ignored.
     values = _values("values-autoscaling.yaml")

@@ -248,7 +248,9 @@ def test_tune_command(tiny_repo, tmp_path, capsys):
     assert "expected on or off" in capsys.readouterr().err
 
 
-def test_every_model_gets_a_queue_policy_and_the_router_knows_each_stage_batch_limit(tiny_repo, tmp_path):
+def test_routers_and_asked_for_stages_get_a_queue_policy_and_the_router_knows_each_stage_batch_limit(
+    tiny_repo, tmp_path
+):
     work = tiny_repo["work"]
     repo = write_repository(
         tmp_path / "r",
@@ -257,9 +259,12 @@ def test_every_model_gets_a_queue_policy_and_the_router_knows_each_stage_batch_l
         RouterSpec(stage_timeout_s=3.0, stage_inflight=1, stage_queue_rows=50),
     )
     cfgs = _configs(repo)
-    for name, cfg in cfgs.items():
-        policy = cfg.dynamic_batching.default_queue_policy
+    for name in ("super", "elang"):
+        policy = cfgs[name].dynamic_batching.default_queue_policy
         assert policy.timeout_action == mc.ModelQueuePolicy.REJECT and policy.allow_timeout_override, name
+    # A stage not asked for one has none (Triton's batcher keeps its prefetch).
+    assert cfgs["swift"].HasField("dynamic_batching")
+    assert not cfgs["swift"].dynamic_batching.HasField("default_queue_policy")
     sup = cfgs["super"].dynamic_batching.default_queue_policy
     assert (sup.max_queue_size, sup.default_timeout_microseconds) == (10, 2_500_000)
     router = cfgs["elang"].dynamic_batching.default_queue_policy
@@ -302,6 +307,17 @@ def test_tune_queue_deadline_and_fault_knobs(tiny_repo, tmp_path):
     assert params[c.PARAM_STAGE_TIMEOUT_S].string_value == "2.0" and params[c.PARAM_STAGE_INFLIGHT].string_value == "1"
     assert cfgs["super"].parameters[c.PARAM_FAULT_INJECTION].string_value == "1"
     assert c.PARAM_FAULT_INJECTION not in cfgs["elang"].parameters
-    for bad, match in (({"stage_timeout_s": 0}, "stage timeout"), ({"max_queue_size": -1}, "max queue size")):
+    # Both 0 on the stages only: their policy goes away, the router keeps its bound.
+    assert tune_repository(repo, max_queue_size=0, queue_timeout_s=0, queue_scope="stages") == ["super", "swift"]
+    cfgs = _configs(repo)
+    assert not any(cfgs[s].dynamic_batching.HasField("default_queue_policy") for s in ("swift", "super"))
+    assert cfgs["elang"].dynamic_batching.default_queue_policy.max_queue_size == 3
+    assert tune_repository(repo, max_queue_size=7, queue_scope="routers") == ["elang"]
+    assert _configs(repo)["elang"].dynamic_batching.default_queue_policy.max_queue_size == 7
+    for bad, match in (
+        ({"stage_timeout_s": 0}, "stage timeout"),
+        ({"max_queue_size": -1}, "max queue size"),
+        ({"max_queue_size": 1, "queue_scope": "super"}, "queue scope"),
+    ):
         with pytest.raises(RepositoryError, match=match):
             tune_repository(repo, **bad)

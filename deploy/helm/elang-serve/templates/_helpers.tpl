@@ -37,7 +37,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The serving knobs given (non-null), as `python3 -m elang.prepare` options. */}}
 {{- define "elang.knobArgs" -}}
-{{- $opts := dict "maxQueueSize" "--max-queue-size" "queueTimeoutSeconds" "--queue-timeout-s" "stageTimeoutSeconds" "--stage-timeout-s" "stageInflight" "--stage-inflight" "stageQueueRows" "--stage-queue-rows" "routerInstances" "--router-instances" "maxQueueDelayMicroseconds" "--max-queue-delay-us" -}}
+{{- $opts := dict "maxQueueSize" "--max-queue-size" "queueTimeoutSeconds" "--queue-timeout-s" "stageTimeoutSeconds" "--stage-timeout-s" "stageInflight" "--stage-inflight" "stageQueueRows" "--stage-queue-rows" "routerInstances" "--router-instances" "maxQueueDelayMicroseconds" "--max-queue-delay-us" "queueScope" "--queue-scope" -}}
 {{- range $key := keys $opts | sortAlpha -}}
 {{- $v := index $.Values.serving $key -}}
 {{- if not (kindIs "invalid" $v) }}
