@@ -4,6 +4,9 @@ generation with per-row caps, and routing by token energy through the real Trito
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +28,7 @@ from elang.inputs import encode_texts
 from elang.repository import RepositoryError, parse_config, render_config
 from elang.routing import get_policy
 from elang.server import TritonServer
+from elang.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -306,3 +310,26 @@ def test_the_deep_health_check_probes_generating_stages_and_router(server):
     assert {ch.model: ch.status for ch in report.checks} == {"elang": "ok", "swift": "ok", "super": "ok"}
     # Each stage alone once, and the router escalated its probe: the Super ran twice, the Swift twice.
     assert {m: count(m) - before[m] for m in before} == {"swift": 2, "super": 2}
+
+
+def test_a_dead_generating_stage_is_found_by_the_deep_check_and_healed_by_reload(g2p, tmp_path):
+    """A seq2seq Super whose stub dies: the check names it (not the router), and the supervisor's
+    in-place reload brings it back while the Swift keeps answering."""
+    repo = tmp_path / "repo"
+    shutil.copytree(g2p["repo"], repo)
+    srv = TritonServer(repo, model_control="explicit", startup_timeout_s=180)
+    srv.start()
+    try:
+        os.kill(srv.stub_pids(c.SUPER_MODEL)["super_0_0"], signal.SIGKILL)
+        time.sleep(1.0)
+        report = deep_check(srv.http_url, timeout_s=30)
+        assert not report.healthy and report.failing() == ["super"], report.summary()
+        assert {ch.model: ch.status for ch in report.checks}["swift"] == "ok"
+        sup = Supervisor(srv, heal="reload", interval_s=0.5, failures=1, timeout_s=30, notify=lambda m: None)
+        sup.step()  # one failed check is enough here: it reloads the Super
+        assert sup.events and sup.events[0].action == "reload of super", [e.describe() for e in sup.events]
+        assert sup.events[0].healed_s is not None, sup.events[0].describe()
+        out = ElangClient(srv.grpc_url, timeout_s=30).generate_batch(["cat", "dog"], "-inf")
+        assert out[c.ROUTE].ravel().tolist() == [1, 1]  # the Super generates again
+    finally:
+        srv.stop()
