@@ -52,6 +52,21 @@ class Generation:
     texts: list[str]  # decoded, special tokens skipped
     step_logits: list[np.ndarray] | None = None  # per row [its steps, vocab] (parity checks only)
 
+    def tensors(self, rows: slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:
+        """A generating stage's output tensors for ``rows``, cut to their longest answer:
+        OUTPUT_TEXT (UTF-8 bytes), TOKEN_IDS, TOKEN_ENERGY and NUM_TOKENS."""
+        from elang import contract as c
+
+        lengths = self.lengths[rows]
+        width = max(1, int(lengths.max(initial=0)))
+        texts = np.asarray(self.texts, dtype=np.object_)[rows]
+        return {
+            c.OUTPUT_TEXT: np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_).reshape(-1, 1),
+            c.TOKEN_IDS: np.ascontiguousarray(self.token_ids[rows, :width]),
+            c.TOKEN_ENERGY: np.ascontiguousarray(self.energies[rows, :width]),
+            c.NUM_TOKENS: lengths.reshape(-1, 1).astype(np.int32),
+        }
+
 
 def token_energies(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """``-T * logsumexp(logits / T)`` over the last axis (float64)."""

@@ -381,6 +381,23 @@ def _python_ort_stage(repo: Path, name: str) -> mc.ModelConfig | None:
     return cfg
 
 
+# The adapters of stages a router can run in its own process (elang.inline).
+INLINE_ADAPTERS = ("elang.triton.classifier_model", "elang.triton.generator_model")
+
+
+def inline_capable_stage(repo: Path, name: str) -> mc.ModelConfig | None:
+    """The config of stage ``name`` if a router can run it in-process (a python-ort classifier
+    or a generating stage), else None."""
+    cfg = _python_ort_stage(repo, name)
+    if cfg is not None:
+        return cfg
+    model_py = Path(repo) / name / "1" / "model.py"
+    cfg_path = Path(repo) / name / "config.pbtxt"
+    if not (cfg_path.is_file() and model_py.is_file() and INLINE_ADAPTERS[1] in model_py.read_text()):
+        return None
+    return parse_config(cfg_path.read_text())
+
+
 def _fill_inline_copy(repo: Path, stage: str, cfg: mc.ModelConfig, dest: Path) -> None:
     shutil.copytree(Path(repo) / stage / "1", dest, ignore=shutil.ignore_patterns("model.py", "__pycache__"))
     params = {k: v.string_value for k, v in cfg.parameters.items()}
@@ -388,10 +405,12 @@ def _fill_inline_copy(repo: Path, stage: str, cfg: mc.ModelConfig, dest: Path) -
 
 
 def copy_inline_stage(repo: Path, router: str, stage: str) -> None:
-    """Copy python-ort stage ``stage`` (ONNX, tokenizer, config parameters) into ``router``'s version folder."""
-    cfg = _python_ort_stage(repo, stage)
+    """Copy stage ``stage`` (ONNX, tokenizer, config parameters) into ``router``'s version folder."""
+    cfg = inline_capable_stage(repo, stage)
     if cfg is None:
-        raise RepositoryError(f"{Path(repo) / stage} is not a python-ort stage; it cannot run inside {router}")
+        raise RepositoryError(
+            f"{Path(repo) / stage} is neither a python-ort nor a generating stage; it cannot run inside {router}"
+        )
 
     def fill(staging: Path) -> None:
         staging.rmdir()  # copytree makes it
@@ -577,8 +596,10 @@ def _tune_router(repo: Path, name: str, cfg: mc.ModelConfig, k: ServingKnobs) ->
             cfg.parameters[key].string_value = repr(kind(value))
     if k.inline is not None:
         first = _router_stages(cfg.parameters)[0]
-        if k.inline and _python_ort_stage(repo, first) is None:
-            raise RepositoryError(f"{name}: first stage {first} is not a python-ort stage; it cannot run inline")
+        if k.inline and inline_capable_stage(repo, first) is None:
+            raise RepositoryError(
+                f"{name}: first stage {first} is neither a python-ort nor a generating stage; it cannot run inline"
+            )
         cfg.parameters[c.PARAM_INLINE_STAGE].string_value = first if k.inline else ""
 
 

@@ -67,10 +67,9 @@ class RouterSettings:
                 else "a classifier policy"
             )
             raise ValueError(f"a {self.task} router needs {kind}, got policy {self.policy!r}")
-        if generate and (self.max_new_tokens < 1 or self.exit_layers or self.inline_stage):
+        if generate and (self.max_new_tokens < 1 or self.exit_layers):
             raise ValueError(
-                f"a generate router needs max_new_tokens >= 1 (got {self.max_new_tokens}), no exit_layers "
-                "and no inline_stage"
+                f"a generate router needs max_new_tokens >= 1 (got {self.max_new_tokens}) and no exit_layers"
             )
         if len(self.stages) < 2:
             raise ValueError(f"the router needs at least two stages, got {list(self.stages)}")

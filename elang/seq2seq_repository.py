@@ -26,10 +26,12 @@ from elang.repository import (
     DEFAULT_STAGE_QUEUE_TIMEOUT_S,
     RepositoryError,
     _batching,
+    _fill_inline_copy,
     _instances,
     _params,
     _tensor,
     _write_model,
+    inline_capable_stage,
     parse_config,
 )
 
@@ -109,6 +111,8 @@ class GenerateRouterSpec:
     stage_inflight: int = c.DEFAULT_STAGE_INFLIGHT
     stage_queue_rows: int = c.DEFAULT_STAGE_QUEUE_ROWS
     calibration_version: str = "uncalibrated"
+    # Run the first stage inside the router (elang.inline: no BLS hop for every text).
+    inline_first_stage: bool = True
 
 
 def write_generate_router(repo: Path, spec: GenerateRouterSpec) -> None:
@@ -122,6 +126,8 @@ def write_generate_router(repo: Path, spec: GenerateRouterSpec) -> None:
             f"{repo}: {', '.join(others)} are not generating stages; a repository holds one task "
             "(export the seq2seq models into a repository of their own)"
         )
+    first = spec.stages[0]
+    first_cfg = inline_capable_stage(repo, first) if spec.inline_first_stage else None
     params = {
         c.PARAM_TASK: c.TASK_GENERATE,
         c.PARAM_STAGES: ",".join(spec.stages),
@@ -135,7 +141,7 @@ def write_generate_router(repo: Path, spec: GenerateRouterSpec) -> None:
         c.PARAM_STAGE_QUEUE_ROWS: spec.stage_queue_rows,
         c.PARAM_MAX_TEXT_BYTES: spec.max_text_bytes,
         c.PARAM_CALIBRATION_VERSION: spec.calibration_version,
-        c.PARAM_INLINE_STAGE: "",
+        c.PARAM_INLINE_STAGE: first if first_cfg is not None else "",
         "window_rows": 1000,
     }
     try:
@@ -149,8 +155,10 @@ def write_generate_router(repo: Path, spec: GenerateRouterSpec) -> None:
         _tensor(cfg.output, out)
     _instances(cfg, 1)
     _params(cfg, params)
-    with staged_repository(repo) as staging:
-        _write_model(staging, cfg, "elang.triton.router_model.TritonPythonModel")
+    with staged_repository(repo) as staging:  # a fresh folder: no stale inline copy
+        version = _write_model(staging, cfg, "elang.triton.router_model.TritonPythonModel")
+        if first_cfg is not None:
+            _fill_inline_copy(repo, first, first_cfg, version / first)
 
 
 def router_task(repo: Path, router: str = c.ROUTER_MODEL) -> str:

@@ -28,7 +28,7 @@ from elang.generation import (
     OnnxSeq2SeqGenerator,
     token_energies,
 )
-from elang.repository import RepositoryError
+from elang.repository import RepositoryError, refresh_routers
 from elang.routing import get_policy, threshold_for_fraction
 from elang.seq2seq_repository import (
     GenerateRouterSpec,
@@ -264,6 +264,8 @@ def export_seq2seq_stage(
                 ),
             )
             report.router = f"{DEFAULT_POLICY} token energy, threshold {threshold:.4g} ({version})"
+        else:  # the router stays: it learns the stage's batch limit and refreshes an inline copy
+            refresh_routers(repository, role)
     return report
 
 

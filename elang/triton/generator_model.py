@@ -59,13 +59,7 @@ class TritonPythonModel:
                 responses[i] = error_response(pb_utils, f"model failed: {exc}", invalid_arg=False)
             return responses
         for i, rows in zip(good, split_rows([len(cp) for cp in caps])):
-            width = max(1, int(gen.lengths[rows].max()))
-            out = {
-                c.OUTPUT_TEXT: np.array([[t.encode("utf-8")] for t in gen.texts[rows]], dtype=np.object_),
-                c.TOKEN_IDS: np.ascontiguousarray(gen.token_ids[rows, :width]),
-                c.TOKEN_ENERGY: np.ascontiguousarray(gen.energies[rows, :width]),
-                c.NUM_TOKENS: gen.lengths[rows].reshape(-1, 1).astype(np.int32),
-            }
+            out = gen.tensors(rows)
             responses[i] = pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in out.items()])
         return responses
 

@@ -20,10 +20,10 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
-from elang.classifier import OnnxTextClassifier, classifier_options
 from elang.execution import CascadeExecutor, FailureKind, Job, StageCallError
 from elang.fingerprint import stale_message, stale_stages
-from elang.inputs import InputError, decode_texts
+from elang.inline import load_inline_stage
+from elang.inputs import InputError
 from elang.router import RouterSettings, generate_outputs, job_outputs, stage_answer, stage_batch_limits, stage_call
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
 from elang.triton.metrics import RouterMetrics
@@ -44,9 +44,7 @@ class TritonPythonModel:
         params.update(stage_batch_limits(Path(args["model_repository"]).parent, params))
         self.settings = RouterSettings.from_parameters(params)
         self.logger = pb_utils.Logger
-        first = None
-        if self.settings.inline_stage:
-            first = load_inline_stage(version_dir, self.settings.inline_stage)
+        first = load_inline_stage(version_dir, self.settings) if self.settings.inline_stage else None
         stale = stale_stages(Path(args["model_repository"]).parent, self.settings.extra.get(c.PARAM_STAGE_HASHES, ""))
         if stale:
             pb_utils.Logger.log_warn(stale_message(self.model_config["name"], self.settings.calibration_version, stale))
@@ -57,9 +55,7 @@ class TritonPythonModel:
             call_stage=self._call_stage,
             reply=self._reply,
             temperature=self.settings.temperatures,
-            first_stage=None
-            if first is None
-            else lambda texts: first(decode_texts(texts, self.settings.max_text_bytes)),
+            first_stage=first,
             observer=self.metrics,
             keep_scores=bool(self.settings.exit_layers),
         )
@@ -77,8 +73,8 @@ class TritonPythonModel:
             model_name=model,
             requested_output_names=wanted,
             inputs=[pb_utils.Tensor(n, np.ascontiguousarray(a)) for n, a in tensors.items()],
-            # Triton drops the call from the stage's queue once it waited this long (the stage's
-            # queue policy allows the override); a running execute is not interrupted.
+            # Triton drops the call from the stage's queue once it waited this long when the stage
+            # has a queue policy (stages have none by default); a running execute is not interrupted.
             timeout=max(1, int(timeout_s * 1e6)),
         )
         response = await request.async_exec()
@@ -138,15 +134,3 @@ class TritonPythonModel:
     def _reply(self, job: Job) -> None:
         """Answer a job that went past stage 0 (called from the executor's thread)."""
         job.context.send(self._response(job), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-
-
-def load_inline_stage(version_dir: Path, stage: str) -> OnnxTextClassifier:
-    """The first stage's classifier from its copy in the router's version folder."""
-    folder = version_dir / stage
-    meta = folder / c.INLINE_STAGE_FILE
-    if not meta.is_file():
-        raise FileNotFoundError(
-            f"inline_stage {stage!r}: {meta} not found; rewrite the router (elang export, write_router) "
-            f'or set inline_stage to "" to call {stage} over BLS'
-        )
-    return OnnxTextClassifier(folder, **classifier_options(json.loads(meta.read_text())["parameters"]))

@@ -25,7 +25,7 @@ from elang.export.tiny_seq2seq import tiny_g2p_checkpoint, tiny_g2p_splits, tiny
 from elang.generation import OnnxSeq2SeqGenerator, token_energies
 from elang.health import deep_check
 from elang.inputs import encode_texts
-from elang.repository import RepositoryError, parse_config, render_config
+from elang.repository import RepositoryError, parse_config, render_config, tune_repository
 from elang.routing import get_policy
 from elang.server import TritonServer
 from elang.supervisor import Supervisor
@@ -308,8 +308,9 @@ def test_the_deep_health_check_probes_generating_stages_and_router(server):
     report = deep_check(server.http_url, timeout_s=30)
     assert report.healthy, report.summary()
     assert {ch.model: ch.status for ch in report.checks} == {"elang": "ok", "swift": "ok", "super": "ok"}
-    # Each stage alone once, and the router escalated its probe: the Super ran twice, the Swift twice.
-    assert {m: count(m) - before[m] for m in before} == {"swift": 2, "super": 2}
+    # Each stage alone once, and the router escalated its probe to the Super (it runs the Swift
+    # in its own process: inline_stage).
+    assert {m: count(m) - before[m] for m in before} == {"swift": 1, "super": 2}
 
 
 def test_a_dead_generating_stage_is_found_by_the_deep_check_and_healed_by_reload(g2p, tmp_path):
@@ -333,3 +334,33 @@ def test_a_dead_generating_stage_is_found_by_the_deep_check_and_healed_by_reload
         assert out[c.ROUTE].ravel().tolist() == [1, 1]  # the Super generates again
     finally:
         srv.stop()
+
+
+def test_the_router_runs_the_swift_inline_and_answers_as_over_bls(g2p, server, tmp_path):
+    """The writer puts a copy of the generating Swift in the router (no BLS hop for every word);
+    with `elang tune --inline off` the router calls it over BLS, and the answers are the same."""
+    params = parse_config((g2p["repo"] / c.ROUTER_MODEL / "config.pbtxt").read_text()).parameters
+    assert params[c.PARAM_INLINE_STAGE].string_value == "swift"
+    assert (g2p["repo"] / c.ROUTER_MODEL / "1" / "swift" / c.INLINE_STAGE_FILE).is_file()
+    words = g2p["splits"].test.inputs[:24]
+    _, _, score = _offline(g2p, words, 0.0)
+    threshold = float(np.median(score))
+    stats = grpcclient.InferenceServerClient(server.grpc_url)
+    before = stats.get_inference_statistics("swift").model_stats[0].inference_count
+    inline = ElangClient(server.grpc_url, timeout_s=30).generate(words, batch_size=5, threshold=threshold)
+    assert stats.get_inference_statistics("swift").model_stats[0].inference_count == before  # never called
+
+    repo = tmp_path / "repo"
+    shutil.copytree(g2p["repo"], repo)
+    assert tune_repository(repo, inline=False) == [c.ROUTER_MODEL]
+    assert not (repo / c.ROUTER_MODEL / "1" / "swift").exists()
+    srv = TritonServer(repo, startup_timeout_s=180)
+    srv.start()
+    try:
+        bls = ElangClient(srv.grpc_url, timeout_s=30).generate(words, batch_size=5, threshold=threshold)
+    finally:
+        srv.stop()
+    assert [p.route for p in inline.predictions] == [p.route for p in bls.predictions]
+    assert 0 < sum(p.route for p in inline.predictions) < len(words)
+    assert [p.output for p in inline.predictions] == [p.output for p in bls.predictions]
+    np.testing.assert_allclose([p.energy for p in inline.predictions], [p.energy for p in bls.predictions], atol=1e-5)
