@@ -23,7 +23,6 @@ from tritonclient.grpc import model_config_pb2 as mc
 from elang import contract as c
 from elang.atomic import staged_repository
 from elang.repository import (
-    DEFAULT_ROUTER_QUEUE_TIMEOUT_S,
     RepositoryError,
     _batching,
     _instances,
@@ -101,7 +100,7 @@ def write_exit_model(repo: Path, spec: ExitModelSpec) -> list[str]:
         for folder, info, name in zip(folders, infos, names, strict=True):
             _write_segment(staging, name, folder, info, spec)
         cfg = mc.ModelConfig(name=spec.router, backend="python")
-        _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, None, DEFAULT_ROUTER_QUEUE_TIMEOUT_S)
+        _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
         _tensor(cfg.input, c.text_input())
         for out in c.exit_router_outputs(len(label_names)):
             _tensor(cfg.output, out)

@@ -59,16 +59,17 @@ class RepositoryError(ValueError):
     """A model folder or setting cannot make a valid repository; the message says which."""
 
 
-# Queue policies. A router's dynamic batcher refuses requests beyond max_queue_size at once
-# (UNAVAILABLE "Exceeds maximum queue size") and those that waited past its timeout. A stage has
-# none unless asked: its caller is the router, which bounds what it sends (stage_inflight,
-# stage_queue_rows, stage_timeout_s). In Triton 2.51 any queue policy (a size, a timeout or
-# allow_timeout_override) turns off the batcher's prefetch; a request that arrives while the
-# instance is busy then waits for a wake-up that can be lost, up to the batcher's 500 ms idle
-# wait (docs/OPERATIONS.md, "Queues": measured on this project's stages).
-QUEUE_SIZE_PER_BATCH = 4  # a router's default max_queue_size: this many full batches
-DEFAULT_STAGE_QUEUE_TIMEOUT_S = 0.0  # stages: no queue policy by default
-DEFAULT_ROUTER_QUEUE_TIMEOUT_S = 30.0
+# Queue policies: none by default, on routers and stages alike. A policy bounds a model's
+# queue (requests beyond max_queue_size are refused at once, UNAVAILABLE "Exceeds maximum queue
+# size"; those that waited past the timeout too), but in Triton 2.51 any policy (a size, a
+# timeout or allow_timeout_override) turns off the dynamic batcher's prefetch, and a request
+# that arrives while the instance is busy can then wait out the batcher's 500 ms idle wait (a
+# lost wake-up): closed-loop clients all stall together (docs/BENCHMARKS.md section 9). The
+# router bounds what it sends the stages itself (stage_inflight, stage_queue_rows,
+# stage_timeout_s); `elang export --max-queue-size` / `elang tune` set a policy where an operator
+# wants the front door to refuse at once instead.
+DEFAULT_STAGE_QUEUE_TIMEOUT_S = 0.0
+DEFAULT_ROUTER_QUEUE_TIMEOUT_S = 0.0
 QUEUE_SCOPES = ("all", "routers", "stages")  # which models `elang tune` queue knobs change
 
 
@@ -108,7 +109,7 @@ class RouterSpec:
     name: str = c.ROUTER_MODEL  # another name serves a variant (e.g. elang_super_int8)
     # Run the first stage inside the router (saves a BLS hop) when it is a python-ort stage.
     inline_first_stage: bool = True
-    max_queue_size: int | None = None  # None: QUEUE_SIZE_PER_BATCH * max_batch_size; 0: unbounded
+    max_queue_size: int | None = None  # None or 0: unbounded (no queue policy with a 0 timeout)
     queue_timeout_s: float = DEFAULT_ROUTER_QUEUE_TIMEOUT_S  # 0: none
     stage_inflight: int = c.DEFAULT_STAGE_INFLIGHT  # calls in flight to each later stage
     stage_queue_rows: int = c.DEFAULT_STAGE_QUEUE_ROWS  # rows allowed to wait in the router per stage
@@ -174,24 +175,21 @@ def _batching(
     max_batch_size: int,
     delay_us: int,
     max_queue_size: int | None = 0,
-    queue_timeout_s: float = DEFAULT_STAGE_QUEUE_TIMEOUT_S,
+    queue_timeout_s: float = 0.0,
 ) -> None:
-    """Dynamic batching; ``max_queue_size`` None: QUEUE_SIZE_PER_BATCH full batches (a router's
-    default). The defaults (0, 0 s) write no queue policy (a stage's default)."""
+    """Dynamic batching, with a queue policy only if a bound or a timeout is given (None: 0)."""
     if max_batch_size < 1:
         raise RepositoryError(f"{config.name}: max_batch_size must be >= 1, got {max_batch_size}")
     config.max_batch_size = max_batch_size
     config.dynamic_batching.max_queue_delay_microseconds = delay_us
-    set_queue_policy(
-        config, QUEUE_SIZE_PER_BATCH * max_batch_size if max_queue_size is None else max_queue_size, queue_timeout_s
-    )
+    set_queue_policy(config, max_queue_size or 0, queue_timeout_s)
 
 
 def set_queue_policy(config: mc.ModelConfig, max_queue_size: int, queue_timeout_s: float) -> None:
     """REJECT beyond ``max_queue_size`` waiting requests or after ``queue_timeout_s`` in the queue.
 
     Both 0 (no bound, no timeout): no queue policy at all, so that Triton's batcher keeps its
-    prefetch (see QUEUE_SIZE_PER_BATCH above). Otherwise ``allow_timeout_override`` lets a
+    prefetch (see DEFAULT_STAGE_QUEUE_TIMEOUT_S above). Otherwise ``allow_timeout_override`` lets a
     caller ask for a shorter wait per request (the router passes what is left of its stage
     deadline on every call).
     """
@@ -257,7 +255,7 @@ def write_classifier(repo: Path, name: str, spec: ClassifierSpec) -> ModelFolder
 
 
 def _queue(spec: ClassifierSpec) -> dict:
-    return {"max_queue_size": spec.max_queue_size or 0, "queue_timeout_s": spec.queue_timeout_s}
+    return {"max_queue_size": spec.max_queue_size, "queue_timeout_s": spec.queue_timeout_s}
 
 
 def _write_stage(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolderInfo) -> None:

@@ -22,7 +22,6 @@ from elang import contract as c
 from elang.atomic import staged_repository
 from elang.generation import DEFAULT_MAX_NEW_TOKENS, is_seq2seq_folder
 from elang.repository import (
-    DEFAULT_ROUTER_QUEUE_TIMEOUT_S,
     DEFAULT_STAGE_QUEUE_TIMEOUT_S,
     RepositoryError,
     _batching,
@@ -70,7 +69,7 @@ def write_generator(repo: Path, name: str, spec: GeneratorSpec) -> None:
     if spec.max_new_tokens < 1:
         raise RepositoryError(f"{name}: max_new_tokens must be >= 1, got {spec.max_new_tokens}")
     cfg = mc.ModelConfig(name=name, backend="python")
-    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, spec.max_queue_size or 0, spec.queue_timeout_s)
+    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, spec.max_queue_size, spec.queue_timeout_s)
     for t in c.generator_inputs():
         _tensor(cfg.input, t)
     cfg.input[-1].optional = True  # MAX_NEW_TOKENS: absent = the stage's cap
@@ -149,7 +148,7 @@ def write_generate_router(repo: Path, spec: GenerateRouterSpec) -> None:
     except ValueError as exc:
         raise RepositoryError(str(exc)) from None
     cfg = mc.ModelConfig(name=spec.name, backend="python")
-    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, None, DEFAULT_ROUTER_QUEUE_TIMEOUT_S)
+    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
     _tensor(cfg.input, c.text_input())
     for out in c.generate_router_outputs():
         _tensor(cfg.output, out)

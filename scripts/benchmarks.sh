@@ -108,27 +108,28 @@ $E bench --repository "$G" --concurrency 1,8 --limit 2000 --sweep=-7.1136,-7.164
 $E bench --repository "$G" --concurrency 8 --limit 0 --sweep=-7.1136,-7.1643,-7.2046 --report docs/results/bench-g2p-all \
     | tee docs/results/bench-g2p-all.txt
 
-# 9. Queue policies (BENCHMARKS 9): the same repository with a queue policy on the stages and
-#    the router (as the writer made them before 2026-11-30: 256 requests, 60 s), on the router
-#    only (the writer's default now), and on none; for the quick pair and the G2P pair.
+# 9. Queue policies (BENCHMARKS 9): the same repository with a queue policy on every model (the
+#    writer's default before 2026-11-30: 256 requests; 60 s, the router had 30 s), on the router
+#    only, and on none (the default now); for the quick pair, and for the G2P pair with its Swift
+#    over BLS and inline (the default now: section 8's bench-g2p-all).
 $E demo --quick --work-dir "$CACHE/demo-quick"
-for pair in quick g2p; do
-    SRC=$([ "$pair" = quick ] && echo "$CACHE/demo-quick/model_repository" || echo "$G")
-    for scope in all router-only none; do
-        [ "$pair" = g2p ] && [ "$scope" = router-only ] && continue  # section 8's bench-g2p-all
-        Q=$CACHE/queues-$pair-$scope
-        rm -rf "$Q" && cp -r "$SRC" "$Q"
-        case $scope in
-            all) $E tune "$Q" --max-queue-size 256 --queue-timeout-s 60 --queue-scope stages ;;
-            none) $E tune "$Q" --max-queue-size 0 --queue-timeout-s 0 --queue-scope routers ;;
-        esac
-        if [ "$pair" = quick ]; then
-            $E bench --repository "$Q" --concurrency 8 --limit 600 --report "docs/results/queues-quick-$scope" \
-                | tee "docs/results/queues-quick-$scope.txt"
-        else
-            out=bench-g2p-all$([ "$scope" = all ] && echo -stage-queues)$([ "$scope" = none ] && echo -no-queues)
-            $E bench --repository "$Q" --concurrency 8 --limit 0 --sweep=-7.1136,-7.1643,-7.2046 \
-                --report "docs/results/$out" | tee "docs/results/$out.txt"
-        fi
-    done
+queues() {  # queues REPO all|router-only|none
+    case $2 in
+        all) $E tune "$1" --max-queue-size 256 --queue-timeout-s 60 ;;
+        router-only) $E tune "$1" --max-queue-size 256 --queue-timeout-s 30 --queue-scope routers ;;
+    esac
+}
+for scope in all router-only none; do
+    Q=$CACHE/queues-quick-$scope
+    rm -rf "$Q" && cp -r "$CACHE/demo-quick/model_repository" "$Q" && queues "$Q" $scope
+    $E bench --repository "$Q" --concurrency 8 --limit 600 --report "docs/results/queues-quick-$scope" \
+        | tee "docs/results/queues-quick-$scope.txt"
+done
+for run in stage-queues:all:off router-queue-bls:router-only:off no-queues-bls:none:off \
+           inline-router-queue:router-only:on; do
+    IFS=: read -r name scope inline <<< "$run"
+    Q=$CACHE/queues-g2p-$name
+    rm -rf "$Q" && cp -r "$G" "$Q" && queues "$Q" "$scope" && $E tune "$Q" --inline "$inline"
+    $E bench --repository "$Q" --concurrency 8 --limit 0 --sweep=-7.1136,-7.1643,-7.2046 \
+        --report "docs/results/bench-g2p-all-$name" | tee "docs/results/bench-g2p-all-$name.txt"
 done

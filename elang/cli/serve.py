@@ -169,7 +169,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
         "--queue-scope",
         choices=("all", "routers", "stages"),
         default="all",
-        help="models the two options above change (default all). Stages have no queue policy by default: "
+        help="models the two options above change (default all). No model has a queue policy by default: "
         "in Triton 2.51 one costs stalls of up to 500 ms (docs/OPERATIONS.md)",
     )
     q.add_argument("--stage-timeout-s", type=float, default=None, help="routers' deadline for each stage (default 60)")

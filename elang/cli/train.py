@@ -220,9 +220,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "--max-queue-size",
         type=int,
         default=None,
-        help="requests allowed to wait for the stage; more are refused at once (default: no limit). A stage's "
-        "caller is the router, which bounds what it sends; set one when clients call the stage directly "
-        "(in Triton 2.51 any queue policy costs stalls of up to 500 ms: docs/OPERATIONS.md)",
+        help="requests allowed to wait for the stage; more are refused at once (default: no limit). The "
+        "router bounds what it sends; set one when clients call the stage directly (in Triton 2.51 any "
+        "queue policy costs stalls of up to 500 ms: docs/OPERATIONS.md)",
     )
     s.add_argument(
         "--queue-timeout-s", type=float, default=0.0, help="a request waiting longer is refused (default 0: never)"

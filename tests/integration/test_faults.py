@@ -145,8 +145,8 @@ def test_overload_gets_an_immediate_clear_error_and_the_client_counts_it(fault_s
         assert res.stats.failures_by_kind.get("overloaded", 0) >= 10 * n - n - 1
         assert res.stats.answered + res.stats.failed == 10 * n
         assert "overloaded" in res.stats.format_table()
-    finally:
-        _retune(fault_server, fault_repo, max_queue_size=64)
+    finally:  # back to the default: no queue policy anywhere
+        _retune(fault_server, fault_repo, max_queue_size=0, queue_timeout_s=0)
 
 
 def test_the_routers_own_stage_queue_sheds_excess_rows(fault_server, fault_repo):
