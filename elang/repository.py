@@ -68,8 +68,7 @@ class RepositoryError(ValueError):
 # router bounds what it sends the stages itself (stage_inflight, stage_queue_rows,
 # stage_timeout_s); `elang export --max-queue-size` / `elang tune` set a policy where an operator
 # wants the front door to refuse at once instead.
-DEFAULT_STAGE_QUEUE_TIMEOUT_S = 0.0
-DEFAULT_ROUTER_QUEUE_TIMEOUT_S = 0.0
+DEFAULT_QUEUE_TIMEOUT_S = 0.0  # with max_queue_size None/0: no queue policy
 QUEUE_SCOPES = ("all", "routers", "stages")  # which models `elang tune` queue knobs change
 
 
@@ -88,7 +87,7 @@ class ClassifierSpec:
     length_bucket: int = 0
     ort_spinning: bool = False
     max_queue_size: int | None = None  # None or 0: unbounded (no queue policy with a 0 timeout)
-    queue_timeout_s: float = DEFAULT_STAGE_QUEUE_TIMEOUT_S  # 0: none
+    queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S  # 0: none
     fault_injection: bool = False  # honour elang_fault_sleep_s (fault tests and benchmarks only)
 
 
@@ -110,7 +109,7 @@ class RouterSpec:
     # Run the first stage inside the router (saves a BLS hop) when it is a python-ort stage.
     inline_first_stage: bool = True
     max_queue_size: int | None = None  # None or 0: unbounded (no queue policy with a 0 timeout)
-    queue_timeout_s: float = DEFAULT_ROUTER_QUEUE_TIMEOUT_S  # 0: none
+    queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S  # 0: none
     stage_inflight: int = c.DEFAULT_STAGE_INFLIGHT  # calls in flight to each later stage
     stage_queue_rows: int = c.DEFAULT_STAGE_QUEUE_ROWS  # rows allowed to wait in the router per stage
 
@@ -189,7 +188,7 @@ def set_queue_policy(config: mc.ModelConfig, max_queue_size: int, queue_timeout_
     """REJECT beyond ``max_queue_size`` waiting requests or after ``queue_timeout_s`` in the queue.
 
     Both 0 (no bound, no timeout): no queue policy at all, so that Triton's batcher keeps its
-    prefetch (see DEFAULT_STAGE_QUEUE_TIMEOUT_S above). Otherwise ``allow_timeout_override`` lets a
+    prefetch (see DEFAULT_QUEUE_TIMEOUT_S above). Otherwise ``allow_timeout_override`` lets a
     caller ask for a shorter wait per request (the router passes what is left of its stage
     deadline on every call).
     """

@@ -22,7 +22,7 @@ from elang import contract as c
 from elang.atomic import staged_repository
 from elang.generation import DEFAULT_MAX_NEW_TOKENS, is_seq2seq_folder
 from elang.repository import (
-    DEFAULT_STAGE_QUEUE_TIMEOUT_S,
+    DEFAULT_QUEUE_TIMEOUT_S,
     RepositoryError,
     _batching,
     _fill_inline_copy,
@@ -52,7 +52,7 @@ class GeneratorSpec:
     intra_op_threads: int = 0
     gpu: bool = False
     max_queue_size: int | None = None  # None or 0: unbounded (no queue policy with a 0 timeout)
-    queue_timeout_s: float = DEFAULT_STAGE_QUEUE_TIMEOUT_S  # 0: none
+    queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S  # 0: none
     fault_injection: bool = False
 
 
