@@ -59,6 +59,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast of the forward pass (default: the preset's; the Super's is on)",
+    )
+    p.add_argument(
+        "--save-every-s",
+        type=float,
+        default=300.0,
+        help="save the training state this often inside an epoch, so a stop costs minutes (default 300; 0: epochs only)",
+    )
     p.add_argument("--quick", action="store_true", help="a first look: one epoch on 5000 training inputs")
     p.add_argument("--cache-dir", type=Path, default=None, help="default: $ELANG_CACHE or ~/.cache/elang")
     add_data_arguments(p)
@@ -71,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from elang.seq2seq_data import Seq2SeqSet
 
     recipe = PRESETS[args.preset]
-    for key in ("epochs", "lr", "batch_size", "seed"):
+    for key in ("epochs", "lr", "batch_size", "seed", "bf16"):
         if getattr(args, key) is not None:
             recipe = replace(recipe, **{key: getattr(args, key)})
     splits = splits_from_args(args)
@@ -79,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         recipe = quick(recipe)
         splits = replace(splits, train=Seq2SeqSet(splits.train.inputs[:5000], splits.train.references[:5000]))
     print(f"data: {splits.describe()}", file=sys.stderr)
-    result = train_seq2seq(recipe, splits, args.cache_dir or default_cache(), progress=True)
+    result = train_seq2seq(
+        recipe, splits, args.cache_dir or default_cache(), progress=True, save_every_s=args.save_every_s
+    )
     m = result.metrics
     print(f"checkpoint {result.checkpoint}")
     print(
