@@ -349,6 +349,7 @@ def train_seq2seq(
         unit="step",
         disable=not progress,
     )
+
     def save_state() -> None:
         pos["seconds"] = time.monotonic() - t0
         tmp = state_path.with_suffix(".tmp")  # written whole, then renamed: a kill never leaves half
