@@ -1,14 +1,12 @@
 """Triton adapter for a generating stage (a seq2seq `swift` or `super`): TEXT (and an optional
 per-row MAX_NEW_TOKENS) in; OUTPUT_TEXT, TOKEN_IDS, TOKEN_ENERGY and NUM_TOKENS out.
 
-All valid requests of a dynamic batch generate together (``elang.generation``); a request with a
-bad input gets its own INVALID_ARG error and the rest of the batch is served.
+All valid requests of a dynamic batch generate together (``elang.generation``); the request
+loop, errors and fault injection are ``StageAdapter``'s.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,50 +16,24 @@ import triton_python_backend_utils as pb_utils
 from elang import contract as c
 from elang.generation import OnnxSeq2SeqGenerator, generator_options
 from elang.inputs import InputError
-from elang.triton.common import config_parameters, error_response, fault_sleep_s, request_texts, split_rows
+from elang.triton.common import split_rows
+from elang.triton.stage import StageAdapter
 
 
-class TritonPythonModel:
-    def initialize(self, args: dict[str, Any]) -> None:
-        self.model_config = json.loads(args["model_config"])
-        params = config_parameters(self.model_config)
-        folder = Path(args["model_repository"]) / args["model_version"]
-        self.max_text_bytes = int(params.get(c.PARAM_MAX_TEXT_BYTES, c.DEFAULT_MAX_TEXT_BYTES))
+class TritonPythonModel(StageAdapter):
+    pb_utils = pb_utils
+    kind = "generator"
+
+    def load(self, folder: Path, params: dict[str, str]) -> None:
         self.generator = OnnxSeq2SeqGenerator(folder, **generator_options(params))
-        self.logger = pb_utils.Logger
-        self.fault_injection = params.get(c.PARAM_FAULT_INJECTION, "0") == "1"
-        if self.fault_injection:
-            self.logger.log_warn(f"{args['model_name']}: fault injection is on ({c.FAULT_SLEEP_PARAM} is honoured)")
 
-    def execute(self, requests: list[Any]) -> list[Any]:
-        if self.fault_injection:
-            time.sleep(fault_sleep_s(requests))
-        responses: list[Any] = [None] * len(requests)
-        good: list[int] = []
-        texts: list[str] = []
-        caps: list[np.ndarray] = []
-        for i, request in enumerate(requests):
-            try:
-                rows = request_texts(pb_utils, request, self.max_text_bytes)
-                caps.append(_caps(request, len(rows), self.generator.max_new_tokens))
-            except InputError as exc:
-                responses[i] = error_response(pb_utils, str(exc), invalid_arg=True)
-                continue
-            good.append(i)
-            texts += rows
-        if not good:
-            return responses
-        try:
-            gen = self.generator(texts, np.concatenate(caps))
-        except Exception as exc:  # noqa: BLE001 - answer every request, never hang
-            self.logger.log_error(f"generation failed on {len(texts)} rows: {exc}")
-            for i in good:
-                responses[i] = error_response(pb_utils, f"model failed: {exc}", invalid_arg=False)
-            return responses
-        for i, rows in zip(good, split_rows([len(cp) for cp in caps])):
-            out = gen.tensors(rows)
-            responses[i] = pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in out.items()])
-        return responses
+    def parse(self, request: Any) -> tuple[list[str], np.ndarray]:
+        rows = self.texts(request)
+        return rows, _caps(request, len(rows), self.generator.max_new_tokens)
+
+    def compute(self, items: list[Any]) -> list[dict[str, np.ndarray]]:
+        gen = self.generator([t for texts, _ in items for t in texts], np.concatenate([cap for _, cap in items]))
+        return [gen.tensors(rows) for rows in split_rows([len(cap) for _, cap in items])]
 
 
 def _caps(request: Any, rows: int, cap: int) -> np.ndarray:

@@ -3,14 +3,11 @@
 The first segment takes TEXT and returns LOGITS, HIDDEN and MASK; a later one takes HIDDEN
 and MASK and returns LOGITS and HIDDEN (the last one LOGITS only). The requests of a dynamic
 batch run together: their hidden states are zero-padded to the longest and cut back to each
-request's own width. A request with a bad input gets its own INVALID_ARG error and the rest
-of the batch is served.
+request's own width. The request loop, errors and fault injection are ``StageAdapter``'s.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,58 +18,22 @@ from elang import contract as c
 from elang.classifier import classifier_options
 from elang.inputs import InputError
 from elang.segments import Segment, merge_requests
-from elang.triton.common import config_parameters, error_response, fault_sleep_s, request_texts, split_rows
+from elang.triton.common import split_rows
+from elang.triton.stage import StageAdapter
 
 
-class TritonPythonModel:
-    def initialize(self, args: dict[str, Any]) -> None:
-        config = json.loads(args["model_config"])
-        params = config_parameters(config)
+class TritonPythonModel(StageAdapter):
+    pb_utils = pb_utils
+    kind = "segment"
+
+    def load(self, folder: Path, params: dict[str, str]) -> None:
         opts = classifier_options(params)
         opts.pop("length_bucket")
-        self.segment = Segment(Path(args["model_repository"]) / args["model_version"], **opts)
-        self.max_text_bytes = int(params.get(c.PARAM_MAX_TEXT_BYTES, c.DEFAULT_MAX_TEXT_BYTES))
-        self.fault_injection = params.get(c.PARAM_FAULT_INJECTION, "0") == "1"
-        self.logger = pb_utils.Logger
+        self.segment = Segment(folder, **opts)
 
-    def execute(self, requests: list[Any]) -> list[Any]:
-        if self.fault_injection:
-            time.sleep(fault_sleep_s(requests))
-        responses: list[Any] = [None] * len(requests)
-        good: list[int] = []
-        inputs: list[Any] = []
-        for i, request in enumerate(requests):
-            try:
-                inputs.append(self._inputs(request))
-                good.append(i)
-            except InputError as exc:
-                responses[i] = error_response(pb_utils, str(exc), invalid_arg=True)
-        if not good:
-            return responses
-        try:
-            if self.segment.info.first:
-                counts = [len(t) for t in inputs]
-                out = self.segment([t for texts in inputs for t in texts])
-                spans = [(s.start, s.stop, None) for s in split_rows(counts)]
-            else:
-                merged, spans = merge_requests(inputs)
-                out = self.segment(merged)
-        except Exception as exc:  # noqa: BLE001 - answer every request, never hang
-            self.logger.log_error(f"segment {self.segment.info.index} failed: {exc}")
-            for i in good:
-                responses[i] = error_response(pb_utils, f"model failed: {exc}", invalid_arg=False)
-            return responses
-        for i, (start, stop, width) in zip(good, spans, strict=True):
-            tensors = [pb_utils.Tensor(c.LOGITS, np.ascontiguousarray(out.logits[start:stop]))]
-            for name, arr in (out.carry or {}).items():
-                part = arr[start:stop] if width is None else arr[start:stop, :width]
-                tensors.append(pb_utils.Tensor(name, np.ascontiguousarray(part)))
-            responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
-        return responses
-
-    def _inputs(self, request: Any) -> Any:
+    def parse(self, request: Any) -> Any:
         if self.segment.info.first:
-            return request_texts(pb_utils, request, self.max_text_bytes)
+            return self.texts(request)
         got = {}
         for name in (c.HIDDEN, c.MASK):
             tensor = pb_utils.get_input_tensor_by_name(request, name)
@@ -89,3 +50,18 @@ class TritonPythonModel:
         if not np.all(np.isfinite(h)):
             raise InputError(f"{c.HIDDEN} holds NaN or infinite values")
         return got
+
+    def compute(self, items: list[Any]) -> list[dict[str, np.ndarray]]:
+        if self.segment.info.first:
+            out = self.segment([t for texts in items for t in texts])
+            spans = [(s.start, s.stop, None) for s in split_rows([len(t) for t in items])]
+        else:
+            merged, spans = merge_requests(items)
+            out = self.segment(merged)
+        answers = []
+        for start, stop, width in spans:
+            tensors = {c.LOGITS: out.logits[start:stop]}
+            for name, arr in (out.carry or {}).items():
+                tensors[name] = arr[start:stop] if width is None else arr[start:stop, :width]
+            answers.append(tensors)
+        return answers
