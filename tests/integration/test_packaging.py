@@ -5,7 +5,9 @@ against the real server (started by the full install)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import venv
 from pathlib import Path
 
@@ -49,7 +51,6 @@ def _source_modules() -> set[str]:
 
 def test_the_wheel_ships_and_imports_every_module(tmp_path: Path) -> None:
     """Build the wheel from a copy of the sources, install it apart, import each module from it."""
-    import sys
     import zipfile
 
     src = tmp_path / "src"
@@ -103,7 +104,7 @@ def test_the_wheel_ships_and_imports_every_module(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**__import__("os").environ, "PYTHONPATH": str(target)},
+        env={**os.environ, "PYTHONPATH": str(target)},
         timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -163,3 +164,16 @@ def test_bare_install_classifies_through_the_real_server(bare: Path, server, tmp
         [str(bare / "bin" / "python"), "-c", code, server.grpc_url], capture_output=True, text=True, cwd=tmp_path
     )
     assert out.returncode == 0 and out.stdout.startswith("ok"), out.stderr
+
+
+def test_image_install_step_in_a_fresh_venv(tmp_path: Path) -> None:
+    """The Dockerfile's pip steps, in a clean venv: the serving modules import without extras."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    req = ROOT / "deploy" / "docker" / "requirements-serve.txt"
+    subprocess.run([*pip, "-r", str(req), "onnxruntime"], check=True, timeout=600)
+    subprocess.run([*pip, "--no-deps", str(ROOT)], check=True, timeout=600)
+    code = "import elang.router, elang.classifier, elang.triton.common, elang.calibration; print('ok')"
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -122,17 +122,18 @@ def test_a_slow_stage_fails_escalated_requests_at_the_deadline_and_never_blocks_
     assert h.ex.run([slow]) == [False]
     # Meanwhile, Swift-only requests are answered by run() itself.
     fast = h.job([3], np.inf)
-    assert h.ex.run([fast]) == [True] and time.monotonic() - t0 < 0.2
+    assert h.ex.run([fast]) == [True] and fast.failure is None
+    assert slow.failure is None  # answered while the slow request still waits for its Super
     (failed,) = h.wait(1)
     waited = time.monotonic() - t0
-    assert 0.25 < waited < 1.5
+    assert 0.25 < waited < 10  # the 0.3 s deadline, not Super's 30 s (an order of magnitude, not a timing)
     assert failed.failure.kind == FailureKind.DEADLINE and failed.failure.stage == "super"
     assert "stage_timeout_s=0.3" in failed.failure.message and "'super'" in failed.failure.message
     # A request's own (shorter) timeout bounds the wait too.
     t0 = time.monotonic()
     own = Job(encode_texts(["text 5"]), [-np.inf], timeout_s=0.1)
     h.ex.run([own])
-    assert h.wait(2)[1] is own and time.monotonic() - t0 < 0.25
+    assert h.wait(2)[1] is own and time.monotonic() - t0 < 10
     assert "request's own timeout of 0.1 s" in own.failure.message
     snap = h.ex.snapshot()["super"]
     assert snap["abandoned"] == 2 and snap["inflight"] == 0  # the slots came back for later calls
@@ -149,7 +150,7 @@ def test_rows_waiting_for_a_busy_stage_also_meet_the_deadline():
     assert [j.failure.kind for j in replies] == [FailureKind.DEADLINE] * 2
     # The first call was given up at its deadline (0.4 s), which freed the slot for the second
     # request; its own deadline (0.2 + 0.4 s) still held.
-    assert time.monotonic() - t0 < 1.2
+    assert time.monotonic() - t0 < 10  # deadlines of 0.4 s, not Super's 30 s
     assert h.stage_calls("super") == [[1], [2]]
     assert h.ex.snapshot()["super"]["abandoned"] == 2
     h.ex.close()
@@ -161,8 +162,9 @@ def test_excess_rows_are_refused_at_once_as_overloaded():
     time.sleep(0.05)
     t0 = time.monotonic()
     h.ex.run([h.job([1, 2, 3], -np.inf), h.job([4, 5], -np.inf), h.job([6], -np.inf)])
-    (refused,) = h.wait(1, timeout=0.5)
-    assert time.monotonic() - t0 < 0.5
+    (refused,) = h.wait(1, timeout=5)
+    assert time.monotonic() - t0 < 5  # at once, not after Super's 1 s call or the 5 s deadline
+    assert not any(j.failure is None for j in h.replies)  # refused before any escalated call came back
     assert refused.failure.kind == FailureKind.OVERLOADED and refused.texts.shape[0] == 2
     assert "stage_queue_rows=4" in refused.failure.message and "retry later" in refused.failure.message
     replies = h.wait(4)
@@ -219,7 +221,7 @@ def test_first_stage_over_the_call_path_is_chunked_and_timed():
     t0 = time.monotonic()
     (job,) = [h.job([1], np.inf)]
     h.ex.run([job])
-    assert job.failure.kind == FailureKind.DEADLINE and time.monotonic() - t0 < 1.5
+    assert job.failure.kind == FailureKind.DEADLINE and time.monotonic() - t0 < 4  # 0.3 s deadline, not 5 s
     h.ex.close()
 
 
