@@ -122,6 +122,52 @@ def _copy_folder_with(src_dir: Path, onnx: Path, dst_dir: Path) -> None:
     shutil.copy2(onnx, dst_dir / ONNX_FILE)
 
 
+# Models whose learned positions start after the padding index (RoBERTa's convention, which MPNet
+# keeps): position ids run from pad_token_id + 1, so max_position_embeddings - (pad + 1) tokens fit.
+OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text", "xmod", "ibert"}
+
+
+def checkpoint_token_limit(checkpoint: Path) -> int | None:
+    """The most tokens ``checkpoint`` can take: its positions (less RoBERTa/MPNet's offset) and its
+    tokenizer's ``model_max_length``, whichever is smaller; None when neither says."""
+    folder = Path(checkpoint)
+    limits = []
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        cfg = {}
+    positions = cfg.get("max_position_embeddings")
+    if isinstance(positions, int) and positions > 0:
+        offset = int(cfg.get("pad_token_id") or 0) + 1 if cfg.get("model_type") in OFFSET_POSITIONS else 0
+        limits.append(positions - offset)
+    try:
+        tok = json.loads((folder / "tokenizer_config.json").read_text()).get("model_max_length")
+    except (OSError, ValueError):
+        tok = None
+    if isinstance(tok, (int, float)) and 0 < tok < 1e9:  # HF writes 1e30 for "no limit"
+        limits.append(int(tok))
+    return min(limits) if limits else None
+
+
+def stage_max_length(checkpoint: Path, requested: int | None, trained: int | None = None) -> int:
+    """The ``max_length`` a stage of ``checkpoint`` is served with: the requested one (refused when
+    the model cannot take it), else what it was trained with, else the default, capped at its limit."""
+    limit = checkpoint_token_limit(checkpoint)
+    if requested is not None:
+        if limit is not None and requested > limit:
+            raise RepositoryError(
+                f"--max-length {requested}: {checkpoint} takes at most {limit} tokens "
+                "(its max_position_embeddings / tokenizer model_max_length); pass --max-length "
+                f"{limit} or less"
+            )
+        return requested
+    chosen = trained or c.DEFAULT_MAX_LENGTH
+    if limit is not None and chosen > limit:
+        log.info("max_length %d capped at %d, what %s can take", chosen, limit, checkpoint)
+        chosen = limit
+    return chosen
+
+
 def export_stage(
     checkpoint: Path,
     role: str,
@@ -132,7 +178,7 @@ def export_stage(
     quantize: str | None = None,
     quantize_exclude: str = "ffn-output",
     optimize: str = "none",
-    max_length: int = c.DEFAULT_MAX_LENGTH,
+    max_length: int | None = None,
     gpu: bool = False,
     atol: float = DEFAULT_ATOL,
     super_fraction: float = DEFAULT_SUPER_FRACTION,
@@ -154,6 +200,7 @@ def export_stage(
         raise RepositoryError(f"--name {name!r}: only a super may take another name, a plain identifier")
     if quantize not in (None, "int8"):
         raise RepositoryError(f"unknown quantization {quantize!r}; only int8 is supported")
+    max_length = stage_max_length(checkpoint, max_length)
     repository = Path(repository)
     from elang.seq2seq_repository import router_task
 

@@ -34,13 +34,14 @@ class TinySpec:
     vocab_size: int = 300
     seed: int = 0
     labels: tuple[str, ...] = SAMPLE_LABELS
+    positions: int = 512  # max_position_embeddings and the tokenizer's model_max_length
 
 
 TINY_SWIFT = TinySpec(layers=1, hidden=32, vocab_size=250, seed=1)
 TINY_SUPER = TinySpec(layers=2, hidden=48, vocab_size=400, seed=2)
 
 
-def train_tokenizer(texts: list[str], vocab_size: int):  # noqa: ANN201 - transformers.PreTrainedTokenizerFast
+def train_tokenizer(texts: list[str], vocab_size: int, max_length: int = 512):  # noqa: ANN201 - PreTrainedTokenizerFast
     """A BERT-style uncased WordPiece tokenizer trained on ``texts``."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -63,7 +64,7 @@ def train_tokenizer(texts: list[str], vocab_size: int):  # noqa: ANN201 - transf
         cls_token="[CLS]",
         sep_token="[SEP]",
         mask_token="[MASK]",
-        model_max_length=512,
+        model_max_length=max_length,
     )
 
 
@@ -75,7 +76,7 @@ def make_tiny_checkpoint(out_dir: str | Path, spec: TinySpec, corpus: list[str] 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = corpus if corpus is not None else [t for t, _ in sample_rows()]
-    tokenizer = train_tokenizer(texts, spec.vocab_size)
+    tokenizer = train_tokenizer(texts, spec.vocab_size, spec.positions)
     torch.manual_seed(spec.seed)
     config = BertConfig(
         vocab_size=len(tokenizer),
@@ -83,7 +84,7 @@ def make_tiny_checkpoint(out_dir: str | Path, spec: TinySpec, corpus: list[str] 
         num_hidden_layers=spec.layers,
         num_attention_heads=spec.heads,
         intermediate_size=spec.hidden * 2,
-        max_position_embeddings=512,
+        max_position_embeddings=spec.positions,
         num_labels=len(spec.labels),
         id2label=dict(enumerate(spec.labels)),
         label2id={lab: i for i, lab in enumerate(spec.labels)},

@@ -241,10 +241,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     args.repository.mkdir(parents=True, exist_ok=True)
     dataspec.adopt(args.checkpoint, args.repository, args.allow_other_data)
-    if args.max_length is None:
-        from elang.export.train import trained_max_length
+    from elang.export.stage import stage_max_length
+    from elang.export.train import trained_max_length
 
-        args.max_length = trained_max_length(args.checkpoint) or 128
+    args.max_length = stage_max_length(args.checkpoint, args.max_length, trained_max_length(args.checkpoint))
     splits, _ = dataspec.splits_for(args, args.repository, required=args.quantize is not None)
     report = export_stage(
         args.checkpoint,

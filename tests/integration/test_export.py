@@ -145,3 +145,51 @@ def test_parity_refuses_a_serving_tokenizer_that_differs_from_training(checkpoin
         ExportError, match=r"serving tokenizer differs from the training tokenizer on validation text 0"
     ):
         check_parity(checkpoints["swift"], stage, texts, max_length=64)
+
+
+def test_a_checkpoint_with_64_positions_is_served_at_64_tokens_and_truncates_a_huge_text(tmp_path):
+    """A user's checkpoint that takes 64 tokens: the stage gets max_length 64 (not the default 128), a
+    50,000-word text is truncated, not an ONNX Runtime error, and --max-length above 64 is refused."""
+    from dataclasses import replace
+
+    from elang.classifier import OnnxTextClassifier
+    from elang.export.stage import checkpoint_token_limit
+
+    ckpt = make_tiny_checkpoint(tmp_path / "short", replace(TINY_SWIFT, positions=64))
+    assert checkpoint_token_limit(ckpt) == 64
+    repo = tmp_path / "repo"
+    out = subprocess.run(
+        ELANG + ["export", str(ckpt), "--as", "swift", "--repository", str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    params = parse_config((repo / "swift" / "config.pbtxt").read_text()).parameters
+    assert params["max_length"].string_value == "64", params
+    served = int(params["max_length"].string_value)
+    logits = OnnxTextClassifier(repo / "swift" / "1", max_length=served)(["word " * 50_000, "ok"])
+    assert logits.shape == (2, len(TINY_SWIFT.labels))
+    refused = subprocess.run(
+        ELANG + ["export", str(ckpt), "--as", "swift", "--repository", str(tmp_path / "r2"), "--max-length", "128"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode != 0 and "takes at most 64 tokens" in refused.stderr, refused.stderr
+
+
+def test_the_token_limit_counts_the_position_offset_of_roberta_and_mpnet(tmp_path):
+    from elang.export.stage import checkpoint_token_limit
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "mpnet", "max_position_embeddings": 514, "pad_token_id": 1})
+    )
+    assert checkpoint_token_limit(tmp_path) == 512
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1e30}))
+    assert checkpoint_token_limit(tmp_path) == 512
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 256}))
+    assert checkpoint_token_limit(tmp_path) == 256
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "max_position_embeddings": 64}))
+    (tmp_path / "tokenizer_config.json").unlink()
+    assert checkpoint_token_limit(tmp_path) == 64
