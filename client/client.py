@@ -21,8 +21,8 @@ import numpy as np
 
 from elang import contract as c
 from elang.client.stats import RoutingStats
-from elang.inputs import InputError, decode_texts, encode_texts
-from elang.routing import energy
+from elang.core.routing import energy
+from elang.core.texts import InputError, decode_texts, encode_texts
 
 PROTOCOLS = ("grpc", "http")
 
@@ -430,7 +430,7 @@ class ElangClient:
         )
         out = {n: result.as_numpy(n) for n in names}
         if not router:
-            from elang.routing import get_policy
+            from elang.core.routing import get_policy
 
             e = out[c.TOKEN_ENERGY]
             out[c.ENERGY] = get_policy("mean").score(e).astype(np.float32).reshape(-1, 1)

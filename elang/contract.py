@@ -79,6 +79,7 @@ PARAM_EXIT_LAYERS = "exit_layers"
 PARAM_TASK = "task"
 TASK_CLASSIFY = "classify"
 TASK_GENERATE = "generate"
+TASK_EXITS = "exits"  # the exits of one multi-exit encoder (older routers: classify + exit_layers)
 # A generating stage's (and its router's) cap on new tokens per row.
 PARAM_MAX_NEW_TOKENS = "max_new_tokens"
 # A generating stage: "1" binds ONNX Runtime inputs/outputs so the KV cache stays on the device
@@ -89,7 +90,7 @@ PARAM_IO_BINDING = "io_binding"
 PARAM_INLINE_STAGE = "inline_stage"
 # File next to an inline copy: the stage's config parameters.
 INLINE_STAGE_FILE = "stage.json"
-# How the router calls each stage (elang.execution): rows per call (the stage's max_batch_size,
+# How the router calls each stage (elang.core.execution): rows per call (the stage's max_batch_size,
 # written by the repository writer), calls in flight, rows allowed to wait. Each is one number
 # for every stage, or "name=value,..." per stage.
 PARAM_STAGE_MAX_BATCH = "stage_max_batch"

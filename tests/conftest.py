@@ -32,7 +32,7 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.fixture(scope="session")
 def server(tiny_repo: dict):
     """The real tritonserver on free 127.0.0.1 ports, stopped by its own PID at the end."""
-    from elang.server import TritonServer
+    from elang.ops.server import TritonServer
 
     srv = TritonServer(tiny_repo["repo"], startup_timeout_s=180)
     srv.start()
@@ -43,7 +43,7 @@ def server(tiny_repo: dict):
 @pytest.fixture(scope="session")
 def offline(tiny_repo: dict) -> dict:
     """The same ONNX models run directly with ONNX Runtime, as the reference."""
-    from elang.classifier import OnnxTextClassifier
+    from elang.runtimes.classifier import OnnxTextClassifier
 
     return {name: OnnxTextClassifier(tiny_repo["work"] / name) for name in ("swift", "super")}
 
@@ -51,7 +51,7 @@ def offline(tiny_repo: dict) -> dict:
 @pytest.fixture(scope="session")
 def labelled_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """240 distinct labelled texts (two sample sentences each, so no two rows tie in score)."""
-    from elang.export.tiny import sample_rows
+    from elang.export.classify.tiny import sample_rows
 
     rows = sample_rows()
     f = tmp_path_factory.mktemp("data") / "labelled.csv"

@@ -16,12 +16,12 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
     import contextlib
     import json
 
-    from elang.server import TritonServer
+    from elang.ops.server import TritonServer
 
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)
     if getattr(args, "faults", False):
-        from elang.faultbench import run_fault_bench
+        from elang.bench.faults import run_fault_bench
 
         if not args.repository:
             raise ValueError("bench --faults needs --repository (it starts and supervises its own server)")

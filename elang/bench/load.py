@@ -109,7 +109,7 @@ def run_load(
     from concurrent.futures import ThreadPoolExecutor
 
     from elang.client.client import ClientError, ElangClient
-    from elang.seq2seq_data import row_errors
+    from elang.data.seq2seq import row_errors
 
     client = ElangClient(url, model=config.model, timeout_s=timeout_s)
     batches = [list(range(i, min(i + batch_size, len(texts)))) for i in range(0, len(texts), batch_size)]
@@ -210,7 +210,7 @@ FULL_DEPTH = "@full"  # a multi-exit router with every text sent to its last exi
 
 def bench_configs(url: str, sweep: str | None, only: str | None = None) -> list[BenchConfig]:
     from elang.client.client import ElangClient
-    from elang.routing import get_policy
+    from elang.core.routing import get_policy
 
     info = ElangClient(url).router_info()
     if info.get(c.PARAM_TASK) == c.TASK_GENERATE:  # a seq2seq repository: swift, super, the router

@@ -10,8 +10,8 @@ import numpy as np
 
 from elang.bench.load import BenchConfig, run_load
 from elang.client.stats import percentiles
-from elang.inputs import encode_texts
-from elang.repository import ClassifierSpec, write_classifier
+from elang.core.texts import encode_texts
+from elang.repository.writer import ClassifierSpec, write_classifier
 
 
 def process_tree_rss_mb(pid: int) -> float:
@@ -108,7 +108,7 @@ def profile_stage(
     model_dir: Path, texts: list[str], batch_sizes: tuple[int, ...] = (1, 8, 32), rounds: int = 20, max_length: int = 64
 ) -> list[dict]:
     """Where a stage's time goes offline: tokenization vs ONNX Runtime, per text, by batch size."""
-    from elang.classifier import OnnxTextClassifier
+    from elang.runtimes.classifier import OnnxTextClassifier
 
     clf = OnnxTextClassifier(model_dir, max_length=max_length)
     rows = []
@@ -147,7 +147,7 @@ def compare_stage_layouts(
     import tritonclient.grpc as grpcclient
     from tqdm import tqdm
 
-    from elang.server import TritonServer
+    from elang.ops.server import TritonServer
 
     layouts = {"python-ort": "stage_single", "python-ensemble": "stage_ensemble"}
     with tempfile.TemporaryDirectory(prefix="elang-layout-") as tmp:

@@ -7,10 +7,11 @@ import argparse
 import logging
 import sys
 
-from elang import __version__, pairs
-from elang.cli import calibrate, client, exits, generate, measure, seq2seq, serve, slenderize, train
+from elang import __version__
+from elang.calibration import pairs
+from elang.cli import calibrate, classify, exits, generate, measure, seq2seq, serve, slenderize, train
+from elang.cli.quiet import quiet_third_party
 from elang.cli.train import recipe_from_args  # noqa: F401 - re-exported for callers of elang.cli
-from elang.quiet import quiet_third_party
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
         serve._add_serve,
-        client._add_classify,
+        classify._add_classify,
         generate.add_parser,
         train._add_train,
         seq2seq.add_parser,
@@ -49,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet_third_party(args.verbose)
     from elang.client.client import ClientError
     from elang.client.inputs import InputFileError
-    from elang.export.onnx_export import ExportError
-    from elang.repository import RepositoryError
-    from elang.server import ServerError
+    from elang.export.classify.onnx import ExportError
+    from elang.ops.server import ServerError
+    from elang.repository.writer import RepositoryError
 
     try:
         return int(args.func(args) or 0)

@@ -1,4 +1,4 @@
-"""`elang calibrate`: the command around :mod:`elang.calibrate` (options, report, files)."""
+"""`elang calibrate`: the command around :mod:`elang.calibration.classify` (options, report, files)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from elang import contract as c
-from elang import dataspec
+from elang.data import spec as dataspec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -72,9 +72,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def target_from_args(args: argparse.Namespace):  # noqa: ANN201 - elang.calibration.Target
+def target_from_args(args: argparse.Namespace):  # noqa: ANN201 - elang.calibration.thresholds.Target
     """The one target given (accuracy, accuracy drop, Super fraction or compute budget), validated."""
-    from elang.calibration import Target
+    from elang.calibration.thresholds import Target
 
     kinds = {
         "accuracy": args.target_accuracy,
@@ -89,12 +89,12 @@ def target_from_args(args: argparse.Namespace):  # noqa: ANN201 - elang.calibrat
 
 
 def run(args: argparse.Namespace) -> int:
-    from elang import calibrate as cal
+    from elang.calibration import classify as cal
     from elang.export.pipeline import default_cache
-    from elang.seq2seq_repository import router_task
+    from elang.repository.generate import router_task
 
     if router_task(args.repository, args.router or c.ROUTER_MODEL) == c.TASK_GENERATE:
-        from elang.cli.seq2seq_calibrate import run as run_seq2seq
+        from elang.cli.calibrate_generate import run as run_seq2seq
 
         return run_seq2seq(args)
     if args.criterion not in (None, "auto", "energy", "softmax", "entropy", "learned", "patience"):
@@ -102,14 +102,14 @@ def run(args: argparse.Namespace) -> int:
             f"--criterion {args.criterion!r}: a classifier router takes auto, energy, softmax, entropy, learned or patience"
         )
     if args.router:
-        from elang.exit_calibrate import ExitRouter
+        from elang.calibration.exits import ExitRouter
 
         try:
             exit_router = ExitRouter.read(args.repository, args.router)
         except ValueError:
             exit_router = None  # a pair's router (elang, elang_<super>): calibrated below
         if exit_router is not None:
-            from elang.cli.exit_calibrate import run_exits
+            from elang.cli.calibrate_exits import run_exits
 
             return run_exits(args, exit_router)
     if args.mean_exit_layer is not None:

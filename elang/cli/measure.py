@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from elang import dataspec
+from elang.data import spec as dataspec
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +43,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from elang.bench import run_bench_command
-    from elang.cli.seq2seq_calibrate import seq2seq_splits, serves_seq2seq
+    from elang.cli.calibrate_generate import seq2seq_splits, serves_seq2seq
 
     if serves_seq2seq(args.repository, args.url):
         test = seq2seq_splits(args).test.head(args.limit or None)
@@ -69,7 +69,7 @@ def cmd_bench_layout(args: argparse.Namespace) -> int:
     import tempfile
 
     from elang.bench import compare_stage_layouts, format_layout_table, machine_line
-    from elang.export.tiny import sample_rows
+    from elang.export.classify.tiny import sample_rows
 
     texts = [t for t, _ in sample_rows()]
     with tempfile.TemporaryDirectory(prefix="elang-bench-") as tmp:
@@ -96,7 +96,7 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from elang.bench import machine_line, profile_stage
-    from elang.export.tiny import sample_rows
+    from elang.export.classify.tiny import sample_rows
 
     rows = profile_stage(args.model_dir, [t for t, _ in sample_rows()], rounds=args.rounds, max_length=args.max_length)
     print(f"{args.model_dir}: machine {machine_line()}")

@@ -34,7 +34,7 @@ def splits_from_args(args: argparse.Namespace):  # noqa: ANN201 - Seq2SeqSplits
 
 def seq2seq_splits(data, input_column: str, target_column: str, sizes: str | None, seed: int | None):  # noqa: ANN001, ANN201
     """CMUdict (``data`` None) or a user's file, split by input; ``sizes`` "validation,test,calibration"."""
-    from elang.seq2seq_data import G2P_SIZES, file_splits, g2p_splits
+    from elang.data.seq2seq import G2P_SIZES, file_splits, g2p_splits
 
     counts = None
     if sizes:
@@ -78,9 +78,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from elang.data.seq2seq import Seq2SeqSet
+    from elang.export.generate.train import PRESETS, quick, train_seq2seq
     from elang.export.pipeline import default_cache
-    from elang.export.seq2seq_train import PRESETS, quick, train_seq2seq
-    from elang.seq2seq_data import Seq2SeqSet
 
     recipe = PRESETS[args.preset]
     for key in ("epochs", "lr", "batch_size", "seed", "bf16"):
@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     """``elang export`` of an encoder-decoder checkpoint: a generating stage (and the router on the first)."""
-    from elang.export.seq2seq_export import export_seq2seq_stage
-    from elang.export.tiny import sample_rows
+    from elang.export.classify.tiny import sample_rows
+    from elang.export.generate.stage import export_seq2seq_stage
 
     if args.runtime != "python-ort" or args.quantize or args.optimize != "none" or args.name:
         raise ValueError(
@@ -118,12 +118,12 @@ def export(args: argparse.Namespace) -> int:
     meta = Path(args.checkpoint) / "seq2seq.json"
     task = json.loads(meta.read_text()).get("task") if meta.is_file() else None
     if args.data is not None:
-        from elang.seq2seq_data import file_splits
+        from elang.data.seq2seq import file_splits
 
         column = (args.text_column or ["input"])[0]
         inputs = file_splits(args.data, column, args.label_column or "target").validation.inputs
     elif task == "g2p":
-        from elang.seq2seq_data import g2p_splits
+        from elang.data.seq2seq import g2p_splits
 
         inputs = g2p_splits().validation.inputs
     else:

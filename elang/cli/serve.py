@@ -56,8 +56,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from elang.server import TritonServer
-    from elang.supervisor import Supervisor
+    from elang.ops.server import TritonServer
+    from elang.ops.supervisor import Supervisor
 
     server = TritonServer(
         args.model_repository,
@@ -114,20 +114,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _add_health(sub: argparse._SubParsersAction) -> None:
-    from elang.health import add_arguments
+    from elang.ops.health import add_arguments
 
     p = sub.add_parser(
         "health",
         help="deep health check of a running server: one text through every stage (exit 0 healthy, 1 not)",
         description="The check behind the Helm chart's liveness probe and `elang serve`'s healing "
-        "(also runnable as `python -m elang.health`).",
+        "(also runnable as `python -m elang.ops.health`).",
     )
     add_arguments(p)
     p.set_defaults(func=cmd_health)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from elang.health import run
+    from elang.ops.health import run
 
     return run(args)
 
@@ -188,7 +188,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from elang.repository import ServingKnobs, tune_repository
+    from elang.repository.writer import ServingKnobs, tune_repository
 
     knobs = ServingKnobs(
         ort_spinning=args.ort_spinning,

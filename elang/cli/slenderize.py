@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from elang import dataspec
+from elang.data import spec as dataspec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,9 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_slenderize(args: argparse.Namespace) -> int:
+    from elang.export.classify.train import trained_max_length
+    from elang.export.exits.slenderize import SlenderPlan, slenderize
     from elang.export.pipeline import default_cache
-    from elang.export.slenderize import SlenderPlan, slenderize
-    from elang.export.train import trained_max_length
 
     if args.quick:
         args.sizes = args.sizes or "1000,500,1000"

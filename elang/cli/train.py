@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from elang import dataspec
 from elang.cli import seq2seq as seq2seq_cmd
+from elang.data import spec as dataspec
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +88,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
     from dataclasses import replace
 
-    from elang.export.train import PRESETS, Recipe
+    from elang.export.classify.train import PRESETS, Recipe
 
     if args.preset is None and args.model is None:
         raise ValueError("give --preset swift|super or --model NAME_OR_FOLDER")
@@ -118,7 +118,7 @@ def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
         if value is not None:
             recipe = replace(recipe, **{field: value})
     if args.exits:
-        from elang.export.multiexit import parse_exits
+        from elang.export.exits.model import parse_exits
 
         recipe = replace(
             recipe, exits=parse_exits(args.exits), freeze_layers=0 if args.freeze_layers is None else args.freeze_layers
@@ -142,8 +142,8 @@ def exit_table(m: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from elang.export.classify.train import train_classifier
     from elang.export.pipeline import default_cache
-    from elang.export.train import train_classifier
 
     if args.quick and not args.sizes:
         args.sizes = "1000,500,1000"
@@ -232,17 +232,17 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from elang.export.seq2seq_export import is_encoder_decoder
-    from elang.export.stage import export_stage
-    from elang.export.tiny import sample_rows
+    from elang.export.classify.stage import export_stage
+    from elang.export.classify.tiny import sample_rows
+    from elang.export.generate.stage import is_encoder_decoder
 
     if is_encoder_decoder(args.checkpoint):
         return seq2seq_cmd.export(args)
 
     args.repository.mkdir(parents=True, exist_ok=True)
     dataspec.adopt(args.checkpoint, args.repository, args.allow_other_data)
-    from elang.export.stage import stage_max_length
-    from elang.export.train import trained_max_length
+    from elang.export.classify.stage import stage_max_length
+    from elang.export.classify.train import trained_max_length
 
     args.max_length = stage_max_length(args.checkpoint, args.max_length, trained_max_length(args.checkpoint))
     splits, _ = dataspec.splits_for(args, args.repository, required=args.quantize is not None)
@@ -315,8 +315,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from elang.export.pipeline import run_demo, run_tiny_demo
 
     if args.task == "g2p":
+        from elang.export.generate.demo import run_g2p_demo
         from elang.export.pipeline import default_cache
-        from elang.export.seq2seq_pipeline import run_g2p_demo
 
         if args.tiny:
             raise ValueError("--tiny is the classifier demo; the g2p demo has --quick")

@@ -1,7 +1,7 @@
 """Triton adapter for `swift` and `super`: TEXT (BYTES) in, LOGITS (FP32) out.
 
 All valid requests of a dynamic batch are tokenized and run through ONNX Runtime together
-(``elang.classifier``); the request loop, errors and fault injection are ``StageAdapter``'s.
+(``elang.runtimes.classifier``); the request loop, errors and fault injection are ``StageAdapter``'s.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
-from elang.classifier import OnnxTextClassifier, classifier_options
+from elang.runtimes.classifier import OnnxTextClassifier, classifier_options
 from elang.triton.common import split_rows
-from elang.triton.stage import StageAdapter
+from elang.triton.stage_adapter import StageAdapter
 
 
 class TritonPythonModel(StageAdapter):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from elang.contract import FAULT_SLEEP_PARAM, TEXT
-from elang.inputs import InputError, decode_texts
+from elang.core.texts import InputError, decode_texts
 
 
 def config_parameters(model_config: dict[str, Any]) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Triton adapter for a generating stage (a seq2seq `swift` or `super`): TEXT (and an optional
 per-row MAX_NEW_TOKENS) in; OUTPUT_TEXT, TOKEN_IDS, TOKEN_ENERGY and NUM_TOKENS out.
 
-All valid requests of a dynamic batch generate together (``elang.generation``); the request
+All valid requests of a dynamic batch generate together (``elang.runtimes.generator``); the request
 loop, errors and fault injection are ``StageAdapter``'s.
 """
 
@@ -14,10 +14,10 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
-from elang.generation import OnnxSeq2SeqGenerator, generator_options
-from elang.inputs import InputError
+from elang.core.texts import InputError
+from elang.runtimes.generator import OnnxSeq2SeqGenerator, generator_options
 from elang.triton.common import split_rows
-from elang.triton.stage import StageAdapter
+from elang.triton.stage_adapter import StageAdapter
 
 
 class TritonPythonModel(StageAdapter):

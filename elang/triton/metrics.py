@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from elang.execution import FailureKind
-from elang.router import DEFAULT_ENERGY_BUCKETS, RouterSettings, SlidingFraction
+from elang.core.execution import FailureKind
+from elang.core.settings import DEFAULT_ENERGY_BUCKETS, RouterSettings, SlidingFraction
 
 DEFAULT_INTERVAL_S = 0.5
 OUTCOMES = ("ok", "invalid", *(k.value for k in FailureKind))
@@ -135,7 +135,7 @@ class RouterMetrics:
         self._queue.put(("timing", execute_s, None))
 
     def stage_call(self, stage: str, seconds: float, rows: int) -> None:
-        """A call to ``stage`` with ``rows`` texts took ``seconds`` (elang.execution.StageObserver)."""
+        """A call to ``stage`` with ``rows`` texts took ``seconds`` (elang.core.execution.StageObserver)."""
         self._queue.put(("stage", stage, (seconds, rows)))
 
     def watch(self, executor: Any) -> None:

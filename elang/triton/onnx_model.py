@@ -14,7 +14,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
-from elang.classifier import ONNX_FILE, make_session
+from elang.runtimes.classifier import ONNX_FILE, make_session
 from elang.triton.common import config_parameters, error_response
 
 

@@ -1,6 +1,6 @@
 """Triton adapter for `elang`, the public entry point (BLS).
 
-The cascade runs in ``elang.execution.CascadeExecutor``: stage 0 (Swift) on every row of the
+The cascade runs in ``elang.core.execution.CascadeExecutor``: stage 0 (Swift) on every row of the
 dynamic batch inside ``execute``, each request answered at once when its rows stay on
 Swift; escalated rows go on to later stages over BLS (``async_exec``, with deadlines,
 bounded queues and cancellation) and their requests are answered later through the
@@ -20,11 +20,11 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
-from elang.execution import CascadeExecutor, FailureKind, Job, StageCallError
-from elang.fingerprint import stale_message, stale_stages
-from elang.inline import load_inline_stage
-from elang.inputs import InputError
-from elang.router import RouterSettings, generate_outputs, job_outputs, stage_answer, stage_batch_limits, stage_call
+from elang.core.execution import CascadeExecutor, FailureKind, Job, StageCallError
+from elang.core.settings import RouterSettings, stage_batch_limits
+from elang.core.texts import InputError
+from elang.repository.fingerprint import stale_message, stale_stages
+from elang.runtimes.inline import load_inline_stage
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
 from elang.triton.metrics import RouterMetrics
 
@@ -43,6 +43,7 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         params.update(stage_batch_limits(Path(args["model_repository"]).parent, params))
         self.settings = RouterSettings.from_parameters(params)
+        self.task = self.settings.spec
         self.logger = pb_utils.Logger
         first = load_inline_stage(version_dir, self.settings) if self.settings.inline_stage else None
         stale = stale_stages(Path(args["model_repository"]).parent, self.settings.extra.get(c.PARAM_STAGE_HASHES, ""))
@@ -57,7 +58,7 @@ class TritonPythonModel:
             temperature=self.settings.temperatures,
             first_stage=first,
             observer=self.metrics,
-            keep_scores=bool(self.settings.exit_layers),
+            keep_scores=self.task.keep_scores,
         )
         self.metrics.watch(self.executor)
         note = f" STALE calibration ({', '.join(stale)} changed)" if stale else ""
@@ -68,7 +69,7 @@ class TritonPythonModel:
         self.metrics.close()
 
     async def _call_stage(self, model: str, inputs: Any, timeout_s: float) -> Any:
-        tensors, wanted = stage_call(self.settings, model, inputs)
+        tensors, wanted = self.task.stage_call(self.settings, model, inputs)
         request = pb_utils.InferenceRequest(
             model_name=model,
             requested_output_names=wanted,
@@ -85,7 +86,7 @@ class TritonPythonModel:
         missing = [n for n, t in outs.items() if t is None]
         if missing:
             raise StageCallError(f"returned no {', '.join(missing)}")
-        return stage_answer(self.settings, {n: t.as_numpy() for n, t in outs.items()})
+        return self.task.stage_answer(self.settings, {n: t.as_numpy() for n, t in outs.items()})
 
     def execute(self, requests: list[Any]) -> list[Any]:
         start = time.perf_counter()
@@ -97,9 +98,7 @@ class TritonPythonModel:
                 n = len(request_texts(pb_utils, request, self.settings.max_text_bytes))
                 params = request_parameters(request)
                 thresholds = self.settings.request_thresholds(params)
-                inputs = None
-                if self.settings.task == c.TASK_GENERATE:
-                    inputs = {c.MAX_NEW_TOKENS: np.full(n, self.settings.request_max_new_tokens(params), np.int32)}
+                inputs = self.task.job_inputs(self.settings, params, n)
             except InputError as exc:
                 responses[i] = error_response(pb_utils, str(exc), invalid_arg=True)
                 self.metrics.request("invalid")
@@ -124,10 +123,7 @@ class TritonPythonModel:
             self.metrics.failed(job.n, f.stage, f.kind.value)
             code = getattr(pb_utils.TritonError, _CODES[f.kind])
             return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f.message, code))
-        if self.settings.task == c.TASK_GENERATE:
-            outputs = generate_outputs(job)
-        else:
-            outputs = job_outputs(job, self.settings.temperature, self.settings.exit_layers)
+        outputs = self.task.outputs(self.settings, job)
         self.metrics.answered(job.route, outputs[c.ENERGY])
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])
 

@@ -1,4 +1,4 @@
-"""Triton adapter for one segment of a multi-exit encoder (``elang.segments``).
+"""Triton adapter for one segment of a multi-exit encoder (``elang.runtimes.segments``).
 
 The first segment takes TEXT and returns LOGITS, HIDDEN and MASK; a later one takes HIDDEN
 and MASK and returns LOGITS and HIDDEN (the last one LOGITS only). The requests of a dynamic
@@ -15,11 +15,11 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
-from elang.classifier import classifier_options
-from elang.inputs import InputError
-from elang.segments import Segment, merge_requests
+from elang.core.texts import InputError
+from elang.runtimes.classifier import classifier_options
+from elang.runtimes.segments import Segment, merge_requests
 from elang.triton.common import split_rows
-from elang.triton.stage import StageAdapter
+from elang.triton.stage_adapter import StageAdapter
 
 
 class TritonPythonModel(StageAdapter):

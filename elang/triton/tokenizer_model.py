@@ -13,8 +13,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
-from elang.classifier import TextTokenizer
-from elang.inputs import InputError
+from elang.core.texts import InputError
+from elang.runtimes.classifier import TextTokenizer
 from elang.triton.common import config_parameters, error_response, request_texts
 
 

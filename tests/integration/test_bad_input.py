@@ -10,7 +10,7 @@ from tritonclient.utils import InferenceServerException
 
 from elang import contract as c
 from elang.client.client import ClientError, ElangClient
-from elang.inputs import encode_texts
+from elang.core.texts import encode_texts
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ def test_client_marks_bad_texts_and_serves_the_rest(server):
 
 
 def test_client_says_when_the_server_is_down():
-    from elang.server import free_port
+    from elang.ops.server import free_port
 
     client = ElangClient(f"127.0.0.1:{free_port()}", timeout_s=2)
     assert not client.is_ready()

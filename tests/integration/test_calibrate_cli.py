@@ -59,7 +59,7 @@ def test_an_accuracy_target_is_certified_and_its_coverage_measured(elang_cli, ti
 def test_calibrating_on_data_the_models_were_not_trained_on_is_refused(elang_cli, tiny_repo, labelled_csv, tmp_path):
     import shutil
 
-    from elang import dataspec
+    from elang.data import spec as dataspec
 
     repo = tmp_path / "repo"
     shutil.copytree(tiny_repo["repo"], repo)

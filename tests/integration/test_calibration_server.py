@@ -7,12 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from elang import calibrate as cal
-from elang.calibration import Target
+from elang.calibration import classify as cal
+from elang.calibration.thresholds import Target
 from elang.client.client import ElangClient
-from elang.export.tiny import sample_rows
-from elang.repository import parse_config
-from elang.server import TritonServer
+from elang.export.classify.tiny import sample_rows
+from elang.ops.server import TritonServer
+from elang.repository.writer import parse_config
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def test_record_round_trip_and_reload(tiny_repo, tmp_path, criterion):
 
 
 def test_a_learned_policy_without_its_rule_is_refused_at_load(tiny_repo, tmp_path):
-    from elang.router import RouterSettings
+    from elang.core.settings import RouterSettings
 
     settings = RouterSettings(policy="learned", calibration_version="cal-x")
     with pytest.raises(ValueError, match="needs .*calibration.json"):

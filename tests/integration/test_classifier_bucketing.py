@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from elang.classifier import OnnxTextClassifier
+from elang.runtimes.classifier import OnnxTextClassifier
 
 
 def test_length_bucketing_matches_one_batch(tiny_repo):

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from elang.client.client import ElangClient
-from elang.export.tiny import sample_rows
-from elang.server import free_port
+from elang.export.classify.tiny import sample_rows
+from elang.ops.server import free_port
 
 pytestmark = pytest.mark.integration
 ELANG = [sys.executable, "-m", "elang.cli"]

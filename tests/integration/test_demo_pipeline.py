@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from elang.datasets import default_splits
+from elang.data.datasets import default_splits
+from elang.export.classify.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint
+from elang.export.classify.train import Recipe
 from elang.export.pipeline import demo_pipeline
-from elang.export.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint
-from elang.export.train import Recipe
 
 pytestmark = pytest.mark.integration
 

@@ -16,14 +16,14 @@ import tritonclient.grpc as grpcclient
 from elang import contract as c
 from elang.bench import prom_samples
 from elang.client.client import ClientError, ElangClient
-from elang.exit_repository import ExitModelSpec, write_exit_model
-from elang.export.multiexit import MultiExitModel
-from elang.export.onnx_export import ExportError
-from elang.export.segments import check_segments, export_segments
-from elang.export.tiny import TinySpec, make_tiny_multi_exit, sample_rows
-from elang.routing import cascade_offline, get_policy
-from elang.segments import Segment, all_exit_logits
-from elang.server import TritonServer
+from elang.core.routing import cascade_offline, get_policy
+from elang.export.classify.onnx import ExportError
+from elang.export.classify.tiny import TinySpec, make_tiny_multi_exit, sample_rows
+from elang.export.exits.model import MultiExitModel
+from elang.export.exits.segments import check_segments, export_segments
+from elang.ops.server import TritonServer
+from elang.repository.exits import ExitModelSpec, write_exit_model
+from elang.runtimes.segments import Segment, all_exit_logits
 
 pytestmark = pytest.mark.integration
 
@@ -213,8 +213,8 @@ def test_a_slow_later_segment_does_not_stall_rows_that_exited_early(exit_server)
 
 
 def test_calibrate_a_multi_exit_router_and_apply_it(elang_cli, models, tmp_path):
-    from elang.repository import parse_config
-    from elang.router import RouterSettings
+    from elang.core.settings import RouterSettings
+    from elang.repository.writer import parse_config
 
     repo = tmp_path / "repo"
     seg = tmp_path / "seg"

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from elang.datasets import make_splits
-from elang.export.stage import export_stage
-from elang.export.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint, sample_rows
-from elang.repository import RepositoryError, model_names, parse_config
+from elang.data.datasets import make_splits
+from elang.export.classify.stage import export_stage
+from elang.export.classify.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint, sample_rows
+from elang.repository.writer import RepositoryError, model_names, parse_config
 
 ELANG = [sys.executable, "-m", "elang.cli"]
 SAMPLE = [t for t, _ in sample_rows()]
@@ -131,7 +131,7 @@ def _labelled_csv(tmp_path):
 
 def test_parity_refuses_a_serving_tokenizer_that_differs_from_training(checkpoints, tmp_path):
     """The logits could agree on ids the model never saw in training: the ids are compared first."""
-    from elang.export.onnx_export import ExportError, check_parity
+    from elang.export.classify.onnx import ExportError, check_parity
 
     repo = tmp_path / "repo"
     export_stage(checkpoints["swift"], "swift", repo, sample_texts=SAMPLE, max_length=64)
@@ -152,8 +152,8 @@ def test_a_checkpoint_with_64_positions_is_served_at_64_tokens_and_truncates_a_h
     50,000-word text is truncated, not an ONNX Runtime error, and --max-length above 64 is refused."""
     from dataclasses import replace
 
-    from elang.classifier import OnnxTextClassifier
-    from elang.export.stage import checkpoint_token_limit
+    from elang.export.classify.stage import checkpoint_token_limit
+    from elang.runtimes.classifier import OnnxTextClassifier
 
     ckpt = make_tiny_checkpoint(tmp_path / "short", replace(TINY_SWIFT, positions=64))
     assert checkpoint_token_limit(ckpt) == 64
@@ -180,7 +180,7 @@ def test_a_checkpoint_with_64_positions_is_served_at_64_tokens_and_truncates_a_h
 
 
 def test_the_token_limit_counts_the_position_offset_of_roberta_and_mpnet(tmp_path):
-    from elang.export.stage import checkpoint_token_limit
+    from elang.export.classify.stage import checkpoint_token_limit
 
     (tmp_path / "config.json").write_text(
         json.dumps({"model_type": "mpnet", "max_position_embeddings": 514, "pad_token_id": 1})

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from elang.client.client import ClientError, ElangClient
-from elang.server import TritonServer
+from elang.ops.server import TritonServer
 
 pytestmark = pytest.mark.integration
 

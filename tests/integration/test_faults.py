@@ -21,12 +21,12 @@ import tritonclient.grpc as grpcclient
 from elang import contract as c
 from elang.bench import prom_samples
 from elang.client.client import ClientError, ElangClient, OverloadedError
-from elang.export.tiny import sample_rows
-from elang.health import deep_check
-from elang.inputs import encode_texts
-from elang.repository import ClassifierSpec, tune_repository, write_classifier
-from elang.server import TritonServer, free_port, stub_processes
-from elang.supervisor import Supervisor
+from elang.core.texts import encode_texts
+from elang.export.classify.tiny import sample_rows
+from elang.ops.health import deep_check
+from elang.ops.server import TritonServer, free_port, stub_processes
+from elang.ops.supervisor import Supervisor
+from elang.repository.writer import ClassifierSpec, tune_repository, write_classifier
 
 pytestmark = pytest.mark.integration
 
@@ -309,7 +309,7 @@ def test_elang_serve_restarts_a_server_whose_stub_died_and_shuts_down_promptly(f
         assert "healed by restart" in out, out
     finally:
         if proc.poll() is None:
-            proc.kill()  # its server dies with it (PR_SET_PDEATHSIG in elang.server)
+            proc.kill()  # its server dies with it (PR_SET_PDEATHSIG in elang.ops.server)
             proc.wait(10)
 
 

@@ -14,8 +14,8 @@ from tritonclient.utils import InferenceServerException
 
 from elang.bench import prom_samples
 from elang.client.client import ElangClient
-from elang.export.tiny import sample_rows
-from elang.server import TritonServer
+from elang.export.classify.tiny import sample_rows
+from elang.ops.server import TritonServer
 
 pytestmark = pytest.mark.integration
 

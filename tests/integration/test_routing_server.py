@@ -10,8 +10,8 @@ import pytest
 
 from elang import contract as c
 from elang.client.client import ElangClient
-from elang.export.tiny import sample_rows
-from elang.routing import energy
+from elang.core.routing import energy
+from elang.export.classify.tiny import sample_rows
 
 pytestmark = pytest.mark.integration
 

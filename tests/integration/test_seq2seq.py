@@ -18,17 +18,17 @@ import tritonclient.grpc as grpcclient
 
 from elang import contract as c
 from elang.client.client import ClientError, ElangClient
-from elang.export.onnx_export import ExportError
-from elang.export.seq2seq_export import check_parity, export_onnx, export_seq2seq_stage
-from elang.export.seq2seq_train import load_seq2seq
-from elang.export.tiny_seq2seq import tiny_g2p_checkpoint, tiny_g2p_splits, tiny_user_t5
-from elang.generation import OnnxSeq2SeqGenerator, token_energies
-from elang.health import deep_check
-from elang.inputs import encode_texts
-from elang.repository import RepositoryError, parse_config, render_config, tune_repository
-from elang.routing import get_policy
-from elang.server import TritonServer
-from elang.supervisor import Supervisor
+from elang.core.routing import get_policy
+from elang.core.texts import encode_texts
+from elang.export.classify.onnx import ExportError
+from elang.export.generate.stage import check_parity, export_onnx, export_seq2seq_stage
+from elang.export.generate.tiny import tiny_g2p_checkpoint, tiny_g2p_splits, tiny_user_t5
+from elang.export.generate.train import load_seq2seq
+from elang.ops.health import deep_check
+from elang.ops.server import TritonServer
+from elang.ops.supervisor import Supervisor
+from elang.repository.writer import RepositoryError, parse_config, render_config, tune_repository
+from elang.runtimes.generator import OnnxSeq2SeqGenerator, token_energies
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +117,7 @@ def test_a_user_t5_with_one_shared_tokenizer_goes_the_same_way(g2p, tmp_path):
     assert out.token_ids.shape[0] == 2 and all(isinstance(t, str) for t in out.texts)
     # one task per repository: a seq2seq export into a classifier repository is refused
     with pytest.raises(RepositoryError, match="one task"):
-        from elang.export.stage import export_stage
+        from elang.export.classify.stage import export_stage
 
         export_stage(tmp_path / "none", "swift", tmp_path / "repo", sample_texts=["x"])
 
@@ -275,8 +275,8 @@ def test_bench_on_a_seq2seq_server_reports_wer_per_and_speed_up(g2p, server, ela
 
 
 def test_io_binding_path_gives_the_same_answers_and_a_gpu_stage_config_parses(g2p, tmp_path):
-    from elang.generation import generator_options
-    from elang.seq2seq_repository import GeneratorSpec, write_generator
+    from elang.repository.generate import GeneratorSpec, write_generator
+    from elang.runtimes.generator import generator_options
 
     words = g2p["splits"].test.inputs[:20]
     plain = _gen(g2p, "super")(words)

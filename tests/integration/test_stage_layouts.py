@@ -11,10 +11,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from elang.classifier import TextTokenizer
-from elang.inputs import encode_texts
-from elang.repository import ClassifierSpec, write_repository
-from elang.server import TritonServer
+from elang.core.texts import encode_texts
+from elang.ops.server import TritonServer
+from elang.repository.writer import ClassifierSpec, write_repository
+from elang.runtimes.classifier import TextTokenizer
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import urllib.request
 import pytest
 
 from elang import contract as c
-from elang.repository import parse_config
-from elang.server import TritonServer
+from elang.ops.server import TritonServer
+from elang.repository.writer import parse_config
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from elang.export.multiexit import MultiExitModel, read_exits
-from elang.export.tiny import TinySpec, make_tiny_checkpoint
+from elang.export.classify.tiny import TinySpec, make_tiny_checkpoint
+from elang.export.exits.model import MultiExitModel, read_exits
 
 pytestmark = pytest.mark.integration
 

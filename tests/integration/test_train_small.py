@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from elang.export.tiny import TinySpec, make_tiny_checkpoint
+from elang.export.classify.tiny import TinySpec, make_tiny_checkpoint
 
 WORDS = "the a service order delivery staff room price time place food day night week month".split()
 CUE = {"positive": "wonderful", "negative": "terrible", "neutral": "average"}

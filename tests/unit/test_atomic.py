@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from elang.atomic import replace_dir, write_text
+from elang.core.atomic import replace_dir, write_text
 
 
 def test_write_text_replaces_whole_files_and_keeps_the_mode(tmp_path):

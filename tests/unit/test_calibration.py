@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from elang.calibration import (
+from elang.calibration.thresholds import (
     Target,
     TargetError,
     auroc,
@@ -21,7 +21,7 @@ from elang.calibration import (
     routing_curve,
     simulate_coverage,
 )
-from elang.routing import get_policy
+from elang.core.routing import get_policy
 
 
 def _synthetic(n=400, seed=0):
@@ -218,7 +218,7 @@ def test_paired_certificate_for_a_drop_target():
 
 
 def test_calibration_warns_about_a_useless_swift_and_a_backwards_criterion():
-    from elang.calibrate import Scores, calibrate
+    from elang.calibration.classify import Scores, calibrate
 
     rng = np.random.default_rng(0)
     n = 600

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from elang.datasets import DatasetError, load_dataset, make_splits, save_label_map
+from elang.data.datasets import DatasetError, load_dataset, make_splits, save_label_map
 
 
 def _csv(tmp_path, text: str, name: str = "d.csv"):
@@ -106,7 +106,7 @@ def test_label_map_file(tmp_path):
 
 
 def test_default_corpus_splits():
-    from elang.datasets import default_splits
+    from elang.data.datasets import default_splits
 
     s = default_splits(sizes=(300, 100, 100))
     assert s.label_names == ["negative", "neutral", "positive"]

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from elang import dataspec
-from elang.datasets import DatasetError
+from elang.data import spec as dataspec
+from elang.data.datasets import DatasetError
 
 
 def _csv(tmp_path, name, n=60):

@@ -15,7 +15,7 @@ import yaml
 from chart_checks import dashboard_metric_names
 
 from elang import contract as c
-from elang.repository import model_names
+from elang.repository.writer import model_names
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "elang-serve"
@@ -95,7 +95,7 @@ def test_defaults_are_safe():
     assert not [a for a in ctr["args"] if a.startswith("--load-model")]
     assert {p["name"]: p["containerPort"] for p in ctr["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
     probe = ctr["livenessProbe"]["exec"]["command"]
-    assert probe[:3] == ["python3", "-m", "elang.health"] and "--url=127.0.0.1:8000" in probe
+    assert probe[:3] == ["python3", "-m", "elang.ops.health"] and "--url=127.0.0.1:8000" in probe
     assert ctr["livenessProbe"]["timeoutSeconds"] > 10 and "--exit-timeout-secs=10" in ctr["args"]
     assert ctr["readinessProbe"]["httpGet"]["path"] == ctr["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
     sc = ctr["securityContext"]
@@ -118,7 +118,7 @@ def test_server_args_name_the_models_the_repository_holds():
 
 
 def test_native_runtime_lists_match_what_the_writer_writes(tiny_repo, tmp_path):
-    from elang.repository import ClassifierSpec, write_repository
+    from elang.repository.writer import ClassifierSpec, write_repository
 
     repo = write_repository(
         tmp_path / "native",
@@ -135,7 +135,7 @@ def test_gpu_and_autoscaling_values():
     # Engines are built on the node's GPU into a writable copy that the server then serves.
     assert "--model-repository=/prepared/repository" in ctr["args"]
     (prep,) = gpu["Deployment"][0]["spec"]["template"]["spec"]["initContainers"]
-    assert "command" not in prep and prep["args"][:3] == ["python3", "-m", "elang.prepare"]
+    assert "command" not in prep and prep["args"][:3] == ["python3", "-m", "elang.ops.prepare"]
     assert "--source=/models/tensorrt" in prep["args"] and "--build-engines" in prep["args"]
     assert prep["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert {m["mountPath"]: m.get("readOnly", False) for m in prep["volumeMounts"]}["/prepared"] is False
@@ -171,7 +171,7 @@ def test_the_liveness_probe_command_is_the_health_check():
     """The chart's exec probe parses with `elang health`'s own arguments; the shallow probe stays available."""
     import argparse
 
-    from elang.health import add_arguments
+    from elang.ops.health import add_arguments
 
     values = _values("values.yaml")
     values["probes"]["liveness"]["slowIsAlive"] = True
@@ -235,8 +235,8 @@ def test_a_repository_baked_into_the_image_is_served_where_the_image_serves_it()
 
 
 def test_serving_knobs_render_into_the_prepare_step_and_parse():
-    from elang.prepare import KNOB_OPTIONS
-    from elang.prepare import main as prepare_main  # noqa: F401 - the parser the args must fit
+    from elang.ops.prepare import KNOB_OPTIONS
+    from elang.ops.prepare import main as prepare_main  # noqa: F401 - the parser the args must fit
 
     docs = _render(_values("values-initcontainer.yaml"))
     fetch, prep = docs["Deployment"][0]["spec"]["template"]["spec"]["initContainers"]

@@ -1,4 +1,4 @@
-"""The router's execution model (elang.execution) driven by plain stage functions."""
+"""The router's execution model (elang.core.execution) driven by plain stage functions."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from elang.execution import CascadeExecutor, FailureKind, Job, StageCallError, StageLimits
-from elang.inputs import encode_texts
-from elang.routing import get_policy
+from elang.core.execution import CascadeExecutor, FailureKind, Job, StageCallError, StageLimits
+from elang.core.routing import get_policy
+from elang.core.texts import encode_texts
 
 ENERGY = get_policy("energy")
 LABELS = 3

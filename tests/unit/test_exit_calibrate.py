@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from elang.calibration import TargetError
-from elang.exit_calibrate import ExitRouter, calibrate_exits, evaluate_exit_record, replay
-from elang.routing import cascade_offline, get_policy
+from elang.calibration.exits import ExitRouter, calibrate_exits, evaluate_exit_record, replay
+from elang.calibration.thresholds import TargetError
+from elang.core.routing import cascade_offline, get_policy
 
 LAYERS = (2, 4, 8)
 

@@ -9,9 +9,9 @@ import threading
 import numpy as np
 import pytest
 
-from elang.execution import CascadeExecutor, Job, StageLimits, StageOutput
-from elang.inputs import encode_texts
-from elang.routing import cascade_offline, get_policy
+from elang.core.execution import CascadeExecutor, Job, StageLimits, StageOutput
+from elang.core.routing import cascade_offline, get_policy
+from elang.core.texts import encode_texts
 
 STAGES = 4
 LABELS = 3

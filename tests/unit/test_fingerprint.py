@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from elang.fingerprint import stage_fingerprint, stage_hashes, stale_stages
+from elang.repository.fingerprint import stage_fingerprint, stage_hashes, stale_stages
 
 
 def _stage(repo: Path, name: str, weights: bytes) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from elang import contract as c
-from elang.health import PROBE_NEW_TOKENS, HealthReport, ModelCheck, _probe_body, deep_check
+from elang.ops.health import PROBE_NEW_TOKENS, HealthReport, ModelCheck, _probe_body, deep_check
 
 
 def _config(name: str, outputs: list[str], **params: str) -> dict:
@@ -65,7 +65,7 @@ def test_verdicts_and_what_to_reload():
 
 
 def test_no_server_is_unhealthy_with_a_clear_message():
-    from elang.server import free_port
+    from elang.ops.server import free_port
 
     report = deep_check(f"127.0.0.1:{free_port()}", timeout_s=2)
     assert not report.healthy and "no server at" in report.summary()
@@ -83,7 +83,7 @@ class _Scripted:
     """A supervisor whose checks return scripted reports and whose heals are recorded."""
 
     def __init__(self, reports, **kwargs):
-        from elang.supervisor import Supervisor
+        from elang.ops.supervisor import Supervisor
 
         class S(Supervisor):
             def check(self_inner):

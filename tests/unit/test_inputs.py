@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from elang.inputs import InputError, decode_texts, encode_texts
+from elang.core.texts import InputError, decode_texts, encode_texts
 
 
 def test_round_trip_unicode():

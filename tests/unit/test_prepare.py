@@ -1,4 +1,4 @@
-"""`python3 -m elang.prepare`, the chart's init container: copy, tune, build engines."""
+"""`python3 -m elang.ops.prepare`, the chart's init container: copy, tune, build engines."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from elang import prepare
-from elang.repository import parse_config
+from elang.ops import prepare
+from elang.repository.writer import parse_config
 
 
 @pytest.fixture()

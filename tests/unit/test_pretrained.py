@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from elang.export.pretrained import (
+from elang.export.classify.pretrained import (
     MINILM_SHA256,
     MPNET_PART_SHA256,
     MPNET_SHA256,
@@ -49,7 +49,7 @@ def test_a_changed_file_is_refused_by_name(tmp_path: Path):
 
 @pytest.mark.export
 def test_hub_ids_need_a_revision_and_read_the_local_cache_offline(tmp_path: Path):
-    from elang.export.tiny import TinySpec, make_tiny_checkpoint
+    from elang.export.classify.tiny import TinySpec, make_tiny_checkpoint
 
     ckpt = make_tiny_checkpoint(tmp_path / "ckpt", TinySpec())
     commit = "0123456789abcdef0123456789abcdef01234567"
@@ -61,7 +61,7 @@ def test_hub_ids_need_a_revision_and_read_the_local_cache_offline(tmp_path: Path
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from elang.export.pretrained import resolve, PretrainedError\n"
+        "from elang.export.classify.pretrained import resolve, PretrainedError\n"
         "from transformers import AutoModelForSequenceClassification\n"
         "for ref in sys.argv[1:]:\n"
         "    try:\n"

@@ -10,7 +10,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from elang import contract as c
-from elang.repository import (
+from elang.repository.writer import (
     ClassifierSpec,
     RepositoryError,
     RouterSpec,

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from elang import contract as c
-from elang.execution import Job
-from elang.inputs import InputError, encode_texts
-from elang.router import RouterSettings, format_stage_map, job_outputs, parse_stage_map, stage_batch_limits
-from elang.routing import energy
+from elang.core.execution import Job
+from elang.core.routing import energy
+from elang.core.settings import RouterSettings, format_stage_map, parse_stage_map, stage_batch_limits
+from elang.core.texts import InputError, encode_texts
+from elang.tasks.classify import classifier_outputs
 
 
 def test_settings_from_parameters():
@@ -50,7 +51,7 @@ def test_job_outputs_follow_the_contract():
     job.logits = job.first_logits.copy()
     job.logits[1] = [0, 0, 9, 0]
     job.route[1] = 1
-    out = job_outputs(job, temperature=2.0)
+    out = classifier_outputs(job, temperature=2.0)
     assert out[c.LABEL].ravel().tolist()[1] == 2 and out[c.ROUTE].ravel().tolist() == [0, 1, 0]
     assert np.allclose(out[c.ENERGY].ravel(), energy(job.first_logits, 2.0))  # Swift's energy, even when Super answered
     assert {k: v.shape for k, v in out.items()} == {

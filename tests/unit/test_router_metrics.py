@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from elang.router import RouterSettings, SlidingFraction
+from elang.core.settings import RouterSettings, SlidingFraction
 from elang.triton.metrics import RouterMetrics, energy_buckets
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from elang.routing import (
+from elang.core.routing import (
     STATELESS,
     energy,
     entropy,
@@ -132,8 +132,8 @@ def _deferral_data(n=3000, seed=0):
 
 
 def test_learned_rule_finds_what_confidence_cannot():
-    from elang.calibration import auroc
-    from elang.routing import DeferralRule, fit_deferral_rule, learned_policy
+    from elang.calibration.thresholds import auroc
+    from elang.core.routing import DeferralRule, fit_deferral_rule, learned_policy
 
     logits, lengths, swift_ok, super_ok = _deferral_data()
     rule = fit_deferral_rule(logits[:2000], lengths[:2000], swift_ok[:2000], super_ok[:2000])
@@ -149,7 +149,7 @@ def test_learned_rule_finds_what_confidence_cannot():
 
 
 def test_learned_rule_refuses_what_it_was_not_fitted_for():
-    from elang.routing import DeferralRule, fit_deferral_rule, text_lengths
+    from elang.core.routing import DeferralRule, fit_deferral_rule, text_lengths
 
     logits, lengths, swift_ok, super_ok = _deferral_data(300)
     rule = fit_deferral_rule(logits, lengths, swift_ok, super_ok)

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from elang import contract as c
-from elang.datasets import DatasetError
-from elang.execution import Job
-from elang.inputs import InputError
-from elang.router import RouterSettings, generate_outputs, pad_steps, stage_answer, stage_call
-from elang.routing import cascade_offline, get_policy, is_sequence_policy, threshold_for_fraction
-from elang.seq2seq_data import edit_distance, error_rates, file_splits, g2p_splits, parse_cmudict, wrong
+from elang.core.execution import Job
+from elang.core.routing import cascade_offline, get_policy, is_sequence_policy, threshold_for_fraction
+from elang.core.settings import RouterSettings
+from elang.core.texts import InputError
+from elang.data.datasets import DatasetError
+from elang.data.seq2seq import edit_distance, error_rates, file_splits, g2p_splits, parse_cmudict, wrong
+from elang.tasks.generate import pad_steps, request_max_new_tokens
 
 NAN = np.nan
 
@@ -97,19 +98,19 @@ def test_generate_router_settings_refuse_mismatched_policies_and_caps():
         RouterSettings.from_parameters({c.PARAM_POLICY: "mean"})
     with pytest.raises(ValueError, match="max_new_tokens >= 1"):
         _settings(**{c.PARAM_MAX_NEW_TOKENS: "0"})
-    assert s.request_max_new_tokens({}) == 6 and s.request_max_new_tokens({"max_new_tokens": 3}) == 3
-    assert s.request_max_new_tokens({"max_new_tokens": 99}) == 6
+    assert request_max_new_tokens(s, {}) == 6 and request_max_new_tokens(s, {"max_new_tokens": 3}) == 3
+    assert request_max_new_tokens(s, {"max_new_tokens": 99}) == 6
     for bad in (0, "x", 2.5, True):
         with pytest.raises(InputError, match="max_new_tokens"):
-            s.request_max_new_tokens({"max_new_tokens": bad})
+            request_max_new_tokens(s, {"max_new_tokens": bad})
 
 
 def test_stage_calls_and_answers_of_a_generate_router():
     s = _settings()
     texts = np.array([[b"a"], [b"b"]], dtype=np.object_)
-    tensors, wanted = stage_call(s, "swift", {c.TEXT: texts, c.MAX_NEW_TOKENS: np.array([6, 2])})
+    tensors, wanted = s.spec.stage_call(s, "swift", {c.TEXT: texts, c.MAX_NEW_TOKENS: np.array([6, 2])})
     assert tensors[c.MAX_NEW_TOKENS].tolist() == [[6], [2]] and wanted[0] == c.OUTPUT_TEXT
-    out = stage_answer(
+    out = s.spec.stage_answer(
         s,
         {
             c.OUTPUT_TEXT: np.array([[b"K"], [b"L M"]], dtype=np.object_),
@@ -121,7 +122,7 @@ def test_stage_calls_and_answers_of_a_generate_router():
     assert out.logits.shape == (2, 6) and np.isnan(out.logits[0, 2:]).all()
     job = Job(texts, [-2.0], inputs={c.MAX_NEW_TOKENS: np.array([6, 2])})
     job.logits, job.outputs, job.route, job.scores = out.logits, out.outputs, np.array([0, 1]), np.array([-1.5, -1.0])
-    res = generate_outputs(job)
+    res = s.spec.outputs(s, job)
     assert res[c.TOKEN_ENERGY].shape == (2, 3) and res[c.TOKEN_IDS].tolist() == [[5, 1, 0], [6, 7, 1]]
     assert res[c.OUTPUT_TEXT][:, 0].tolist() == [b"K", b"L M"] and res[c.ROUTE].ravel().tolist() == [0, 1]
     assert pad_steps(np.zeros((1, 4)), 2, 0).shape == (1, 2)
@@ -130,8 +131,8 @@ def test_stage_calls_and_answers_of_a_generate_router():
 
 
 def test_auto_picks_the_aggregator_that_meets_the_target_with_least_super_not_the_best_auroc():
-    from elang.calibration import Target, auroc
-    from elang.seq2seq_calibrate import Seq2SeqScores, pick_aggregator
+    from elang.calibration.generate import Seq2SeqScores, pick_aggregator
+    from elang.calibration.thresholds import Target, auroc
 
     n, bad = 100, list(range(20))  # Swift is wrong on rows 0-19, the Super always right
     first = np.zeros(n)

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from elang.export.seq2seq_train import PRESETS, Seq2SeqRecipe, _key, epoch_batches, new_model, new_optimizer
+from elang.export.generate.train import PRESETS, Seq2SeqRecipe, _key, epoch_batches, new_model, new_optimizer
 
 pytestmark = pytest.mark.export
 

@@ -1,4 +1,4 @@
-"""The one stage request loop (``elang.triton.stage.StageAdapter``) with a stand-in for pb_utils."""
+"""The one stage request loop (``elang.triton.stage_adapter.StageAdapter``) with a stand-in for pb_utils."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from elang import contract as c
-from elang.inputs import InputError
-from elang.triton.stage import StageAdapter
+from elang.core.texts import InputError
+from elang.triton.stage_adapter import StageAdapter
 
 
 class _Tensor:
@@ -119,7 +119,7 @@ def test_a_hook_that_answers_too_few_requests_is_an_error_not_a_hang() -> None:
 
 def test_fault_injection_sleeps_only_when_the_config_turns_it_on(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr("elang.triton.stage.time.sleep", slept.append)
+    monkeypatch.setattr("elang.triton.stage_adapter.time.sleep", slept.append)
     _stage().execute([_Request([b"a"], {c.FAULT_SLEEP_PARAM: 2})])
     assert slept == []
     _stage(fault_injection="1").execute([_Request([b"a"], {c.FAULT_SLEEP_PARAM: 2})])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from elang.export.train import collapse_warning
+from elang.export.classify.train import collapse_warning
 
 NAMES = ["negative", "neutral", "positive"]
 

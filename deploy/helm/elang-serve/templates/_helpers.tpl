@@ -35,7 +35,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* The serving knobs given (non-null), as `python3 -m elang.prepare` options. */}}
+{{/* The serving knobs given (non-null), as `python3 -m elang.ops.prepare` options. */}}
 {{- define "elang.knobArgs" -}}
 {{- $opts := dict "maxQueueSize" "--max-queue-size" "queueTimeoutSeconds" "--queue-timeout-s" "stageTimeoutSeconds" "--stage-timeout-s" "stageInflight" "--stage-inflight" "stageQueueRows" "--stage-queue-rows" "routerInstances" "--router-instances" "maxQueueDelayMicroseconds" "--max-queue-delay-us" "queueScope" "--queue-scope" -}}
 {{- range $key := keys $opts | sortAlpha -}}
@@ -47,7 +47,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/* "true" when an init container copies the repository to a writable volume (engines, knobs). */}}
-{{- define "elang.prepare" -}}
+{{- define "elang.prepareArgs" -}}
 {{- $mode := toString .Values.prepare.enabled -}}
 {{- if eq $mode "true" -}}true
 {{- else if eq $mode "auto" -}}
@@ -57,7 +57,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Where tritonserver finds the repository. */}}
 {{- define "elang.repositoryPath" -}}
-{{- if include "elang.prepare" . -}}
+{{- if include "elang.prepareArgs" . -}}
 /prepared/repository
 {{- else -}}
 {{- include "elang.sourcePath" . -}}

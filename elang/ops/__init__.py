@@ -1,0 +1,1 @@
+"""Operating a server: the launcher, the deep health check, the supervisor that heals, the chart's prepare step."""

@@ -1,0 +1,236 @@
+"""Deep health check: one text through every stage of a running server.
+
+Triton's own ``/v2/health/live`` and ``/v2/health/ready`` keep answering 200 when a model's
+Python stub process has died (the 2.51 Python backend does not restart it), so they cannot
+tell a pod that fails every escalated text from a healthy one. This check sends one short
+text, over HTTP, to every ready model that takes ``TEXT`` and returns ``LOGITS`` (each
+stage alone) and to every router with a threshold that escalates through every stage;
+generating models (``TEXT`` in, ``OUTPUT_TEXT`` out: seq2seq stages and their router) get one
+short word and a cap of a few new tokens.
+
+Each model ends as one of:
+
+* ``ok``;
+* ``overloaded``: a queue refused the probe (it carries a queue timeout): the server is
+  alive and busy, which is no reason to restart it;
+* ``slow``: no answer within the timeout (a hung stage, or overload beyond the queues);
+* ``broken``: an error (a dead stub: "Stub process ... is not healthy", a model that
+  failed to load) or no server at all.
+
+``healthy`` is False when any model is broken, or slow unless ``slow_is_alive``. Used by
+``elang health`` (the Kubernetes liveness probe: ``python -m elang.ops.health``) and by the
+supervisor in ``elang serve``. Only the standard library and ``elang.contract`` are
+imported, so a probe process starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from elang import contract as c
+
+PROBE_TEXT = "elang health check: is every stage answering?"
+_STUB = re.compile(r"Stub process '(.+?)_\d+_\d+' is not healthy")
+
+
+@dataclass
+class ModelCheck:
+    model: str
+    status: str  # ok / overloaded / slow / broken
+    seconds: float
+    message: str = ""
+
+
+@dataclass
+class HealthReport:
+    live: bool
+    checks: list[ModelCheck] = field(default_factory=list)
+    error: str = ""
+    slow_is_alive: bool = False
+
+    @property
+    def healthy(self) -> bool:
+        bad = {"broken"} if self.slow_is_alive else {"broken", "slow"}
+        return self.live and not self.error and not any(ch.status in bad for ch in self.checks)
+
+    @property
+    def broken(self) -> bool:
+        """No server, or a model that answered with an error (a dead stub, a failed load)."""
+        return not self.live or bool(self.error) or any(ch.status == "broken" for ch in self.checks)
+
+    @property
+    def slow(self) -> bool:
+        return any(ch.status == "slow" for ch in self.checks)
+
+    def failing(self) -> list[str]:
+        """Models to reload: those whose stub a message names as dead, and those that failed on
+        their own. A router that failed only because a stage failed (its message names the
+        stage, which failed its own check too) is left alone."""
+        bad = {ch.model for ch in self.checks if ch.status in ("broken", "slow")}
+        stages_bad = any(not c.is_router(m) for m in bad)
+        names = [m for ch in self.checks for m in _STUB.findall(ch.message)]
+        for ch in self.checks:
+            if ch.model not in bad:
+                continue
+            if c.is_router(ch.model) and stages_bad:
+                continue  # a router fails when its stages do: heal the stage
+            names.append(ch.model)
+        return list(dict.fromkeys(names))
+
+    def summary(self) -> str:
+        if not self.live or self.error:
+            return f"UNHEALTHY: {self.error or 'server not live'}"
+        parts = [f"{ch.model} {ch.status} ({ch.seconds * 1e3:.0f} ms)" for ch in self.checks]
+        word = "healthy" if self.healthy else "UNHEALTHY"
+        lines = [f"{word}: " + ", ".join(parts)]
+        lines += [f"  {ch.model}: {ch.message}" for ch in self.checks if ch.status != "ok" and ch.message]
+        return "\n".join(lines)
+
+
+def _http(url: str, body: dict | None = None, timeout_s: float = 5.0) -> tuple[int, dict | list | str]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            raw = resp.read().decode(errors="replace")
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read().decode(errors="replace"), exc.code
+    try:
+        return status, json.loads(raw) if raw else ""
+    except json.JSONDecodeError:
+        return status, raw
+
+
+PROBE_WORD = "probe"  # what a generating model is sent (a seq2seq stage's inputs can be short: G2P takes words)
+PROBE_NEW_TOKENS = 4  # a generating model's probe stops after this many tokens: alive, not a benchmark
+
+
+def _probe_body(config: dict) -> dict | None:
+    """The request that sends a probe through this model, or None if it takes no TEXT.
+
+    A classifier (stage or router) returns LOGITS; a generating one (seq2seq stage or router)
+    returns OUTPUT_TEXT and is asked for at most PROBE_NEW_TOKENS tokens."""
+    inputs = {t["name"] for t in config.get("input", [])}
+    outputs = {t["name"] for t in config.get("output", [])}
+    generates = c.OUTPUT_TEXT in outputs
+    if c.TEXT not in inputs or not (c.LOGITS in outputs or generates):
+        return None
+    text = PROBE_WORD if generates else PROBE_TEXT
+    body: dict = {
+        "inputs": [{"name": c.TEXT, "shape": [1, 1], "datatype": "BYTES", "data": [text]}],
+        "outputs": [{"name": c.OUTPUT_TEXT if generates else c.LOGITS}],
+        "parameters": {},
+    }
+    params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+    if generates and c.MAX_NEW_TOKENS in inputs:  # a generating stage: the cap is an input
+        cap = {"name": c.MAX_NEW_TOKENS, "shape": [1, 1], "datatype": "INT32", "data": [PROBE_NEW_TOKENS]}
+        body["inputs"].append(cap)
+    elif generates:  # a generating router: the cap is a request parameter
+        body["parameters"][c.MAX_NEW_TOKENS_PARAM] = PROBE_NEW_TOKENS
+    if c.ROUTE in outputs and c.PARAM_STAGES in params:  # a router: escalate through every stage
+        steps = len(c.parse_stages(params[c.PARAM_STAGES])) - 1
+        unsure_below = params.get(c.PARAM_POLICY, "energy") == "softmax"
+        body["parameters"][c.THRESHOLD_PARAM] = ",".join(["inf" if unsure_below else "-inf"] * max(steps, 1))
+    return body
+
+
+def check_model(http_url: str, model: str, config: dict, timeout_s: float) -> ModelCheck | None:
+    body = _probe_body(config)
+    if body is None:
+        return None
+    # Queue wait bounded below the probe's own timeout: a busy server refuses the probe at once
+    # ("overloaded") instead of letting it time out as if hung.
+    body["parameters"]["timeout"] = int(timeout_s * 0.5 * 1e6)
+    t0 = time.monotonic()
+    try:
+        status, out = _http(f"http://{http_url}/v2/models/{model}/infer", body, timeout_s)
+    except TimeoutError:
+        return ModelCheck(model, "slow", time.monotonic() - t0, f"no answer within {timeout_s:g} s")
+    except (urllib.error.URLError, OSError) as exc:
+        return ModelCheck(model, "broken", time.monotonic() - t0, f"request failed: {exc}")
+    dt = time.monotonic() - t0
+    if status == 200:
+        return ModelCheck(model, "ok", dt)
+    msg = out.get("error", str(out)) if isinstance(out, dict) else str(out)
+    if c.OVERLOAD_ERROR.search(msg):
+        return ModelCheck(model, "overloaded", dt, msg)
+    if "stage_timeout_s" in msg or "timeout" in msg.lower():
+        return ModelCheck(model, "slow", dt, msg)
+    return ModelCheck(model, "broken", dt, msg)
+
+
+def deep_check(http_url: str, timeout_s: float = 10.0, slow_is_alive: bool = False) -> HealthReport:
+    """Check every ready text model of the server at ``http_url`` (HOST:PORT of its HTTP endpoint)."""
+    http_url = http_url.removeprefix("http://")
+    report = HealthReport(live=False, slow_is_alive=slow_is_alive)
+    try:
+        status, _ = _http(f"http://{http_url}/v2/health/live", timeout_s=timeout_s)
+        report.live = status == 200
+        status, index = _http(f"http://{http_url}/v2/repository/index", {}, timeout_s)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        report.error = f"no server at http://{http_url}: {exc}"
+        return report
+    if not report.live:
+        report.error = f"http://{http_url}/v2/health/live answered {status}"
+        return report
+    if status != 200 or not isinstance(index, list):
+        report.error = f"repository index failed ({status}): {index}"
+        return report
+    ready = [m["name"] for m in index if m.get("state") == "READY"]
+    not_ready = [f"{m['name']} ({m.get('state')}: {m.get('reason', '')})" for m in index if m.get("state") != "READY"]
+    configs = {}
+    for name in ready:
+        status, cfg = _http(f"http://{http_url}/v2/models/{name}/config", timeout_s=timeout_s)
+        if status == 200 and isinstance(cfg, dict):
+            configs[name] = cfg
+    with ThreadPoolExecutor(max(1, len(configs))) as pool:
+        futures = [pool.submit(check_model, http_url, n, cfg, timeout_s) for n, cfg in configs.items()]
+        report.checks = [ch for f in futures if (ch := f.result()) is not None]
+    if not report.checks:
+        report.error = "no model takes TEXT and returns LOGITS or OUTPUT_TEXT" + (
+            f"; not ready: {', '.join(not_ready)}" if not_ready else ""
+        )
+    return report
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default="127.0.0.1:8000", help="the server's HTTP HOST:PORT (default 127.0.0.1:8000)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds each model may take to answer (default 10)")
+    p.add_argument(
+        "--slow-is-alive",
+        action="store_true",
+        help="a model that answers too slowly still counts as alive (only errors fail the check)",
+    )
+    p.add_argument("--quiet", action="store_true", help="print only when unhealthy")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit code 0 when healthy, 1 when not (the Kubernetes exec probe contract)."""
+    report = deep_check(args.url, args.timeout, args.slow_is_alive)
+    if not (args.quiet and report.healthy):
+        print(report.summary(), file=sys.stdout if report.healthy else sys.stderr)
+    return 0 if report.healthy else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m elang.ops.health",
+        description="Deep health check: one text through every stage of a running elang-serve server "
+        "(exit 0 healthy, 1 not). The Kubernetes liveness probe.",
+    )
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

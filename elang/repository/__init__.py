@@ -1,0 +1,1 @@
+"""The model repository: the one writer of stages and routers, config.pbtxt parsing, stage fingerprints."""

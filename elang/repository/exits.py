@@ -1,0 +1,134 @@
+"""Write a multi-exit model into a Triton repository: one stage per segment, and a router.
+
+``write_exit_model`` takes the segment folders that ``elang export --segments`` produced
+(``seg0``, ``seg1``, ...) and writes, next to whatever the repository already serves:
+
+* ``<prefix><layer>`` per segment (e.g. ``exit2`` ... ``exit12``): a Python-backend model
+  (``elang.triton.segment_model``) running the segment on ONNX Runtime;
+* ``<router>`` (default ``elang_exits``): the `elang` router (``elang.triton.router_model``)
+  over those stages, with ``exit_layers`` set, so each stage hands its escalated rows' hidden
+  state to the next, the exit policy decides per row after every segment, and the answer
+  carries EXIT and SCORE as well as the pair's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from elang import contract as c
+from elang.core.atomic import staged_repository
+from elang.repository.writer import (
+    RepositoryError,
+    _batching,
+    _instances,
+    _params,
+    _tensor,
+    _write_model,
+)
+from elang.runtimes.segments import SegmentInfo, segment_folders
+
+EXITS_ROUTER = "elang_exits"
+
+
+@dataclass
+class ExitModelSpec:
+    segments: Path  # the folder holding seg0, seg1, ...
+    prefix: str = "exit"
+    router: str = EXITS_ROUTER
+    policy: str = "softmax"
+    threshold: float = 0.9
+    max_length: int = c.DEFAULT_MAX_LENGTH
+    max_batch_size: int = 64
+    max_queue_delay_us: int = 500
+    intra_op_threads: int = 0
+    gpu: bool = False
+    stage_timeout_s: float = c.DEFAULT_STAGE_TIMEOUT_S
+    calibration_version: str = "uncalibrated"
+    fault_injection: bool = False
+    temperatures: tuple[float, ...] | None = None  # None: the ones fitted in training
+
+
+def stage_names(spec: ExitModelSpec) -> list[str]:
+    return [f"{spec.prefix}{SegmentInfo.read(f).end}" for f in segment_folders(spec.segments)]
+
+
+def write_exit_model(repo: Path, spec: ExitModelSpec) -> list[str]:
+    """Write the segment stages and their router into ``repo``; returns the model names written."""
+    from elang.core.settings import RouterSettings
+
+    if not c.is_router(spec.router):
+        raise RepositoryError(
+            f"a router's name must be {c.ROUTER_MODEL} or start with {c.ROUTER_MODEL}_, got {spec.router!r}"
+        )
+    folders = segment_folders(spec.segments)
+    infos = [SegmentInfo.read(f) for f in folders]
+    if [i.index for i in infos] != list(range(len(infos))) or infos[-1].segments != len(infos):
+        raise RepositoryError(
+            f"{spec.segments}: segments {[i.index for i in infos]} of {infos[-1].segments} are incomplete"
+        )
+    if len(infos) < 2:
+        raise RepositoryError(f"{spec.segments}: a multi-exit router needs at least two segments")
+    names = [f"{spec.prefix}{i.end}" for i in infos]
+    labels_path = folders[0] / "labels.json"
+    labels = json.loads(labels_path.read_text()) if labels_path.is_file() else {}
+    label_names = [labels.get(str(i), str(i)) for i in range(infos[0].num_labels)]
+    temps = spec.temperatures or tuple(i.temperature for i in infos)
+    params = {
+        c.PARAM_STAGES: ",".join(names),
+        c.PARAM_EXIT_LAYERS: ",".join(str(i.end) for i in infos),
+        c.PARAM_POLICY: spec.policy,
+        c.PARAM_THRESHOLD: ",".join([repr(float(spec.threshold))] * (len(infos) - 1)),
+        c.PARAM_TEMPERATURE: ",".join(repr(float(t)) for t in temps),
+        c.PARAM_STAGE_TIMEOUT_S: spec.stage_timeout_s,
+        c.PARAM_STAGE_MAX_BATCH: ",".join(f"{n}={spec.max_batch_size}" for n in names),
+        c.PARAM_MAX_TEXT_BYTES: c.DEFAULT_MAX_TEXT_BYTES,
+        c.PARAM_CALIBRATION_VERSION: spec.calibration_version,
+        c.PARAM_NUM_LABELS: len(label_names),
+        c.PARAM_LABELS: json.dumps(label_names),
+        c.PARAM_INLINE_STAGE: "",
+    }
+    try:
+        RouterSettings.from_parameters({k: str(v) for k, v in params.items()})
+    except ValueError as exc:
+        raise RepositoryError(str(exc)) from None
+    with staged_repository(Path(repo)) as staging:
+        for folder, info, name in zip(folders, infos, names, strict=True):
+            _write_segment(staging, name, folder, info, spec)
+        cfg = mc.ModelConfig(name=spec.router, backend="python")
+        _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
+        _tensor(cfg.input, c.text_input())
+        for out in c.exit_router_outputs(len(label_names)):
+            _tensor(cfg.output, out)
+        _instances(cfg, 1)
+        _params(cfg, params)
+        _write_model(staging, cfg, "elang.triton.router_model.TritonPythonModel")
+    return [*names, spec.router]
+
+
+def _write_segment(repo: Path, name: str, folder: Path, info: SegmentInfo, spec: ExitModelSpec) -> None:
+    cfg = mc.ModelConfig(name=name, backend="python")
+    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
+    for t in c.segment_inputs(info.first, info.hidden_size):
+        _tensor(cfg.input, t)
+    for t in c.segment_outputs(info.first, info.last, info.num_labels, info.hidden_size):
+        _tensor(cfg.output, t)
+    _instances(cfg, 1, spec.gpu)
+    _params(
+        cfg,
+        {
+            c.PARAM_MAX_LENGTH: spec.max_length,
+            c.PARAM_MAX_TEXT_BYTES: c.DEFAULT_MAX_TEXT_BYTES,
+            c.PARAM_INTRA_OP_THREADS: spec.intra_op_threads,
+            "providers": "CUDAExecutionProvider,CPUExecutionProvider" if spec.gpu else "CPUExecutionProvider",
+            c.PARAM_FAULT_INJECTION: int(spec.fault_injection),
+        },
+    )
+    version = _write_model(repo, cfg, "elang.triton.segment_model.TritonPythonModel")
+    for item in folder.iterdir():
+        if item.is_file():
+            shutil.copy2(item, version / item.name)

@@ -1,0 +1,72 @@
+"""``classify``: a cascade of whole classifiers (E-LANG's Swift/Super pair, or more stages).
+
+Each stage takes TEXT and answers LOGITS; the router answers LABEL, LOGITS (of the stage that
+answered), ENERGY (the first stage's, at its temperature) and ROUTE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from elang import contract as c
+from elang.core.execution import Job
+from elang.core.routing import LEARNED, POLICY_NAMES, STATELESS, energy
+from elang.core.texts import decode_texts
+from elang.tasks.base import Task
+
+
+def classifier_outputs(job: Job, temperature: float) -> dict[str, np.ndarray]:
+    """LABEL, LOGITS, ENERGY and ROUTE of a finished classifier job."""
+    n = job.n
+    return {
+        c.LABEL: np.argmax(job.logits, axis=1).astype(np.int64).reshape(n, 1),
+        c.LOGITS: np.ascontiguousarray(job.logits, dtype=np.float32),
+        c.ENERGY: energy(job.first_logits, temperature).astype(np.float32).reshape(n, 1),
+        c.ROUTE: job.route.astype(np.int32).reshape(n, 1),
+    }
+
+
+def load_classifier_inline(folder: Path, params: Mapping[str, str], settings: Any) -> Callable[[Any], Any]:
+    """A python-ort classifier stage's copy, run in the router's process."""
+    from elang.runtimes.classifier import OnnxTextClassifier, classifier_options  # onnxruntime: serve extra
+
+    classifier = OnnxTextClassifier(folder, **classifier_options(params))
+    return lambda texts: classifier(decode_texts(texts, settings.max_text_bytes))
+
+
+class ClassifyTask(Task):
+    name = c.TASK_CLASSIFY
+    description = "a cascade of whole classifiers (Swift -> Super): LABEL, LOGITS, ENERGY, ROUTE"
+    stage_adapter = "elang.triton.classifier_model"
+    metric = "accuracy"
+    criteria = (*STATELESS, LEARNED)
+    default_criterion = "auto"
+    default_policy = "energy"
+
+    def accepts_policy(self, policy: str) -> bool:
+        return policy in POLICY_NAMES
+
+    def policy_kind(self) -> str:
+        return f"a classifier policy ({', '.join(POLICY_NAMES)})"
+
+    def validate(self, settings: Any) -> None:
+        super().validate(settings)
+        if settings.exit_layers:
+            raise ValueError("a classify router has no exit_layers (a multi-exit router is task exits)")
+        if settings.policy == LEARNED and len(settings.stages) != 2:
+            raise ValueError(
+                f"the learned policy is fitted on one Swift/Super pair; {len(settings.stages)} stages given"
+            )
+
+    def outputs(self, settings: Any, job: Job) -> dict[str, np.ndarray]:
+        return classifier_outputs(job, settings.temperature)
+
+    def router_outputs(self, num_labels: int) -> list[c.TensorSpec]:
+        return c.router_outputs(num_labels)
+
+    def inline_stage(self, folder: Path, params: Mapping[str, str], settings: Any) -> Callable[[Any], Any]:
+        return load_classifier_inline(folder, params, settings)

@@ -1,0 +1,1 @@
+"""Classifiers: training, ONNX export with parity, quantization, pretrained weights, tiny models."""

@@ -1,0 +1,1 @@
+"""Multi-exit encoders: the model, slenderizing (COST-EFF), export into segments."""
