@@ -23,6 +23,7 @@ from elang import contract as c
 from elang.client.stats import RoutingStats
 from elang.core.routing import energy
 from elang.core.texts import InputError, decode_texts, encode_texts
+from elang.repository.config import json_parameters, parameters
 
 PROTOCOLS = ("grpc", "http")
 
@@ -111,13 +112,38 @@ class Prediction:
 
 
 @dataclass
-class ClassifyResult:
+class RoutedResult:
+    """Answers of one run through a router (or a stage), one Prediction per input, and their stats."""
+
     predictions: list[Prediction]
     stats: RoutingStats
 
     @property
     def failed(self) -> list[Prediction]:
         return [p for p in self.predictions if not p.ok]
+
+
+@dataclass
+class ClassifyResult(RoutedResult):
+    """``ElangClient.classify``: labels; ``stats.accuracy`` when true labels were given."""
+
+    @property
+    def labels(self) -> list[str | int | None]:
+        return [p.label_name if p.label_name is not None else p.label for p in self.predictions]
+
+
+@dataclass
+class GenerateResult(RoutedResult):
+    """``ElangClient.generate``: generated texts; ``word_error_rate`` when references were given."""
+
+    @property
+    def outputs(self) -> list[str | None]:
+        return [p.output for p in self.predictions]
+
+    @property
+    def word_error_rate(self) -> float | None:
+        """Share of answered inputs whose output matches none of their references."""
+        return None if self.stats.accuracy is None else 1.0 - self.stats.accuracy
 
 
 def _tritonclient(protocol: str):  # noqa: ANN202 - the tritonclient.grpc or .http module
@@ -208,8 +234,8 @@ class ElangClient:
         name = model or self.model
         cfg = self._wrap("model config", lambda: self._client().get_model_config(name))
         if self.protocol == "grpc":
-            return {k: v.string_value for k, v in cfg.config.parameters.items()}
-        return {k: v.get("string_value", "") for k, v in cfg.get("parameters", {}).items()}
+            return parameters(cfg.config)
+        return json_parameters(cfg)
 
     def router_info(self) -> dict[str, str]:
         """What the running router uses: policy, threshold, temperature, calibration version."""
@@ -447,7 +473,7 @@ class ElangClient:
         references: Sequence[Sequence[str]] | None = None,
         progress: bool = False,
         raise_on_error: bool = False,
-    ) -> ClassifyResult:
+    ) -> GenerateResult:
         """Generate for ``texts`` through a generating router (or stage), in batches, concurrently.
 
         Each Prediction holds ``output`` (the text), ``token_ids``, ``token_energies``, ``energy``
@@ -491,7 +517,7 @@ class ElangClient:
             failures_by_kind=dict(Counter(p.error_kind or "error" for p in preds if not p.ok)),
             stage_names=tuple(stages),
         )
-        return ClassifyResult(preds, stats)
+        return GenerateResult(preds, stats)
 
 
 def stats_of(

@@ -211,9 +211,10 @@ FULL_DEPTH = "@full"  # a multi-exit router with every text sent to its last exi
 def bench_configs(url: str, sweep: str | None, only: str | None = None) -> list[BenchConfig]:
     from elang.client.client import ElangClient
     from elang.core.routing import get_policy
+    from elang.tasks import task_from_parameters
 
     info = ElangClient(url).router_info()
-    if info.get(c.PARAM_TASK) == c.TASK_GENERATE:  # a seq2seq repository: swift, super, the router
+    if task_from_parameters(info).family == "generation":  # a seq2seq repository: swift, super, the router
         configs = [BenchConfig(m, m, generate=True) for m in ("swift", "super", "elang")]
         configs.append(BenchConfig(NO_ESCALATION, "elang", "inf", generate=True))
         configs += [

@@ -42,6 +42,7 @@ from elang.core.routing import (
     learned_policy,
     text_lengths,
 )
+from elang.repository.config import parameters
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +415,7 @@ def write_router_values(repository: Path, router: str, values: dict[str, str], r
     cfg = parse_config(cfg_path.read_text())
     for k, v in values.items():
         cfg.parameters[k].string_value = v
-    settings = RouterSettings.from_parameters({k: v.string_value for k, v in cfg.parameters.items()})
+    settings = RouterSettings.from_parameters(parameters(cfg))
     # Which models this calibration was made on: a later re-export makes it stale.
     cfg.parameters[c.PARAM_STAGE_HASHES].string_value = stage_hashes(Path(repository), settings.stages)
     write_text(Path(repository) / router / "calibration.json", record_json)

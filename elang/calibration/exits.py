@@ -34,6 +34,7 @@ from elang import contract as c
 from elang.calibration.classify import TEMPERATURE_BOUNDS, _file_identity, split_for_fitting
 from elang.calibration.thresholds import TargetError, clt_p_values, fit_temperature, fixed_sequence
 from elang.core.routing import Policy, cascade_offline, get_policy
+from elang.repository.config import parameters
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,10 @@ class ExitRouter:
         cfg_path = Path(repository) / router / "config.pbtxt"
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{cfg_path} not found: {repository} has no router {router}")
-        params = {k: v.string_value for k, v in parse_config(cfg_path.read_text()).parameters.items()}
+        params = parameters(parse_config(cfg_path.read_text()))
         settings = RouterSettings.from_parameters(params)
-        if not settings.exit_layers:
-            raise ValueError(f"{router} is not a multi-exit router (no {c.PARAM_EXIT_LAYERS})")
+        if settings.task != c.TASK_EXITS:
+            raise ValueError(f"{router} is not a multi-exit router (task {settings.task}, no {c.PARAM_EXIT_LAYERS})")
         folders = tuple(Path(repository) / s / "1" for s in settings.stages)
         stage_cfg = parse_config((Path(repository) / settings.stages[0] / "config.pbtxt").read_text())
         max_length = int(stage_cfg.parameters[c.PARAM_MAX_LENGTH].string_value or c.DEFAULT_MAX_LENGTH)
@@ -341,7 +342,7 @@ def apply_exit_record(repository: Path, record: ExitRecord) -> Path:
     }
     for k, v in values.items():
         cfg.parameters[k].string_value = v
-    RouterSettings.from_parameters({k: v.string_value for k, v in cfg.parameters.items()})
+    RouterSettings.from_parameters(parameters(cfg))
     write_text(Path(repository) / record.router / "calibration.json", record.to_json())
     write_text(cfg_path, render_config(cfg))
     return cfg_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from dataclasses import asdict
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from elang import contract as c
 from elang.data import spec as dataspec
+from elang.repository.config import router_task
+from elang.tasks import get_task, task_names
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,10 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--criterion",
         default=None,
-        help="auto: the one whose certified threshold needs the least Super on held-out data (default energy); "
-        "multi-exit routers: softmax (Right Tool, the default there), entropy (DeeBERT), energy or patience (PABEE); "
-        "seq2seq routers: an aggregate of token energies, first, mean, max, sum or quantile:Q (default auto: the "
-        "one that meets the target with the least Super on the fit third)",
+        help="what decides escalation, by the task the router serves: "
+        + criteria_help()
+        + ". auto: the criterion that meets the target with the least Super on held-out data",
     )
     p.add_argument(
         "--confidence", type=float, default=0.9, help="probability that an accuracy target holds (default 0.9)"
@@ -88,33 +90,36 @@ def target_from_args(args: argparse.Namespace):  # noqa: ANN201 - elang.calibrat
     return target
 
 
+def criteria_help() -> str:
+    """Each task's criteria and default, from the task registry."""
+    parts = []
+    for name in task_names():
+        task = get_task(name)
+        auto = ("auto",) if task.default_criterion == "auto" or name == c.TASK_CLASSIFY else ()
+        parts.append(f"{name}: {', '.join((*auto, *task.criteria))} (default {task.default_criterion})")
+    return "; ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
+    """``elang calibrate``: the command of the task the router serves (``Task.calibrate_command``)."""
+    task = router_task(args.repository, args.router or c.ROUTER_MODEL)
+    if task is not None and task.calibrate_command != "elang.cli.calibrate:run_pair":
+        module, _, function = task.calibrate_command.partition(":")
+        return getattr(importlib.import_module(module), function)(args)
+    return run_pair(args)
+
+
+def run_pair(args: argparse.Namespace) -> int:
+    """``elang calibrate`` of a classifier pair's router (``elang`` or ``elang_<super>``)."""
     from elang.calibration import classify as cal
     from elang.export.pipeline import default_cache
-    from elang.repository.generate import router_task
 
-    if router_task(args.repository, args.router or c.ROUTER_MODEL) == c.TASK_GENERATE:
-        from elang.cli.calibrate_generate import run as run_seq2seq
-
-        return run_seq2seq(args)
-    if args.criterion not in (None, "auto", "energy", "softmax", "entropy", "learned", "patience"):
-        raise ValueError(
-            f"--criterion {args.criterion!r}: a classifier router takes auto, energy, softmax, entropy, learned or patience"
-        )
-    if args.router:
-        from elang.calibration.exits import ExitRouter
-
-        try:
-            exit_router = ExitRouter.read(args.repository, args.router)
-        except ValueError:
-            exit_router = None  # a pair's router (elang, elang_<super>): calibrated below
-        if exit_router is not None:
-            from elang.cli.calibrate_exits import run_exits
-
-            return run_exits(args, exit_router)
+    task = get_task(c.TASK_CLASSIFY)
+    if args.criterion not in (None, "auto", "patience", *task.criteria):
+        raise ValueError(f"--criterion {args.criterion!r}: a classifier router takes auto, {', '.join(task.criteria)}")
     if args.mean_exit_layer is not None:
         raise ValueError("--mean-exit-layer is a target for multi-exit routers (give --router elang_exits)")
-    args.criterion = args.criterion or "energy"
+    args.criterion = args.criterion or task.default_criterion
     if args.criterion == "patience":
         raise ValueError("patience (PABEE) decides between exits of one model: give a multi-exit --router")
     target = target_from_args(args)

@@ -9,6 +9,13 @@ import sys
 from elang.data import spec as dataspec
 
 
+def run(args: argparse.Namespace) -> int:
+    """``elang calibrate --router R`` of a multi-exit router (the exits task's calibrate command)."""
+    from elang.calibration.exits import ExitRouter
+
+    return run_exits(args, ExitRouter.read(args.repository, args.router))
+
+
 def run_exits(args: argparse.Namespace, router) -> int:  # noqa: ANN001 - elang.calibration.exits.ExitRouter
     from elang.calibration import exits as ec
     from elang.export.pipeline import default_cache

@@ -15,6 +15,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from elang.repository.config import parameters
+
 
 def seq2seq_splits(args: argparse.Namespace):  # noqa: ANN201 - Seq2SeqSplits
     """The splits from the shared data options (``--text-column`` is the input, ``--label-column`` the target)."""
@@ -36,15 +38,16 @@ def certificate(cal: dict) -> str:
 
 def serves_seq2seq(repository: Path | None, url: str | None) -> bool:
     """Whether the repository (or the running server) routes generating stages."""
-    from elang import contract as c
+    from elang.repository.config import router_task
+    from elang.tasks import task_from_parameters
 
     if repository is not None:
-        from elang.repository.generate import router_task
+        task = router_task(repository)
+    else:
+        from elang.client.client import ElangClient
 
-        return router_task(repository) == c.TASK_GENERATE
-    from elang.client.client import ElangClient
-
-    return ElangClient(url).router_info().get(c.PARAM_TASK) == c.TASK_GENERATE
+        task = task_from_parameters(ElangClient(url).router_info())
+    return task is not None and task.family == "generation"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mean_exit_layer is not None:
         raise ValueError("--mean-exit-layer is a target for multi-exit routers, not a seq2seq one")
     cfg = parse_config((Path(args.repository) / router / "config.pbtxt").read_text())
-    settings = RouterSettings.from_parameters({k: v.string_value for k, v in cfg.parameters.items()})
+    settings = RouterSettings.from_parameters(parameters(cfg))
     target = target_from_args(args)
     splits = seq2seq_splits(args)
     print(f"data: {splits.describe()}")

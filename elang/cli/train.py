@@ -131,7 +131,9 @@ def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
 
 
 def exit_table(m: dict) -> str:
-    """Per-exit accuracy, temperature and FLOPs of a multi-exit training run's metrics."""
+    """Per-exit accuracy, temperature and FLOPs of a multi-exit training run's metrics ("" for one exit)."""
+    if not m.get("exit_validation_accuracy"):
+        return ""
     lines = ["exit layer | validation | test | temperature | GFLOPs/text", "---|---|---|---|---"]
     for i, layer in enumerate(m["exit_layers"]):
         lines.append(
@@ -156,8 +158,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"checkpoint {result.checkpoint}")
     print(f"validation accuracy {m['validation_accuracy']:.2%}, test accuracy {m['test_accuracy']:.2%}")
     print(f"{m['steps']} steps in {m['train_seconds'] / 60:.1f} min, {m['parameters'] / 1e6:.1f}M parameters")
-    if m.get("exit_layers"):
-        print(exit_table(m))
+    table = exit_table(m)
+    if table:
+        print(table)
     for what, note in (m.get("notes") or {}).items():
         print(f"{what.replace('_', ' ')}: {note}")
     if m.get("distilled_from"):

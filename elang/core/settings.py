@@ -31,7 +31,7 @@ from elang.core.routing import (
     parse_thresholds,
 )
 from elang.core.texts import InputError
-from elang.tasks import Task, get_task, task_from_parameters
+from elang.tasks import Task, get_task, resolve_task_name, task_from_parameters
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,7 @@ class RouterSettings:
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES and self.policy not in SEQUENCE_POLICIES:
             get_policy(self.policy)  # the error lists the known policies (quantile:Q passes)
-        if self.task == c.TASK_CLASSIFY and self.exit_layers:  # routers written before the exits task
-            object.__setattr__(self, "task", c.TASK_EXITS)
+        object.__setattr__(self, "task", resolve_task_name(self.task, bool(self.exit_layers)))
         get_task(self.task)  # an unknown task names the known ones
         if len(self.stages) < 2:
             raise ValueError(f"the router needs at least two stages, got {list(self.stages)}")

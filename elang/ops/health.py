@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from elang import contract as c
+from elang.repository.config import json_parameters
 
 PROBE_TEXT = "elang health check: is every stage answering?"
 _STUB = re.compile(r"Stub process '(.+?)_\d+_\d+' is not healthy")
@@ -131,7 +132,7 @@ def _probe_body(config: dict) -> dict | None:
         "outputs": [{"name": c.OUTPUT_TEXT if generates else c.LOGITS}],
         "parameters": {},
     }
-    params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+    params = json_parameters(config)
     if generates and c.MAX_NEW_TOKENS in inputs:  # a generating stage: the cap is an input
         cap = {"name": c.MAX_NEW_TOKENS, "shape": [1, 1], "datatype": "INT32", "data": [PROBE_NEW_TOKENS]}
         body["inputs"].append(cap)

@@ -30,7 +30,6 @@ from elang.repository.writer import (
     _tensor,
     _write_model,
     inline_capable_stage,
-    parse_config,
 )
 from elang.runtimes.generator import DEFAULT_MAX_NEW_TOKENS, is_seq2seq_folder
 
@@ -158,12 +157,3 @@ def write_generate_router(repo: Path, spec: GenerateRouterSpec) -> None:
         version = _write_model(staging, cfg, "elang.triton.router_model.TritonPythonModel")
         if first_cfg is not None:
             _fill_inline_copy(repo, first, first_cfg, version / first)
-
-
-def router_task(repo: Path, router: str = c.ROUTER_MODEL) -> str:
-    """The task a repository's router serves ("classify" when it says nothing)."""
-    cfg_path = Path(repo) / router / "config.pbtxt"
-    if not cfg_path.is_file():
-        return ""
-    params = parse_config(cfg_path.read_text()).parameters
-    return params[c.PARAM_TASK].string_value if c.PARAM_TASK in params else c.TASK_CLASSIFY

@@ -28,11 +28,19 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from elang import contract as c
 from elang.core.atomic import replace_dir, staged_repository, write_text
+from elang.repository.config import (  # noqa: F401 - RepositoryError and parse_config are imported from here too
+    RepositoryError,
+    config_path,
+    parameter,
+    parameters,
+    parse_config,
+    read_config,
+    render_config,
+)
 from elang.runtimes.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
@@ -53,10 +61,6 @@ _DTYPE = {
     "TYPE_INT64": mc.TYPE_INT64,
     "TYPE_INT32": mc.TYPE_INT32,
 }
-
-
-class RepositoryError(ValueError):
-    """A model folder or setting cannot make a valid repository; the message says which."""
 
 
 # Queue policies: none by default, on routers and stages alike. A policy bounds a model's
@@ -226,16 +230,6 @@ def _write_model(repo: Path, config: mc.ModelConfig, python_class: str | None = 
     return folder / "1"
 
 
-def render_config(config: mc.ModelConfig) -> str:
-    """The config.pbtxt text of a ModelConfig."""
-    return text_format.MessageToString(config)
-
-
-def parse_config(text: str) -> mc.ModelConfig:
-    """Parse config.pbtxt text (raises text_format.ParseError with the line on bad input)."""
-    return text_format.Parse(text, mc.ModelConfig())
-
-
 def _copy_side_files(source: Path, dest: Path) -> None:
     for name in SIDE_FILES:
         if (source / name).is_file():
@@ -397,7 +391,7 @@ def inline_capable_stage(repo: Path, name: str) -> mc.ModelConfig | None:
 
 def _fill_inline_copy(repo: Path, stage: str, cfg: mc.ModelConfig, dest: Path) -> None:
     shutil.copytree(Path(repo) / stage / "1", dest, ignore=shutil.ignore_patterns("model.py", "__pycache__"))
-    params = {k: v.string_value for k, v in cfg.parameters.items()}
+    params = parameters(cfg)
     (dest / c.INLINE_STAGE_FILE).write_text(json.dumps({"stage": stage, "parameters": params}, indent=2) + "\n")
 
 
@@ -416,8 +410,8 @@ def copy_inline_stage(repo: Path, router: str, stage: str) -> None:
     replace_dir(Path(repo) / router / "1" / stage, fill)
 
 
-def _router_stages(params) -> tuple[str, ...]:  # noqa: ANN001 - a protobuf parameters map
-    return c.parse_stages(params[c.PARAM_STAGES].string_value if c.PARAM_STAGES in params else None)
+def _router_stages(cfg: mc.ModelConfig) -> tuple[str, ...]:
+    return c.parse_stages(parameter(cfg, c.PARAM_STAGES) or None)
 
 
 def refresh_routers(repo: Path, stage: str) -> list[str]:
@@ -431,7 +425,7 @@ def refresh_routers(repo: Path, stage: str) -> list[str]:
         if not c.is_router(router):
             continue
         cfg = parse_config(cfg_path.read_text())
-        stages = _router_stages(cfg.parameters)
+        stages = _router_stages(cfg)
         if stage not in stages:
             continue
         limits = format_stage_map(stage_max_batches(repo, stages))
@@ -554,12 +548,12 @@ def tune_repository(repo: Path, knobs: ServingKnobs | None = None, **kwargs: obj
     for name in names:  # inline copies follow their stage (spinning) and the router's setting
         if not c.is_router(name):
             continue
-        params = parse_config((repo / name / "config.pbtxt").read_text()).parameters
-        stage = params[c.PARAM_INLINE_STAGE].string_value if c.PARAM_INLINE_STAGE in params else ""
+        cfg = read_config(config_path(repo, name))
+        stage = parameter(cfg, c.PARAM_INLINE_STAGE)
         if stage:
             copy_inline_stage(repo, name, stage)
         else:
-            shutil.rmtree(repo / name / "1" / _router_stages(params)[0], ignore_errors=True)
+            shutil.rmtree(repo / name / "1" / _router_stages(cfg)[0], ignore_errors=True)
     return changes
 
 
@@ -592,7 +586,7 @@ def _tune_router(repo: Path, name: str, cfg: mc.ModelConfig, k: ServingKnobs) ->
         if value is not None:
             cfg.parameters[key].string_value = repr(kind(value))
     if k.inline is not None:
-        first = _router_stages(cfg.parameters)[0]
+        first = _router_stages(cfg)[0]
         if k.inline and inline_capable_stage(repo, first) is None:
             raise RepositoryError(
                 f"{name}: first stage {first} is neither a python-ort nor a generating stage; it cannot run inline"

@@ -47,13 +47,17 @@ def task_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+def resolve_task_name(name: str, has_exit_layers: bool) -> str:
+    """A router's task name. Routers written before the ``exits`` task existed say ``classify``
+    (or nothing) and name their ``exit_layers``: they are ``exits``."""
+    name = (name or "").strip() or c.TASK_CLASSIFY
+    return c.TASK_EXITS if name == c.TASK_CLASSIFY and has_exit_layers else name
+
+
 def task_from_parameters(params: Mapping[str, str]) -> Task:
-    """The task of a router from its config parameters. Routers written before the ``exits`` task
-    existed say ``classify`` (or nothing) and name their ``exit_layers``: they are ``exits``."""
-    name = (params.get(c.PARAM_TASK) or "").strip() or c.TASK_CLASSIFY
-    if name == c.TASK_CLASSIFY and (params.get(c.PARAM_EXIT_LAYERS) or "").strip():
-        name = c.TASK_EXITS
-    return get_task(name)
+    """The task of a router from its config parameters (see :func:`resolve_task_name`)."""
+    layers = bool((params.get(c.PARAM_EXIT_LAYERS) or "").strip())
+    return get_task(resolve_task_name(params.get(c.PARAM_TASK) or "", layers))
 
 
 def _builtin() -> None:

@@ -26,6 +26,11 @@ class Task:
     # Routing criteria calibrate compares for this task (``elang calibrate --criterion``, its --help).
     criteria: tuple[str, ...] = ()
     default_criterion: str = ""
+    # Tasks of one family share a repository (a pair and the exits of its Super); families do not.
+    family: str = "classification"
+    # What `elang calibrate` runs for a router of this task ("module:function" of the CLI, taking
+    # the parsed arguments).
+    calibrate_command: str = "elang.cli.calibrate:run_pair"
     # The policy a router gets when its config names none.
     default_policy: str = "energy"
     # The executor keeps each row's policy score (the router then answers SCORE).

@@ -44,7 +44,7 @@ class ClassifyTask(Task):
     stage_adapter = "elang.triton.classifier_model"
     metric = "accuracy"
     criteria = (*STATELESS, LEARNED)
-    default_criterion = "auto"
+    default_criterion = "energy"
     default_policy = "energy"
 
     def accepts_policy(self, policy: str) -> bool:

@@ -28,6 +28,7 @@ class ExitsTask(Task):
     default_criterion = "softmax"  # the Right Tool's
     default_policy = "softmax"
     keep_scores = True
+    calibrate_command = "elang.cli.calibrate_exits:run"
 
     def policy_kind(self) -> str:
         return f"an exit policy ({', '.join(self.criteria)})"

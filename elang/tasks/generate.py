@@ -58,6 +58,8 @@ class GenerateTask(Task):
     default_criterion = "auto"
     default_policy = "mean"
     keep_scores = True
+    family = "generation"
+    calibrate_command = "elang.cli.calibrate_generate:run"
 
     def accepts_policy(self, policy: str) -> bool:
         return is_sequence_policy(policy)
@@ -118,7 +120,9 @@ class GenerateTask(Task):
 
         def generate(inputs: dict[str, np.ndarray]) -> Any:
             texts = decode_texts(inputs[c.TEXT], max_bytes)
-            caps = np.minimum(np.asarray(inputs[c.MAX_NEW_TOKENS], dtype=np.int64).reshape(-1), generator.max_new_tokens)
+            caps = np.minimum(
+                np.asarray(inputs[c.MAX_NEW_TOKENS], dtype=np.int64).reshape(-1), generator.max_new_tokens
+            )
             return self.stage_answer(settings, generator(texts, caps).tensors())
 
         return generate

@@ -9,11 +9,12 @@ import numpy as np
 
 from elang.contract import FAULT_SLEEP_PARAM, TEXT
 from elang.core.texts import InputError, decode_texts
+from elang.repository.config import json_parameters
 
 
 def config_parameters(model_config: dict[str, Any]) -> dict[str, str]:
     """The ``parameters`` map of a model config as plain strings."""
-    return {k: v.get("string_value", "") for k, v in model_config.get("parameters", {}).items()}
+    return json_parameters(model_config)
 
 
 def request_parameters(request: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from elang.export.classify.onnx import (
     optimize_graph,
     quantize_int8,
 )
+from elang.repository.config import check_family, parameters
 from elang.repository.writer import (
     SIDE_FILES,
     ClassifierSpec,
@@ -38,6 +39,7 @@ from elang.repository.writer import (
     write_router,
 )
 from elang.runtimes.classifier import ONNX_FILE, OnnxTextClassifier
+from elang.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ def _write_variant_router(repository: Path, super_name: str, labels: tuple[str, 
     main = repository / c.ROUTER_MODEL / "config.pbtxt"
     if not main.is_file():
         raise RepositoryError(f"export the main swift and super into {repository} before a variant super")
-    params = {k: v.string_value for k, v in parse_config(main.read_text()).parameters.items()}
+    params = parameters(parse_config(main.read_text()))
     spec = RouterSpec(
         policy=params[c.PARAM_POLICY],
         threshold=params[c.PARAM_THRESHOLD],
@@ -202,12 +204,7 @@ def export_stage(
         raise RepositoryError(f"unknown quantization {quantize!r}; only int8 is supported")
     max_length = stage_max_length(checkpoint, max_length)
     repository = Path(repository)
-    from elang.repository.generate import router_task
-
-    if router_task(repository) == c.TASK_GENERATE:
-        raise RepositoryError(
-            f"{repository} serves seq2seq models; a repository holds one task: export the classifier into another"
-        )
+    check_family(repository, get_task(c.TASK_CLASSIFY))
     if splits is not None:
         val = splits.validation
         texts, pairs, labels = val.texts, val.pairs, val.labels

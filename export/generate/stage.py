@@ -22,10 +22,10 @@ from elang import contract as c
 from elang.core.routing import get_policy, threshold_for_fraction
 from elang.export.classify.onnx import ExportError
 from elang.export.classify.stage import router_version
+from elang.repository.config import check_family, router_task
 from elang.repository.generate import (
     GenerateRouterSpec,
     GeneratorSpec,
-    router_task,
     write_generate_router,
     write_generator,
 )
@@ -37,6 +37,7 @@ from elang.runtimes.generator import (
     OnnxSeq2SeqGenerator,
     token_energies,
 )
+from elang.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -214,11 +215,8 @@ def export_seq2seq_stage(
     if role not in c.STAGES:
         raise RepositoryError(f"--as must be one of {', '.join(c.STAGES)}, got {role!r}")
     repository = Path(repository)
-    task = router_task(repository)
-    if task and task != c.TASK_GENERATE:
-        raise RepositoryError(
-            f"{repository} serves classifiers; a repository holds one task: export the seq2seq model into another"
-        )
+    check_family(repository, get_task(c.TASK_GENERATE))
+    first_export = router_task(repository) is None
     if not parity_inputs:
         raise RepositoryError("export needs inputs for the parity check")
     limits = checkpoint_limits(checkpoint)
@@ -242,7 +240,7 @@ def export_seq2seq_stage(
         report = Seq2SeqExportReport(role, str(checkpoint), str(repository), parity, cap)
         current = router_version(repository)
         default_version = current is None or current.startswith(("default", "uncalibrated"))
-        if not task or (role == c.SWIFT_MODEL and default_version):
+        if first_export or (role == c.SWIFT_MODEL and default_version):
             threshold = 0.0
             version = "uncalibrated"
             if role == c.SWIFT_MODEL:
