@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,33 +215,6 @@ def parse_stage_map(params: Mapping[str, str], key: str, stages: tuple[str, ...]
 def format_stage_map(values: Mapping[str, int]) -> str:
     """The inverse of :func:`parse_stage_map`."""
     return ",".join(f"{k}={v}" for k, v in values.items())
-
-
-def stage_max_batches(repository: Path, stages: tuple[str, ...]) -> dict[str, int]:
-    """``max_batch_size`` of each stage whose ``config.pbtxt`` ``repository`` holds (a top-level field)."""
-    out = {}
-    for name in stages:
-        cfg = Path(repository) / name / "config.pbtxt"
-        if cfg.is_file():
-            found = re.search(r"^max_batch_size:\s*(\d+)", cfg.read_text(errors="replace"), re.MULTILINE)
-            if found and int(found.group(1)) > 0:
-                out[name] = int(found.group(1))
-    return out
-
-
-def stage_batch_limits(repository: Path, params: dict[str, str]) -> dict[str, str]:
-    """``stage_max_batch`` from the stages' own config.pbtxt where the repository holds them.
-
-    The writer records each stage's ``max_batch_size`` in the router's parameters; a stage
-    rewritten since (or by hand) is read here, so a call never exceeds what the stage accepts.
-    """
-    stages = c.parse_stages(params.get(c.PARAM_STAGES))
-    try:
-        limits = parse_stage_map(params, c.PARAM_STAGE_MAX_BATCH, stages)
-    except ValueError:
-        return {}  # RouterSettings reports it
-    limits.update(stage_max_batches(repository, stages))
-    return {c.PARAM_STAGE_MAX_BATCH: format_stage_map(limits)} if limits else {}
 
 
 def _temperatures(params: Mapping[str, str]) -> tuple[float, tuple[float, ...]]:

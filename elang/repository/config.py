@@ -17,6 +17,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from elang import contract as c
 from elang.core.atomic import write_text
+from elang.core.settings import format_stage_map, parse_stage_map
 from elang.tasks import Task, task_from_parameters
 
 CONFIG_FILE = "config.pbtxt"
@@ -102,3 +103,28 @@ def check_family(repo: Path, task: Task) -> None:
             f"{repo} serves {existing.family} models (task {existing.name}); a repository holds one family: "
             f"export the {task.name} model into another repository"
         )
+
+
+def stage_max_batches(repository: Path, stages: tuple[str, ...]) -> dict[str, int]:
+    """``max_batch_size`` of each stage whose ``config.pbtxt`` ``repository`` holds (a top-level field)."""
+    out = {}
+    for name in stages:
+        cfg = model_config(repository, name)
+        if cfg is not None and cfg.max_batch_size > 0:
+            out[name] = int(cfg.max_batch_size)
+    return out
+
+
+def stage_batch_limits(repository: Path, params: dict[str, str]) -> dict[str, str]:
+    """``stage_max_batch`` from the stages' own config.pbtxt where the repository holds them.
+
+    The writer records each stage's ``max_batch_size`` in the router's parameters; a stage
+    rewritten since (or by hand) is read here, so a call never exceeds what the stage accepts.
+    """
+    stages = c.parse_stages(params.get(c.PARAM_STAGES))
+    try:
+        limits = parse_stage_map(params, c.PARAM_STAGE_MAX_BATCH, stages)
+    except ValueError:
+        return {}  # RouterSettings reports it
+    limits.update(stage_max_batches(repository, stages))
+    return {c.PARAM_STAGE_MAX_BATCH: format_stage_map(limits)} if limits else {}

@@ -24,11 +24,13 @@ from elang import contract as c
 from elang.core.atomic import staged_repository
 from elang.repository.writer import (
     RepositoryError,
-    _batching,
-    _instances,
-    _params,
-    _tensor,
-    _write_model,
+    RouterSpec,
+    add_tensor,
+    set_batching,
+    set_instances,
+    set_parameters,
+    write_model,
+    write_router,
 )
 from elang.runtimes.segments import SegmentInfo, segment_folders
 
@@ -59,7 +61,6 @@ def stage_names(spec: ExitModelSpec) -> list[str]:
 
 def write_exit_model(repo: Path, spec: ExitModelSpec) -> list[str]:
     """Write the segment stages and their router into ``repo``; returns the model names written."""
-    from elang.core.settings import RouterSettings
 
     if not c.is_router(spec.router):
         raise RepositoryError(
@@ -78,47 +79,36 @@ def write_exit_model(repo: Path, spec: ExitModelSpec) -> list[str]:
     labels = json.loads(labels_path.read_text()) if labels_path.is_file() else {}
     label_names = [labels.get(str(i), str(i)) for i in range(infos[0].num_labels)]
     temps = spec.temperatures or tuple(i.temperature for i in infos)
-    params = {
-        c.PARAM_STAGES: ",".join(names),
-        c.PARAM_EXIT_LAYERS: ",".join(str(i.end) for i in infos),
-        c.PARAM_POLICY: spec.policy,
-        c.PARAM_THRESHOLD: ",".join([repr(float(spec.threshold))] * (len(infos) - 1)),
-        c.PARAM_TEMPERATURE: ",".join(repr(float(t)) for t in temps),
-        c.PARAM_STAGE_TIMEOUT_S: spec.stage_timeout_s,
-        c.PARAM_STAGE_MAX_BATCH: ",".join(f"{n}={spec.max_batch_size}" for n in names),
-        c.PARAM_MAX_TEXT_BYTES: c.DEFAULT_MAX_TEXT_BYTES,
-        c.PARAM_CALIBRATION_VERSION: spec.calibration_version,
-        c.PARAM_NUM_LABELS: len(label_names),
-        c.PARAM_LABELS: json.dumps(label_names),
-        c.PARAM_INLINE_STAGE: "",
-    }
-    try:
-        RouterSettings.from_parameters({k: str(v) for k, v in params.items()})
-    except ValueError as exc:
-        raise RepositoryError(str(exc)) from None
+    router = RouterSpec(
+        task=c.TASK_EXITS,
+        stages=tuple(names),
+        exit_layers=tuple(i.end for i in infos),
+        policy=spec.policy,
+        threshold=",".join([repr(float(spec.threshold))] * (len(infos) - 1)),
+        temperature=",".join(repr(float(t)) for t in temps),
+        stage_timeout_s=spec.stage_timeout_s,
+        calibration_version=spec.calibration_version,
+        name=spec.router,
+        max_batch_size=spec.max_batch_size,
+        max_queue_delay_us=spec.max_queue_delay_us,
+        inline_first_stage=False,  # segments run over BLS, each in its own stub
+    )
     with staged_repository(Path(repo)) as staging:
         for folder, info, name in zip(folders, infos, names, strict=True):
             _write_segment(staging, name, folder, info, spec)
-        cfg = mc.ModelConfig(name=spec.router, backend="python")
-        _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
-        _tensor(cfg.input, c.text_input())
-        for out in c.exit_router_outputs(len(label_names)):
-            _tensor(cfg.output, out)
-        _instances(cfg, 1)
-        _params(cfg, params)
-        _write_model(staging, cfg, "elang.triton.router_model.TritonPythonModel")
+        write_router(repo, router, tuple(label_names), staging=staging)
     return [*names, spec.router]
 
 
 def _write_segment(repo: Path, name: str, folder: Path, info: SegmentInfo, spec: ExitModelSpec) -> None:
     cfg = mc.ModelConfig(name=name, backend="python")
-    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
+    set_batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
     for t in c.segment_inputs(info.first, info.hidden_size):
-        _tensor(cfg.input, t)
+        add_tensor(cfg.input, t)
     for t in c.segment_outputs(info.first, info.last, info.num_labels, info.hidden_size):
-        _tensor(cfg.output, t)
-    _instances(cfg, 1, spec.gpu)
-    _params(
+        add_tensor(cfg.output, t)
+    set_instances(cfg, 1, spec.gpu)
+    set_parameters(
         cfg,
         {
             c.PARAM_MAX_LENGTH: spec.max_length,
@@ -128,7 +118,7 @@ def _write_segment(repo: Path, name: str, folder: Path, info: SegmentInfo, spec:
             c.PARAM_FAULT_INJECTION: int(spec.fault_injection),
         },
     )
-    version = _write_model(repo, cfg, "elang.triton.segment_model.TritonPythonModel")
+    version = write_model(repo, cfg, "elang.triton.segment_model.TritonPythonModel")
     for item in folder.iterdir():
         if item.is_file():
             shutil.copy2(item, version / item.name)

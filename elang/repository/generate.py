@@ -13,7 +13,7 @@ refused at write time, and again by the router when it loads.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
@@ -23,13 +23,13 @@ from elang.core.atomic import staged_repository
 from elang.repository.writer import (
     DEFAULT_QUEUE_TIMEOUT_S,
     RepositoryError,
-    _batching,
-    _fill_inline_copy,
-    _instances,
-    _params,
-    _tensor,
-    _write_model,
-    inline_capable_stage,
+    RouterSpec,
+    add_tensor,
+    set_batching,
+    set_instances,
+    set_parameters,
+    write_model,
+    write_router,
 )
 from elang.runtimes.generator import DEFAULT_MAX_NEW_TOKENS, is_seq2seq_folder
 
@@ -68,13 +68,13 @@ def write_generator(repo: Path, name: str, spec: GeneratorSpec) -> None:
     if spec.max_new_tokens < 1:
         raise RepositoryError(f"{name}: max_new_tokens must be >= 1, got {spec.max_new_tokens}")
     cfg = mc.ModelConfig(name=name, backend="python")
-    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, spec.max_queue_size, spec.queue_timeout_s)
+    set_batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, spec.max_queue_size, spec.queue_timeout_s)
     for t in c.generator_inputs():
-        _tensor(cfg.input, t)
+        add_tensor(cfg.input, t)
     cfg.input[-1].optional = True  # MAX_NEW_TOKENS: absent = the stage's cap
     for t in c.generator_outputs():
-        _tensor(cfg.output, t)
-    _instances(cfg, spec.instances, spec.gpu)
+        add_tensor(cfg.output, t)
+    set_instances(cfg, spec.instances, spec.gpu)
     params = {
         c.PARAM_MAX_NEW_TOKENS: spec.max_new_tokens,
         c.PARAM_MAX_TEXT_BYTES: spec.max_text_bytes,
@@ -85,9 +85,9 @@ def write_generator(repo: Path, name: str, spec: GeneratorSpec) -> None:
     }
     if spec.max_source_tokens:
         params[c.PARAM_MAX_LENGTH] = spec.max_source_tokens
-    _params(cfg, params)
+    set_parameters(cfg, params)
     with staged_repository(Path(repo)) as staging:
-        version = _write_model(staging, cfg, f"{GENERATOR_ADAPTER}.TritonPythonModel")
+        version = write_model(staging, cfg, f"{GENERATOR_ADAPTER}.TritonPythonModel")
         for item in source.iterdir():
             if item.is_dir():
                 shutil.copytree(item, version / item.name)
@@ -95,65 +95,13 @@ def write_generator(repo: Path, name: str, spec: GeneratorSpec) -> None:
                 shutil.copy2(item, version / item.name)
 
 
-@dataclass
-class GenerateRouterSpec:
-    policy: str = "mean"
-    threshold: float = 0.0
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    max_text_bytes: int = c.DEFAULT_MAX_TEXT_BYTES
-    stages: tuple[str, ...] = c.STAGES
-    name: str = c.ROUTER_MODEL
-    max_batch_size: int = 64
-    max_queue_delay_us: int = 500
-    stage_timeout_s: float = c.DEFAULT_STAGE_TIMEOUT_S
-    stage_inflight: int = c.DEFAULT_STAGE_INFLIGHT
-    stage_queue_rows: int = c.DEFAULT_STAGE_QUEUE_ROWS
-    calibration_version: str = "uncalibrated"
-    # Run the first stage inside the router (elang.runtimes.inline: no BLS hop for every text).
-    inline_first_stage: bool = True
-
-
-def write_generate_router(repo: Path, spec: GenerateRouterSpec) -> None:
-    """Write the generating `elang` router over ``spec.stages`` (all generating stages in ``repo``)."""
-    from elang.core.settings import RouterSettings, format_stage_map, stage_max_batches
-
+def write_generate_router(repo: Path, spec: RouterSpec) -> None:
+    """Write the generating router over ``spec.stages`` (all generating stages in ``repo``)."""
     repo = Path(repo)
     others = [s for s in spec.stages if (repo / s / "config.pbtxt").is_file() and not is_generator_stage(repo, s)]
     if others:
         raise RepositoryError(
-            f"{repo}: {', '.join(others)} are not generating stages; a repository holds one task "
+            f"{repo}: {', '.join(others)} are not generating stages; a repository holds one family "
             "(export the seq2seq models into a repository of their own)"
         )
-    first = spec.stages[0]
-    first_cfg = inline_capable_stage(repo, first) if spec.inline_first_stage else None
-    params = {
-        c.PARAM_TASK: c.TASK_GENERATE,
-        c.PARAM_STAGES: ",".join(spec.stages),
-        c.PARAM_POLICY: spec.policy,
-        c.PARAM_THRESHOLD: repr(float(spec.threshold)),
-        c.PARAM_TEMPERATURE: 1.0,
-        c.PARAM_MAX_NEW_TOKENS: spec.max_new_tokens,
-        c.PARAM_STAGE_TIMEOUT_S: spec.stage_timeout_s,
-        c.PARAM_STAGE_MAX_BATCH: format_stage_map(stage_max_batches(repo, spec.stages)),
-        c.PARAM_STAGE_INFLIGHT: spec.stage_inflight,
-        c.PARAM_STAGE_QUEUE_ROWS: spec.stage_queue_rows,
-        c.PARAM_MAX_TEXT_BYTES: spec.max_text_bytes,
-        c.PARAM_CALIBRATION_VERSION: spec.calibration_version,
-        c.PARAM_INLINE_STAGE: first if first_cfg is not None else "",
-        "window_rows": 1000,
-    }
-    try:
-        RouterSettings.from_parameters({k: str(v) for k, v in params.items()})
-    except ValueError as exc:
-        raise RepositoryError(str(exc)) from None
-    cfg = mc.ModelConfig(name=spec.name, backend="python")
-    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us)
-    _tensor(cfg.input, c.text_input())
-    for out in c.generate_router_outputs():
-        _tensor(cfg.output, out)
-    _instances(cfg, 1)
-    _params(cfg, params)
-    with staged_repository(repo) as staging:  # a fresh folder: no stale inline copy
-        version = _write_model(staging, cfg, "elang.triton.router_model.TritonPythonModel")
-        if first_cfg is not None:
-            _fill_inline_copy(repo, first, first_cfg, version / first)
+    write_router(repo, replace(spec, task=c.TASK_GENERATE))

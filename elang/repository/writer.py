@@ -40,8 +40,11 @@ from elang.repository.config import (  # noqa: F401 - RepositoryError and parse_
     parse_config,
     read_config,
     render_config,
+    set_parameters,
+    stage_max_batches,
 )
 from elang.runtimes.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
+from elang.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +100,16 @@ class ClassifierSpec:
 
 @dataclass
 class RouterSpec:
-    """The `elang` router entry point."""
+    """A router (the `elang` entry point or a named one), for every task: ``write_router``."""
 
     policy: str = "energy"
-    threshold: str = "0.0"
-    temperature: float = 1.0
+    threshold: str = "0.0"  # one per step, comma-separated (a multi-exit router: one for every exit)
+    temperature: float | str = 1.0  # or one per stage, comma-separated
     stages: tuple[str, ...] = c.STAGES
+    task: str = c.TASK_CLASSIFY
+    max_new_tokens: int = 0  # generate: the cap on new tokens per row
+    exit_layers: tuple[int, ...] = ()  # exits: each stage's exit layer
+    max_text_bytes: int = c.DEFAULT_MAX_TEXT_BYTES
     max_batch_size: int = 64
     max_queue_delay_us: int = 500
     instances: int = 1
@@ -161,19 +168,14 @@ def inspect_model_folder(folder: Path) -> ModelFolderInfo:
     return ModelFolderInfo(inputs, out.name, num_labels, labels)
 
 
-def _params(config: mc.ModelConfig, values: dict[str, object]) -> None:
-    for key, value in values.items():
-        config.parameters[key].string_value = str(value)
-
-
-def _tensor(container, spec: c.TensorSpec) -> None:  # noqa: ANN001 - a repeated ModelInput/ModelOutput field
+def add_tensor(container, spec: c.TensorSpec) -> None:  # noqa: ANN001 - a repeated ModelInput/ModelOutput field
     t = container.add()
     t.name = spec.name
     t.data_type = _DTYPE[spec.triton_dtype]
     t.dims.extend(spec.dims)
 
 
-def _batching(
+def set_batching(
     config: mc.ModelConfig,
     max_batch_size: int,
     delay_us: int,
@@ -210,13 +212,13 @@ def set_queue_policy(config: mc.ModelConfig, max_queue_size: int, queue_timeout_
     policy.max_queue_size = int(max_queue_size)
 
 
-def _instances(config: mc.ModelConfig, count: int, gpu: bool = False) -> None:
+def set_instances(config: mc.ModelConfig, count: int, gpu: bool = False) -> None:
     group = config.instance_group.add()
     group.count = count
     group.kind = mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU
 
 
-def _write_model(repo: Path, config: mc.ModelConfig, python_class: str | None = None) -> Path:
+def write_model(repo: Path, config: mc.ModelConfig, python_class: str | None = None) -> Path:
     """Write ``config`` (and a one-line model.py) under ``repo``, normally a staged repository."""
     folder = repo / config.name
     (folder / "1").mkdir(parents=True, exist_ok=True)
@@ -259,13 +261,13 @@ def _write_stage(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolderI
     }
     if spec.runtime == "python-ort":
         cfg = mc.ModelConfig(name=name, backend="python")
-        _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
-        _tensor(cfg.input, c.text_input())
+        set_batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
+        add_tensor(cfg.input, c.text_input())
         for out in c.classifier_outputs(info.num_labels):
-            _tensor(cfg.output, out)
-        _instances(cfg, spec.instances)
+            add_tensor(cfg.output, out)
+        set_instances(cfg, spec.instances)
         providers = "CUDAExecutionProvider,CPUExecutionProvider" if spec.gpu else "CPUExecutionProvider"
-        _params(
+        set_parameters(
             cfg,
             {
                 **common,
@@ -276,7 +278,7 @@ def _write_stage(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolderI
                 c.PARAM_FAULT_INJECTION: int(spec.fault_injection),
             },
         )
-        version = _write_model(repo, cfg, "elang.triton.classifier_model.TritonPythonModel")
+        version = write_model(repo, cfg, "elang.triton.classifier_model.TritonPythonModel")
         shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
         _copy_side_files(spec.source, version)
         return
@@ -288,13 +290,13 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
     token_specs = [c.TensorSpec(n, "TYPE_INT64", int, (spec.max_length,)) for n in info.input_names]
 
     tok = mc.ModelConfig(name=tok_name, backend="python")
-    _batching(tok, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
-    _tensor(tok.input, c.text_input())
+    set_batching(tok, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
+    add_tensor(tok.input, c.text_input())
     for t in token_specs:
-        _tensor(tok.output, t)
-    _instances(tok, spec.instances)
-    _params(tok, {**common, "outputs": ",".join(info.input_names)})
-    version = _write_model(repo, tok, "elang.triton.tokenizer_model.TritonPythonModel")
+        add_tensor(tok.output, t)
+    set_instances(tok, spec.instances)
+    set_parameters(tok, {**common, "outputs": ",".join(info.input_names)})
+    version = write_model(repo, tok, "elang.triton.tokenizer_model.TritonPythonModel")
     _copy_side_files(spec.source, version)
 
     if spec.runtime == "onnxruntime":
@@ -303,26 +305,26 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
         onnx_cfg = mc.ModelConfig(name=onnx_name, platform="tensorrt_plan", default_model_filename=TRT_PLAN)
     else:
         onnx_cfg = mc.ModelConfig(name=onnx_name, backend="python")
-    _batching(onnx_cfg, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
+    set_batching(onnx_cfg, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
     for t in token_specs:
-        _tensor(onnx_cfg.input, t)
-    _tensor(onnx_cfg.output, c.TensorSpec(info.output_name, "TYPE_FP32", float, (info.num_labels,)))
-    _instances(onnx_cfg, spec.instances, gpu=spec.gpu or spec.runtime == "tensorrt")
+        add_tensor(onnx_cfg.input, t)
+    add_tensor(onnx_cfg.output, c.TensorSpec(info.output_name, "TYPE_FP32", float, (info.num_labels,)))
+    set_instances(onnx_cfg, spec.instances, gpu=spec.gpu or spec.runtime == "tensorrt")
     if spec.intra_op_threads:  # the onnxruntime backend's own parameter name
-        _params(onnx_cfg, {"intra_op_thread_count": spec.intra_op_threads})
+        set_parameters(onnx_cfg, {"intra_op_thread_count": spec.intra_op_threads})
     adapter = None
     if spec.runtime == "python-ensemble":
         adapter = "elang.triton.onnx_model.TritonPythonModel"
-        _params(onnx_cfg, {c.PARAM_ORT_SPINNING: int(spec.ort_spinning)})
-    version = _write_model(repo, onnx_cfg, adapter)
+        set_parameters(onnx_cfg, {c.PARAM_ORT_SPINNING: int(spec.ort_spinning)})
+    version = write_model(repo, onnx_cfg, adapter)
     shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
     if spec.runtime == "tensorrt":
         _write_engine_script(version, info, spec)
 
     ens = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=spec.max_batch_size)
-    _tensor(ens.input, c.text_input())
+    add_tensor(ens.input, c.text_input())
     for out in c.classifier_outputs(info.num_labels):
-        _tensor(ens.output, out)
+        add_tensor(ens.output, out)
     step = ens.ensemble_scheduling.step.add(model_name=tok_name, model_version=-1)
     step.input_map[c.TEXT] = c.TEXT
     for n in info.input_names:
@@ -331,8 +333,8 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
     for n in info.input_names:
         step.input_map[n] = f"_{n}"
     step.output_map[info.output_name] = c.LOGITS
-    _params(ens, {c.PARAM_LABELS: common[c.PARAM_LABELS]})
-    _write_model(repo, ens)
+    set_parameters(ens, {c.PARAM_LABELS: common[c.PARAM_LABELS]})
+    write_model(repo, ens)
 
 
 TRT_PLAN = "model.plan"
@@ -389,7 +391,7 @@ def inline_capable_stage(repo: Path, name: str) -> mc.ModelConfig | None:
     return parse_config(cfg_path.read_text())
 
 
-def _fill_inline_copy(repo: Path, stage: str, cfg: mc.ModelConfig, dest: Path) -> None:
+def fill_inline_copy(repo: Path, stage: str, cfg: mc.ModelConfig, dest: Path) -> None:
     shutil.copytree(Path(repo) / stage / "1", dest, ignore=shutil.ignore_patterns("model.py", "__pycache__"))
     params = parameters(cfg)
     (dest / c.INLINE_STAGE_FILE).write_text(json.dumps({"stage": stage, "parameters": params}, indent=2) + "\n")
@@ -405,7 +407,7 @@ def copy_inline_stage(repo: Path, router: str, stage: str) -> None:
 
     def fill(staging: Path) -> None:
         staging.rmdir()  # copytree makes it
-        _fill_inline_copy(repo, stage, cfg, staging)
+        fill_inline_copy(repo, stage, cfg, staging)
 
     replace_dir(Path(repo) / router / "1" / stage, fill)
 
@@ -417,7 +419,7 @@ def _router_stages(cfg: mc.ModelConfig) -> tuple[str, ...]:
 def refresh_routers(repo: Path, stage: str) -> list[str]:
     """After stage ``stage`` was rewritten: every router that calls it learns its new
     ``max_batch_size`` (``stage_max_batch``) and, if it runs the stage inline, gets a fresh copy."""
-    from elang.core.settings import format_stage_map, stage_max_batches
+    from elang.core.settings import format_stage_map
 
     refreshed = []
     for cfg_path in sorted(Path(repo).glob("*/config.pbtxt")):
@@ -438,54 +440,72 @@ def refresh_routers(repo: Path, stage: str) -> list[str]:
     return refreshed
 
 
-def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...]) -> None:
-    """Write the `elang` entry point (Python backend, BLS over the stages).
+def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...] = (), staging: Path | None = None) -> None:
+    """Write a router of any task (Python backend, BLS over the stages): the one router writer.
 
-    With ``spec.inline_first_stage`` and a python-ort first stage in ``repo``, that stage is
-    copied into the router's folder and run in the router's process (no BLS hop for it).
-    The stages' ``max_batch_size`` found in ``repo`` is recorded as ``stage_max_batch``, so
-    the router never sends a stage more rows than it accepts.
+    The task (``spec.task``, ``elang.tasks``) gives the router's outputs and checks the policy.
+    With ``spec.inline_first_stage`` and a first stage a router can run in-process (python-ort
+    classifier or generating stage), that stage is copied into the router's folder (no BLS hop
+    for it). The stages' ``max_batch_size`` found in ``repo`` is recorded as ``stage_max_batch``,
+    so the router never sends a stage more rows than it accepts. ``staging``: write into that
+    staged repository (with the stages the caller writes there), else into a staged copy of ``repo``.
     """
-    from elang.core.settings import DEFAULT_ENERGY_BUCKETS, RouterSettings, format_stage_map, stage_max_batches
+    from elang.core.settings import DEFAULT_ENERGY_BUCKETS, RouterSettings, format_stage_map
 
     repo = Path(repo)
+    task = get_task(spec.task)
     first = spec.stages[0]
-    first_cfg = _python_ort_stage(repo, first) if spec.inline_first_stage else None
+    first_cfg = inline_capable_stage(repo, first) if spec.inline_first_stage else None
     if spec.inline_first_stage and first_cfg is None:
-        log.info("%s: stage %s is not a python-ort stage in %s; it is called over BLS", spec.name, first, repo)
+        log.info("%s: stage %s cannot run inside the router in %s; it is called over BLS", spec.name, first, repo)
+    batches = stage_max_batches(staging or repo, spec.stages)
     params = {
+        c.PARAM_TASK: task.name,
         c.PARAM_STAGES: ",".join(spec.stages),
         c.PARAM_POLICY: spec.policy,
         c.PARAM_THRESHOLD: spec.threshold,
         c.PARAM_TEMPERATURE: spec.temperature,
         c.PARAM_STAGE_TIMEOUT_S: spec.stage_timeout_s,
-        c.PARAM_STAGE_MAX_BATCH: format_stage_map(stage_max_batches(repo, spec.stages)),
+        c.PARAM_STAGE_MAX_BATCH: format_stage_map(batches),
         c.PARAM_STAGE_INFLIGHT: spec.stage_inflight,
         c.PARAM_STAGE_QUEUE_ROWS: spec.stage_queue_rows,
-        c.PARAM_MAX_TEXT_BYTES: c.DEFAULT_MAX_TEXT_BYTES,
+        c.PARAM_MAX_TEXT_BYTES: spec.max_text_bytes,
         c.PARAM_CALIBRATION_VERSION: spec.calibration_version,
-        c.PARAM_NUM_LABELS: len(labels),
-        c.PARAM_LABELS: json.dumps(list(labels)),
         "energy_buckets": ",".join(f"{b:g}" for b in DEFAULT_ENERGY_BUCKETS),
         "window_rows": 1000,
         c.PARAM_INLINE_STAGE: first if first_cfg is not None else "",
-        **spec.extra_parameters,
     }
+    if labels:
+        params.update({c.PARAM_NUM_LABELS: len(labels), c.PARAM_LABELS: json.dumps(list(labels))})
+    if spec.max_new_tokens:
+        params[c.PARAM_MAX_NEW_TOKENS] = spec.max_new_tokens
+    if spec.exit_layers:
+        params[c.PARAM_EXIT_LAYERS] = ",".join(str(layer) for layer in spec.exit_layers)
+    params.update(spec.extra_parameters)
     try:  # refuse settings the router would refuse at load time
         RouterSettings.from_parameters({k: str(v) for k, v in params.items()})
     except ValueError as exc:
         raise RepositoryError(str(exc)) from None
     cfg = mc.ModelConfig(name=spec.name, backend="python")
-    _batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, spec.max_queue_size, spec.queue_timeout_s)
-    _tensor(cfg.input, c.text_input())
-    for out in c.router_outputs(len(labels)):
-        _tensor(cfg.output, out)
-    _instances(cfg, spec.instances)
-    _params(cfg, params)
-    with staged_repository(repo) as staging:  # a fresh folder: no stale inline copy
-        version = _write_model(staging, cfg, "elang.triton.router_model.TritonPythonModel")
+    set_batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, spec.max_queue_size, spec.queue_timeout_s)
+    add_tensor(cfg.input, c.text_input())
+    for out in task.router_outputs(len(labels)):
+        add_tensor(cfg.output, out)
+    set_instances(cfg, spec.instances)
+    set_parameters(cfg, params)
+
+    def write(into: Path) -> None:
+        if (into / spec.name).exists():
+            shutil.rmtree(into / spec.name)  # a fresh folder: no stale inline copy
+        version = write_model(into, cfg, "elang.triton.router_model.TritonPythonModel")
         if first_cfg is not None:
-            _fill_inline_copy(repo, first, first_cfg, version / first)
+            fill_inline_copy(repo, first, first_cfg, version / first)
+
+    if staging is not None:
+        write(Path(staging))
+        return
+    with staged_repository(repo) as into:
+        write(into)
 
 
 @dataclass
@@ -575,7 +595,7 @@ def _check_knobs(k: ServingKnobs) -> None:
 def _tune_router(repo: Path, name: str, cfg: mc.ModelConfig, k: ServingKnobs) -> None:
     if k.router_instances is not None:
         del cfg.instance_group[:]
-        _instances(cfg, k.router_instances)
+        set_instances(cfg, k.router_instances)
     values = {
         "metrics_interval_s": (k.metrics_interval_s, float),
         c.PARAM_STAGE_TIMEOUT_S: (k.stage_timeout_s, float),

@@ -33,7 +33,8 @@ class Task:
     calibrate_command: str = "elang.cli.calibrate:run_pair"
     # The policy a router gets when its config names none.
     default_policy: str = "energy"
-    # The executor keeps each row's policy score (the router then answers SCORE).
+    # The executor updates a row's score at every stage it reaches (a multi-exit router answers
+    # SCORE at the exit that answered); False keeps the first stage's (a generating router's ENERGY).
     keep_scores: bool = False
 
     # --- policies ----------------------------------------------------------------------------------

@@ -57,7 +57,6 @@ class GenerateTask(Task):
     criteria = (*SEQUENCE_POLICIES, "quantile:Q")
     default_criterion = "auto"
     default_policy = "mean"
-    keep_scores = True
     family = "generation"
     calibrate_command = "elang.cli.calibrate_generate:run"
 

@@ -21,8 +21,9 @@ import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
 from elang.core.execution import CascadeExecutor, FailureKind, Job, StageCallError
-from elang.core.settings import RouterSettings, stage_batch_limits
+from elang.core.settings import RouterSettings
 from elang.core.texts import InputError
+from elang.repository.config import stage_batch_limits
 from elang.repository.fingerprint import stale_message, stale_stages
 from elang.runtimes.inline import load_inline_stage
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts

@@ -24,12 +24,11 @@ from elang.export.classify.onnx import ExportError
 from elang.export.classify.stage import router_version
 from elang.repository.config import check_family, router_task
 from elang.repository.generate import (
-    GenerateRouterSpec,
     GeneratorSpec,
     write_generate_router,
     write_generator,
 )
-from elang.repository.writer import RepositoryError, refresh_routers
+from elang.repository.writer import RepositoryError, RouterSpec, refresh_routers
 from elang.runtimes.generator import (
     DEFAULT_MAX_NEW_TOKENS,
     SEQ2SEQ_FILE,
@@ -38,6 +37,7 @@ from elang.runtimes.generator import (
     token_energies,
 )
 from elang.tasks import get_task
+from elang.tasks.generate import pad_steps
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +253,10 @@ def export_seq2seq_stage(
                 version = f"default-q{super_fraction:g}"
             write_generate_router(
                 repository,
-                GenerateRouterSpec(
+                RouterSpec(
+                    task=c.TASK_GENERATE,
                     policy=DEFAULT_POLICY,
-                    threshold=threshold,
+                    threshold=repr(float(threshold)),
                     max_new_tokens=cap,
                     max_text_bytes=limits["max_text_bytes"],
                     calibration_version=version,
@@ -268,6 +269,4 @@ def export_seq2seq_stage(
 
 
 def _pad(values: np.ndarray, width: int) -> np.ndarray:
-    from elang.tasks.generate import pad_steps
-
     return pad_steps(values, width, np.nan)

@@ -116,7 +116,7 @@ def test_a_user_t5_with_one_shared_tokenizer_goes_the_same_way(g2p, tmp_path):
     out = gen(["hello world", "a"])
     assert out.token_ids.shape[0] == 2 and all(isinstance(t, str) for t in out.texts)
     # one task per repository: a seq2seq export into a classifier repository is refused
-    with pytest.raises(RepositoryError, match="one task"):
+    with pytest.raises(RepositoryError, match="one family"):
         from elang.export.classify.stage import export_stage
 
         export_stage(tmp_path / "none", "swift", tmp_path / "repo", sample_texts=["x"])

@@ -8,8 +8,9 @@ import pytest
 from elang import contract as c
 from elang.core.execution import Job
 from elang.core.routing import energy
-from elang.core.settings import RouterSettings, format_stage_map, parse_stage_map, stage_batch_limits
+from elang.core.settings import RouterSettings, format_stage_map, parse_stage_map
 from elang.core.texts import InputError, encode_texts
+from elang.repository.config import stage_batch_limits
 from elang.tasks.classify import classifier_outputs
 
 
