@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from elang import contract as c
+from elang.calibration.record import Record
+from elang.calibration.record import apply_record as apply_common
 from elang.calibration.thresholds import (
     Choice,
     Target,
@@ -42,7 +44,6 @@ from elang.core.routing import (
     learned_policy,
     text_lengths,
 )
-from elang.repository.config import parameters
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,14 @@ class CalibrationRecord:
         d["threshold"] = repr(self.threshold)  # keeps inf and full precision
         return json.dumps(d, indent=2)
 
+    def to_record(self, router: str = c.ROUTER_MODEL) -> Record:
+        """The common record (``elang.calibration.record``) with this one as its payload."""
+        return Record(
+            c.TASK_CLASSIFY, router, self.version, self.criterion, [self.threshold], [self.temperature],
+            self.target, self.confidence, self.calibration, self.dataset, self.created,
+            payload=json.loads(self.to_json()), warnings=list(self.warnings),
+        )  # fmt: skip
+
     @classmethod
     def from_json(cls, text: str) -> CalibrationRecord:
         d = json.loads(text)
@@ -390,37 +399,7 @@ def router_for(super_stage: str) -> str:
 
 def apply_record(repository: Path, record: CalibrationRecord, router: str = c.ROUTER_MODEL) -> Path:
     """Write the record's criterion, threshold, temperature and version into the router config."""
-    values = {
-        c.PARAM_POLICY: record.criterion,
-        c.PARAM_THRESHOLD: repr(record.threshold),
-        c.PARAM_TEMPERATURE: repr(record.temperature),
-        c.PARAM_CALIBRATION_VERSION: record.version,
-    }
-    return write_router_values(Path(repository), router, values, record.to_json())
-
-
-def write_router_values(repository: Path, router: str, values: dict[str, str], record_json: str) -> Path:
-    """Set ``values`` in ``router``'s config parameters (checked as the router would) and write the
-    calibration record next to it: the record first, so a reload that sees the new threshold also
-    finds the record behind it."""
-    from elang import contract as c
-    from elang.core.atomic import write_text
-    from elang.core.settings import RouterSettings
-    from elang.repository.fingerprint import stage_hashes
-    from elang.repository.writer import parse_config, render_config
-
-    cfg_path = Path(repository) / router / "config.pbtxt"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} not found: {repository} has no {router} router")
-    cfg = parse_config(cfg_path.read_text())
-    for k, v in values.items():
-        cfg.parameters[k].string_value = v
-    settings = RouterSettings.from_parameters(parameters(cfg))
-    # Which models this calibration was made on: a later re-export makes it stale.
-    cfg.parameters[c.PARAM_STAGE_HASHES].string_value = stage_hashes(Path(repository), settings.stages)
-    write_text(Path(repository) / router / "calibration.json", record_json)
-    write_text(cfg_path, render_config(cfg))
-    return cfg_path
+    return apply_common(Path(repository), record.to_record(router))
 
 
 def oracle_point(scores: Scores) -> tuple[float, float]:

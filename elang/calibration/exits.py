@@ -32,6 +32,8 @@ import numpy as np
 
 from elang import contract as c
 from elang.calibration.classify import TEMPERATURE_BOUNDS, _file_identity, split_for_fitting
+from elang.calibration.record import Record
+from elang.calibration.record import apply_record as apply_common
 from elang.calibration.thresholds import TargetError, clt_p_values, fit_temperature, fixed_sequence
 from elang.core.routing import Policy, cascade_offline, get_policy
 from elang.repository.config import parameters
@@ -126,6 +128,15 @@ class ExitRecord:
         d = asdict(self)
         d["threshold"] = repr(self.threshold)
         return json.dumps(d, indent=2)
+
+    def to_record(self) -> Record:
+        """The common record (``elang.calibration.record``): one threshold for every exit."""
+        steps = len(self.exit_layers) - 1
+        return Record(
+            c.TASK_EXITS, self.router, self.version, self.policy, [self.threshold] * steps, list(self.temperatures),
+            self.target, self.confidence, self.calibration, self.dataset, self.created,
+            payload=json.loads(self.to_json()), warnings=list(self.warnings),
+        )  # fmt: skip
 
 
 def describe_target(kind: str, value: float) -> str:
@@ -326,26 +337,9 @@ def evaluate_exit_record(
 
 
 def apply_exit_record(repository: Path, record: ExitRecord) -> Path:
-    """Write the record's policy, threshold (every exit), temperatures and version into the router."""
-    from elang.core.atomic import write_text
-    from elang.core.settings import RouterSettings
-    from elang.repository.writer import parse_config, render_config
-
-    cfg_path = Path(repository) / record.router / "config.pbtxt"
-    cfg = parse_config(cfg_path.read_text())
-    steps = len(record.exit_layers) - 1
-    values = {
-        c.PARAM_POLICY: record.policy,
-        c.PARAM_THRESHOLD: ",".join([repr(record.threshold)] * steps),
-        c.PARAM_TEMPERATURE: ",".join(repr(t) for t in record.temperatures),
-        c.PARAM_CALIBRATION_VERSION: record.version,
-    }
-    for k, v in values.items():
-        cfg.parameters[k].string_value = v
-    RouterSettings.from_parameters(parameters(cfg))
-    write_text(Path(repository) / record.router / "calibration.json", record.to_json())
-    write_text(cfg_path, render_config(cfg))
-    return cfg_path
+    """Write the record's policy, threshold (every exit), temperatures, version and the stages'
+    fingerprints into the router (``elang.calibration.record.apply_record``)."""
+    return apply_common(Path(repository), record.to_record())
 
 
 def candidates_markdown(record: ExitRecord) -> str:

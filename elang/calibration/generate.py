@@ -27,6 +27,8 @@ import numpy as np
 
 from elang import contract as c
 from elang.calibration.classify import _file_identity, split_for_fitting
+from elang.calibration.record import Record
+from elang.calibration.record import apply_record as apply_common
 from elang.calibration.thresholds import Target, TargetError, auroc, choose, routing_curve
 from elang.core.routing import SEQUENCE_POLICIES, get_policy
 from elang.data.seq2seq import Seq2SeqSet, error_rates, wrong
@@ -231,6 +233,14 @@ class Seq2SeqRecord:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
+    def to_record(self, router: str = c.ROUTER_MODEL) -> Record:
+        """The common record (``elang.calibration.record``) with this one as its payload."""
+        return Record(
+            c.TASK_GENERATE, router, self.version, self.criterion, [self.threshold], [self.temperature],
+            self.target, self.calibration.get("confidence"), self.calibration, self.data_fingerprint, self.created,
+            payload=json.loads(self.to_json()),
+        )  # fmt: skip
+
 
 def calibrate(
     scores: Seq2SeqScores,
@@ -305,11 +315,4 @@ def evaluate(record: Seq2SeqRecord, scores: Seq2SeqScores) -> dict:
 
 def apply_record(repository: Path, record: Seq2SeqRecord, router: str = c.ROUTER_MODEL) -> Path:
     """Write the record's criterion, threshold and version into the generating router's config."""
-    from elang.calibration.classify import write_router_values
-
-    values = {
-        c.PARAM_POLICY: record.criterion,
-        c.PARAM_THRESHOLD: repr(record.threshold),
-        c.PARAM_CALIBRATION_VERSION: record.version,
-    }
-    return write_router_values(Path(repository), router, values, record.to_json())
+    return apply_common(Path(repository), record.to_record(router))

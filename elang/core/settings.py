@@ -8,11 +8,9 @@ called, what its answer means, the router's outputs) is the task's (``settings.s
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,13 +18,9 @@ import numpy as np
 from elang import contract as c
 from elang.core.execution import StageLimits
 from elang.core.routing import (
-    LEARNED,
     POLICY_NAMES,
     SEQUENCE_POLICIES,
-    DeferralRule,
-    Policy,
     get_policy,
-    learned_policy,
     parse_thresholds,
 )
 from elang.core.texts import InputError
@@ -98,25 +92,6 @@ class RouterSettings:
             )
             for name in self.stages
         ]
-
-    def load_policy(self, router_dir: Path) -> Policy:
-        """The routing policy; ``learned`` reads its rule from the router's calibration.json."""
-        if self.policy != LEARNED:
-            return get_policy(self.policy)
-        path = Path(router_dir) / "calibration.json"
-        if not path.is_file():
-            raise ValueError(f"policy learned needs {path} (written by elang calibrate --apply)")
-        try:
-            record = json.loads(path.read_text())
-        except ValueError as exc:
-            raise ValueError(f"{path}: not JSON ({exc})") from None
-        if record.get("version") != self.calibration_version:
-            raise ValueError(
-                f"{path} holds calibration {record.get('version')!r} but the config names {self.calibration_version!r}"
-            )
-        if not record.get("rule"):
-            raise ValueError(f"{path} holds no learned rule")
-        return learned_policy(DeferralRule.from_dict(record["rule"]))
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str]) -> RouterSettings:

@@ -20,6 +20,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from elang import contract as c
+from elang.calibration.record import router_policy
 from elang.core.execution import CascadeExecutor, FailureKind, Job, StageCallError
 from elang.core.settings import RouterSettings
 from elang.core.texts import InputError
@@ -53,7 +54,7 @@ class TritonPythonModel:
         self.metrics = RouterMetrics(pb_utils, self.model_config["name"], self.settings, stale=stale)
         self.executor = CascadeExecutor(
             self.settings.stage_limits(),
-            self.settings.load_policy(Path(args["model_repository"])),
+            router_policy(self.settings, Path(args["model_repository"])),
             call_stage=self._call_stage,
             reply=self._reply,
             temperature=self.settings.temperatures,

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from elang import contract as c
+from elang.calibration.record import RECORD_FILE, read_record
 from elang.core.atomic import write_text
 from elang.core.routing import get_policy, threshold_for_fraction
 from elang.data.datasets import Splits
@@ -111,9 +112,10 @@ def _write_variant_router(repository: Path, super_name: str, labels: tuple[str, 
         name=f"{c.ROUTER_MODEL}_{super_name}",
     )
     write_router(repository, spec, labels)
-    record = repository / c.ROUTER_MODEL / "calibration.json"
-    if record.is_file():  # a learned policy reads its rule from there
-        write_text(repository / spec.name / "calibration.json", record.read_text())
+    record = read_record(repository / c.ROUTER_MODEL)
+    if record is not None:  # the variant shares the main router's calibration (a learned rule is read from it)
+        record.router = spec.name
+        write_text(repository / spec.name / RECORD_FILE, record.to_json())
 
 
 def _copy_folder_with(src_dir: Path, onnx: Path, dst_dir: Path) -> None:

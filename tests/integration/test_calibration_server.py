@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -54,14 +55,20 @@ def test_record_round_trip_and_reload(tiny_repo, tmp_path, criterion):
 
 
 def test_a_learned_policy_without_its_rule_is_refused_at_load(tiny_repo, tmp_path):
+    from elang.calibration.record import router_policy
     from elang.core.settings import RouterSettings
 
     settings = RouterSettings(policy="learned", calibration_version="cal-x")
     with pytest.raises(ValueError, match="needs .*calibration.json"):
-        settings.load_policy(tmp_path)
-    (tmp_path / "calibration.json").write_text('{"version": "cal-y", "rule": {}}')
+        router_policy(settings, tmp_path)
+    # a record as the pair's calibration wrote it before the common record (schema 2) still loads
+    old = {"schema": 2, "version": "cal-y", "criterion": "learned", "threshold": "0.5", "rule": {}}
+    (tmp_path / "calibration.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match="holds calibration 'cal-y' but the config names 'cal-x'"):
-        settings.load_policy(tmp_path)
+        router_policy(settings, tmp_path)
+    (tmp_path / "calibration.json").write_text('{"what": 1}')
+    with pytest.raises(ValueError, match="not a calibration record .* elang calibrate .* --apply"):
+        router_policy(settings, tmp_path)
     with pytest.raises(ValueError, match="learned policy is fitted on one Swift/Super pair"):
         RouterSettings(stages=("a", "b", "c"), thresholds=(0.0, 0.0), policy="learned")
 

@@ -12,6 +12,7 @@ import pytest
 
 from elang import contract as c
 from elang.core.execution import CascadeExecutor, Job
+from elang.core.routing import get_policy
 from elang.core.settings import RouterSettings
 from elang.core.texts import encode_texts
 from elang.tasks import get_task, register, task_from_parameters, task_names, unregister
@@ -93,7 +94,7 @@ def test_a_toy_fourth_task_routes_through_the_executor(toy_task):
         done.append(job)
         got.set()
 
-    ex = CascadeExecutor(settings.stage_limits(), settings.load_policy(None), call_stage, reply)
+    ex = CascadeExecutor(settings.stage_limits(), get_policy(settings.policy), call_stage, reply)
     try:
         job = Job(encode_texts(["hi", "a long text", "ok"]), list(settings.thresholds))
         assert ex.run([job]) == [False], job.failure  # one row escalated: answered later
