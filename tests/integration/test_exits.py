@@ -235,8 +235,12 @@ def test_calibrate_a_multi_exit_router_and_apply_it(elang_cli, models, tmp_path)
     settings = RouterSettings.from_parameters(params)
     assert len(settings.stage_temperatures) == 3 and settings.calibration_version.startswith("exits-")
     assert settings.thresholds[0] == settings.thresholds[1]  # one threshold for every exit
-    record = __import__("json").loads((repo / "elang_exits" / "calibration.json").read_text())
-    assert record["calibration"]["mean_exit_layer"] <= 2.5 and record["kind"] == "multi-exit"
+    from elang.calibration.record import read_record
+
+    record = read_record(repo / "elang_exits")  # the applied record: the common part and the exits' payload
+    assert record.certificate["mean_exit_layer"] <= 2.5 and record.task == "exits"
+    assert record.payload["kind"] == "multi-exit"
+    assert len(record.stage_hashes) == len(record.payload["exit_layers"])
     # A pair's target is refused for a multi-exit router, with the reason.
     bad = elang_cli("calibrate", "--repository", repo, "--router", "elang_exits", "--super-fraction", "0.2",
                     "--sizes", "200,100,300,600", "--cache-dir", tmp_path / "cache")  # fmt: skip

@@ -242,7 +242,11 @@ def test_calibrate_a_seq2seq_repository_compares_aggregators_and_applies(g2p, el
     for name in ("first", "mean", "max", "sum", "quantile:0.9"):
         assert f"| {name} |" in out.stdout
     assert "on test (200 inputs)" in out.stdout
-    record = json.loads((repo / "elang" / "calibration.json").read_text())
+    from elang.calibration.record import read_record
+
+    applied = read_record(repo / "elang")
+    assert applied.task == "generate" and set(applied.stage_hashes) == {"swift", "super"}
+    record = applied.payload
     params = parse_config((repo / "elang" / "config.pbtxt").read_text()).parameters
     assert params[c.PARAM_POLICY].string_value == record["criterion"]
     assert float(params[c.PARAM_THRESHOLD].string_value) == pytest.approx(record["threshold"])
