@@ -21,7 +21,7 @@ import numpy as np
 
 from elang import contract as c
 from elang.client.stats import RoutingStats
-from elang.core.routing import energy
+from elang.core.routing import energy, get_policy
 from elang.core.texts import InputError, decode_texts, encode_texts
 from elang.repository.config import json_parameters, parameters
 
@@ -456,8 +456,6 @@ class ElangClient:
         )
         out = {n: result.as_numpy(n) for n in names}
         if not router:
-            from elang.core.routing import get_policy
-
             e = out[c.TOKEN_ENERGY]
             out[c.ENERGY] = get_policy("mean").score(e).astype(np.float32).reshape(-1, 1)
             out[c.ROUTE] = np.full((len(e), 1), c.stage_index(self.model), dtype=np.int32)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -104,8 +106,6 @@ def read_texts(
 def threshold_arg(value: str) -> str:
     """argparse type of ``--threshold``: a number, ``inf``/``-inf``, or numbers separated by
     commas (one per routing step); checked before anything is sent."""
-    import argparse
-    import math
 
     parts = [p.strip() for p in str(value).split(",")]
     try:

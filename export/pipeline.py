@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from elang import contract as c
+from elang.client.client import ElangClient
 from elang.core.routing import get_policy, threshold_for_fraction
+from elang.data.datasets import default_splits
 from elang.export.classify.onnx import export_checkpoint
+from elang.export.classify.stage import export_stage
 from elang.export.classify.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint, sample_rows
+from elang.export.classify.train import PRESETS, train_classifier
+from elang.ops.server import TritonServer
 from elang.repository.writer import ClassifierSpec, RouterSpec, write_repository
 from elang.runtimes.classifier import OnnxTextClassifier
 
@@ -18,7 +25,6 @@ log = logging.getLogger(__name__)
 
 
 def default_cache() -> Path:
-    import os
 
     return Path(os.environ.get("ELANG_CACHE", Path.home() / ".cache" / "elang"))
 
@@ -63,8 +69,6 @@ def build_tiny_repository(
 
 def run_tiny_demo(work_dir: Path | None = None, super_fraction: float = 0.3) -> int:
     """Build the tiny repository, start the real server, classify the sample set, print stats."""
-    from elang.client.client import ElangClient
-    from elang.ops.server import TritonServer
 
     work = Path(work_dir) if work_dir else default_cache() / "demo-tiny"
     repo = work / "model_repository"
@@ -94,10 +98,6 @@ def run_demo(
     concurrency: int = 4,
 ) -> int:
     """The main job: train (cached) and export the default pair, serve it, compare on the test split."""
-    from dataclasses import replace
-
-    from elang.data.datasets import default_splits
-    from elang.export.classify.train import PRESETS
 
     cache = Path(cache_dir) if cache_dir else default_cache()
     work = Path(work_dir) if work_dir else cache / ("demo-quick" if quick else "demo")
@@ -123,10 +123,6 @@ def demo_pipeline(
 
     Returns the Markdown comparison table; raises RuntimeError if any text fails.
     """
-    from elang.client.client import ElangClient
-    from elang.export.classify.stage import export_stage
-    from elang.export.classify.train import train_classifier
-    from elang.ops.server import TritonServer
 
     trained = {}
     for role in c.STAGES:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 from elang.bench.load import bench_configs, machine_line, run_bench
 from elang.bench.report import bench_markdown, plot_bench, profile_markdown, router_profile
 from elang.bench.soak import soak
+from elang.ops.server import TritonServer
 
 
 def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argparse namespace, Dataset
     """`elang bench`: measure, then write bench.md/.png/.json under ``args.report``."""
-    import contextlib
-    import json
-
-    from elang.ops.server import TritonServer
 
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)
@@ -54,8 +54,6 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
         results = run_bench(url, configs, test.texts, test.labels, concs, args.chunks, args.batch_size, references)
         profile = {}
         if args.repository:  # a server of our own: its counters cover exactly this run
-            import urllib.request
-
             time.sleep(1.5)  # the routers send their metric updates every 0.5 s
             metrics_text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
             (report / "metrics.prom").write_text(metrics_text)  # raw, to recompute the profile

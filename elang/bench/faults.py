@@ -25,7 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from elang import contract as c
+from elang.client.client import ClientError, ElangClient
 from elang.client.stats import percentiles
+from elang.core.routing import get_policy
+from elang.core.texts import encode_texts
+from elang.ops.server import TritonServer
+from elang.ops.supervisor import Supervisor
+from elang.repository.writer import tune_repository
 
 
 @dataclass
@@ -61,7 +67,6 @@ def _worker(
     timeout_s: float,
     lock: threading.Lock,
 ) -> None:
-    from elang.client.client import ClientError, ElangClient
 
     client = ElangClient(url, timeout_s=timeout_s)
     rng = np.random.default_rng(abs(hash((stream, threading.get_ident()))) % 2**32)
@@ -83,8 +88,6 @@ def _worker(
 
 def _slow_call(url: str, seconds: float) -> None:
     import tritonclient.grpc as grpcclient
-
-    from elang.core.texts import encode_texts
 
     inp = grpcclient.InferInput(c.TEXT, [1, 1], "BYTES")
     inp.set_data_from_numpy(encode_texts(["a slow call injected by elang bench --faults"]))
@@ -112,10 +115,6 @@ def run_fault_bench(
     """Run the fault benchmark; write faults.md and faults.json under ``report_dir``; 0 if nothing was lost."""
     from tqdm import tqdm
 
-    from elang.ops.server import TritonServer
-    from elang.ops.supervisor import Supervisor
-    from elang.repository.writer import tune_repository
-
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="elang-faults-") as tmp:
@@ -134,8 +133,6 @@ def run_fault_bench(
             sent = [0]
             # A threshold that keeps every text on Swift under the router's policy (softmax
             # escalates below its threshold, energy and entropy above it).
-            from elang.client.client import ElangClient
-            from elang.core.routing import get_policy
 
             policy = get_policy(ElangClient(server.grpc_url).router_info().get(c.PARAM_POLICY) or "energy")
             swift_only = "inf" if policy.escalate_above else "-inf"

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import platform
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 
 from elang import contract as c
+from elang.client.client import ClientError, ElangClient
 from elang.client.stats import percentiles
+from elang.core.routing import get_policy
+from elang.data.seq2seq import row_errors
+from elang.tasks import task_from_parameters
 
 
 def machine_line() -> str:
-    import os
 
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}, {date.today().isoformat()}"
 
@@ -104,12 +111,6 @@ def run_load(
     """Send ``texts`` (cycling until ``duration_s`` when given) with ``concurrency`` requests in flight.
 
     A generating ``config`` is scored against ``references`` (every correct output per text)."""
-    import itertools
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from elang.client.client import ClientError, ElangClient
-    from elang.data.seq2seq import row_errors
 
     client = ElangClient(url, model=config.model, timeout_s=timeout_s)
     batches = [list(range(i, min(i + batch_size, len(texts)))) for i in range(0, len(texts), batch_size)]
@@ -209,9 +210,6 @@ FULL_DEPTH = "@full"  # a multi-exit router with every text sent to its last exi
 
 
 def bench_configs(url: str, sweep: str | None, only: str | None = None) -> list[BenchConfig]:
-    from elang.client.client import ElangClient
-    from elang.core.routing import get_policy
-    from elang.tasks import task_from_parameters
 
     info = ElangClient(url).router_info()
     if task_from_parameters(info).family == "generation":  # a seq2seq repository: swift, super, the router

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +13,9 @@ import numpy as np
 from elang.bench.load import BenchConfig, run_load
 from elang.client.stats import percentiles
 from elang.core.texts import encode_texts
+from elang.ops.server import TritonServer
 from elang.repository.writer import ClassifierSpec, write_classifier
+from elang.runtimes.classifier import OnnxTextClassifier
 
 
 def process_tree_rss_mb(pid: int) -> float:
@@ -48,8 +52,6 @@ def rss_slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
 
 
 def soak(url: str, pid: int | None, test, args, report: Path, header: list[str]) -> int:  # noqa: ANN001
-    import json
-    import threading
 
     samples: list[tuple[float, float]] = []
     done = threading.Event()
@@ -108,7 +110,6 @@ def profile_stage(
     model_dir: Path, texts: list[str], batch_sizes: tuple[int, ...] = (1, 8, 32), rounds: int = 20, max_length: int = 64
 ) -> list[dict]:
     """Where a stage's time goes offline: tokenization vs ONNX Runtime, per text, by batch size."""
-    from elang.runtimes.classifier import OnnxTextClassifier
 
     clf = OnnxTextClassifier(model_dir, max_length=max_length)
     rows = []
@@ -146,8 +147,6 @@ def compare_stage_layouts(
     """p50/p95 latency of one request, per layout and batch size, measured through tritonserver."""
     import tritonclient.grpc as grpcclient
     from tqdm import tqdm
-
-    from elang.ops.server import TritonServer
 
     layouts = {"python-ort": "stage_single", "python-ensemble": "stage_ensemble"}
     with tempfile.TemporaryDirectory(prefix="elang-layout-") as tmp:

@@ -33,6 +33,7 @@ from elang.calibration.thresholds import (
     routing_curve,
     simulate_coverage,
 )
+from elang.client.client import ElangClient
 from elang.core.routing import (
     LEARNED,
     POLICY_NAMES,
@@ -44,6 +45,8 @@ from elang.core.routing import (
     learned_policy,
     text_lengths,
 )
+from elang.repository.writer import parse_config
+from elang.runtimes.classifier import OnnxTextClassifier, logits_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,6 @@ class Scores:
 
 
 def _stage_dir(repository: Path, stage: str) -> tuple[Path, int]:
-    from elang.repository.writer import parse_config
 
     cfg_path = repository / stage / "config.pbtxt"
     if not cfg_path.is_file():
@@ -102,11 +104,8 @@ def _stage_dir(repository: Path, stage: str) -> tuple[Path, int]:
 def stage_logits(folder_or_repo: Path, stage: str, texts: list[str], url: str | None = None) -> np.ndarray:
     """One stage's logits for ``texts``: offline with ONNX Runtime, or through the server at ``url``."""
     if url:
-        from elang.client.client import ElangClient
-
         res = ElangClient(url, model=stage, timeout_s=600).classify(texts, progress=True, raise_on_error=True)
         return np.stack([p.logits for p in res.predictions]).astype(np.float32)
-    from elang.runtimes.classifier import OnnxTextClassifier, logits_in_batches
 
     folder, max_length = _stage_dir(Path(folder_or_repo), stage)
     return logits_in_batches(OnnxTextClassifier(folder, max_length=max_length), texts)
@@ -122,7 +121,6 @@ def collect_scores(
 
 def stage_cost(repository: Path, stage: str, texts: list[str], batch: int = 32, rounds: int = 3) -> float:
     """Milliseconds per text of one stage offline (ONNX Runtime, batches of ``batch``), best of ``rounds``."""
-    from elang.runtimes.classifier import OnnxTextClassifier
 
     sample = texts[: batch * 8]
     folder, max_length = _stage_dir(Path(repository), stage)

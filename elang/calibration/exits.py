@@ -36,7 +36,10 @@ from elang.calibration.record import Record
 from elang.calibration.record import apply_record as apply_common
 from elang.calibration.thresholds import TargetError, clt_p_values, fit_temperature, fixed_sequence
 from elang.core.routing import Policy, cascade_offline, get_policy
+from elang.core.settings import RouterSettings
 from elang.repository.config import parameters
+from elang.repository.writer import parse_config
+from elang.runtimes.segments import Segment, SegmentInfo, all_exit_logits
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,6 @@ class ExitRouter:
 
     @classmethod
     def read(cls, repository: Path, router: str) -> ExitRouter:
-        from elang.core.settings import RouterSettings
-        from elang.repository.writer import parse_config
-        from elang.runtimes.segments import SegmentInfo
 
         cfg_path = Path(repository) / router / "config.pbtxt"
         if not cfg_path.is_file():
@@ -87,7 +87,6 @@ class ExitRouter:
 def exit_logits(router: ExitRouter, split_name: str, ds, fingerprint: str, cache_dir: Path) -> np.ndarray:  # noqa: ANN001
     """Every exit's logits [texts, exits, labels] on one split, cached per (model, exit layer, split): the
     exits of one checkpoint served at other cuts (E-LANG over its own exits) reuse them."""
-    from elang.runtimes.segments import Segment, SegmentInfo, all_exit_logits
 
     infos = [SegmentInfo.read(f) for f in router.folders]
     paths = []

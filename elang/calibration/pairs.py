@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from elang import contract as c
+from elang.calibration import classify as cal
+from elang.calibration.thresholds import Target, TargetError
 from elang.data import spec as dataspec
+from elang.export.pipeline import default_cache
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +71,6 @@ def evaluate_candidates(
     super_stage: str = c.SUPER_MODEL,
 ) -> list[CandidateResult]:
     from tqdm import tqdm
-
-    from elang.calibration import classify as cal
-    from elang.calibration.thresholds import TargetError
 
     cal_ds = splits.calibration if splits.calibration is not None else splits.validation
     cal_name = "calibration" if splits.calibration is not None else "validation"
@@ -166,8 +166,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from elang.calibration.thresholds import Target
-    from elang.export.pipeline import default_cache
 
     if args.target_accuracy is not None:
         target = Target("accuracy", args.target_accuracy)
@@ -180,7 +178,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"target: {target.describe()} at confidence {args.confidence:g}, criterion {args.criterion}")
     cache = args.cache_dir or default_cache()
     results = evaluate_candidates(args.repository, candidates, splits, target, args.criterion, args.confidence, cache)
-    from elang.calibration import classify as cal
 
     sup = cal.cached_stage_logits(
         args.repository, args.super_stage, "test", splits.test, splits.fingerprint, cache, None

@@ -12,6 +12,11 @@ from elang.calibration import pairs
 from elang.cli import calibrate, classify, exits, generate, measure, seq2seq, serve, slenderize, train
 from elang.cli.quiet import quiet_third_party
 from elang.cli.train import recipe_from_args  # noqa: F401 - re-exported for callers of elang.cli
+from elang.client.client import ClientError
+from elang.client.inputs import InputFileError
+from elang.export.classify.onnx import ExportError
+from elang.ops.server import ServerError
+from elang.repository.writer import RepositoryError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,11 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     quiet_third_party(args.verbose)
-    from elang.client.client import ClientError
-    from elang.client.inputs import InputFileError
-    from elang.export.classify.onnx import ExportError
-    from elang.ops.server import ServerError
-    from elang.repository.writer import RepositoryError
 
     try:
         return int(args.func(args) or 0)

@@ -10,7 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from elang import contract as c
+from elang.calibration import classify as cal
+from elang.calibration.thresholds import Target
+from elang.client.client import ElangClient
 from elang.data import spec as dataspec
+from elang.export.pipeline import default_cache
 from elang.repository.config import router_task
 from elang.tasks import get_task, task_names
 
@@ -76,7 +80,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def target_from_args(args: argparse.Namespace):  # noqa: ANN201 - elang.calibration.thresholds.Target
     """The one target given (accuracy, accuracy drop, Super fraction or compute budget), validated."""
-    from elang.calibration.thresholds import Target
 
     kinds = {
         "accuracy": args.target_accuracy,
@@ -111,8 +114,6 @@ def run(args: argparse.Namespace) -> int:
 
 def run_pair(args: argparse.Namespace) -> int:
     """``elang calibrate`` of a classifier pair's router (``elang`` or ``elang_<super>``)."""
-    from elang.calibration import classify as cal
-    from elang.export.pipeline import default_cache
 
     task = get_task(c.TASK_CLASSIFY)
     if args.criterion not in (None, "auto", "patience", *task.criteria):
@@ -204,8 +205,6 @@ def run_pair(args: argparse.Namespace) -> int:
         path = cal.apply_record(args.repository, record, cal.router_for(args.super_stage))
         print(f"applied {record.version} to {path}")
         if args.reload_url:
-            from elang.client.client import ElangClient
-
             info = ElangClient(args.reload_url).reload_router()
             print(f"reloaded the router on {args.reload_url}: {info}")
     return status

@@ -6,19 +6,20 @@ import argparse
 import json
 import sys
 
+from elang.calibration import exits as ec
+from elang.calibration.exits import ExitRouter
+from elang.client.client import ElangClient
 from elang.data import spec as dataspec
+from elang.export.pipeline import default_cache
 
 
 def run(args: argparse.Namespace) -> int:
     """``elang calibrate --router R`` of a multi-exit router (the exits task's calibrate command)."""
-    from elang.calibration.exits import ExitRouter
 
     return run_exits(args, ExitRouter.read(args.repository, args.router))
 
 
 def run_exits(args: argparse.Namespace, router) -> int:  # noqa: ANN001 - elang.calibration.exits.ExitRouter
-    from elang.calibration import exits as ec
-    from elang.export.pipeline import default_cache
 
     kinds = {
         "accuracy": args.target_accuracy,
@@ -112,8 +113,6 @@ def run_exits(args: argparse.Namespace, router) -> int:  # noqa: ANN001 - elang.
         path = ec.apply_exit_record(args.repository, record)
         print(f"applied {record.version} to {path}")
         if args.reload_url:
-            from elang.client.client import ElangClient
-
             info = ElangClient(args.reload_url, model=router.name).reload_router()
             print(f"reloaded {router.name} on {args.reload_url}: {info}")
     return status

@@ -15,12 +15,19 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from elang.repository.config import parameters
+from elang.calibration import generate as sc
+from elang.cli.calibrate import target_from_args
+from elang.cli.seq2seq import seq2seq_splits as splits
+from elang.client.client import ElangClient
+from elang.core.settings import RouterSettings
+from elang.export.pipeline import default_cache
+from elang.repository.config import parameters, router_task
+from elang.repository.writer import parse_config
+from elang.tasks import task_from_parameters
 
 
 def seq2seq_splits(args: argparse.Namespace):  # noqa: ANN201 - Seq2SeqSplits
     """The splits from the shared data options (``--text-column`` is the input, ``--label-column`` the target)."""
-    from elang.cli.seq2seq import seq2seq_splits as splits
 
     return splits(
         args.data, (args.text_column or ["input"])[0], args.label_column or "target", args.sizes, args.split_seed
@@ -38,24 +45,15 @@ def certificate(cal: dict) -> str:
 
 def serves_seq2seq(repository: Path | None, url: str | None) -> bool:
     """Whether the repository (or the running server) routes generating stages."""
-    from elang.repository.config import router_task
-    from elang.tasks import task_from_parameters
 
     if repository is not None:
         task = router_task(repository)
     else:
-        from elang.client.client import ElangClient
-
         task = task_from_parameters(ElangClient(url).router_info())
     return task is not None and task.family == "generation"
 
 
 def run(args: argparse.Namespace) -> int:
-    from elang.calibration import generate as sc
-    from elang.cli.calibrate import target_from_args
-    from elang.core.settings import RouterSettings
-    from elang.export.pipeline import default_cache
-    from elang.repository.writer import parse_config
 
     router = args.router or "elang"
     if args.mean_exit_layer is not None:

@@ -7,9 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from elang.client.client import ElangClient
+from elang.client.inputs import add_input_options, read_texts, threshold_arg
+
 
 def _add_classify(sub: argparse._SubParsersAction) -> None:
-    from elang.client.inputs import add_input_options, threshold_arg
 
     p = sub.add_parser("classify", help="classify texts through a running server and print routing stats")
     p.add_argument("source", help="file of texts (one per line, or CSV/TSV/JSONL with a text column), or - for stdin")
@@ -37,8 +39,6 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from elang.client.client import ElangClient
-    from elang.client.inputs import read_texts
 
     texts, labels = read_texts(
         args.source, args.format, args.text_column, args.label_column, args.encoding, args.errors

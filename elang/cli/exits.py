@@ -8,6 +8,9 @@ from pathlib import Path
 
 from elang import contract as c
 from elang.data import spec as dataspec
+from elang.export.classify.tiny import sample_rows
+from elang.export.classify.train import trained_max_length
+from elang.repository.exits import ExitModelSpec, write_exit_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,11 +55,8 @@ DEFAULT_THRESHOLDS = {"softmax": 0.9, "entropy": 0.3, "energy": -3.0, "patience"
 
 
 def cmd_export_exits(args: argparse.Namespace) -> int:
-    from elang.export.classify.tiny import sample_rows
-    from elang.export.classify.train import trained_max_length
     from elang.export.exits.model import parse_exits
     from elang.export.exits.segments import export_segments
-    from elang.repository.exits import ExitModelSpec, write_exit_model
 
     args.repository.mkdir(parents=True, exist_ok=True)
     dataspec.adopt(args.checkpoint, args.repository, args.allow_other_data)

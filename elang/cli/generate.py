@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 
+from elang.client.client import ElangClient
+from elang.client.inputs import add_input_options, read_texts, threshold_arg
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from elang.client.inputs import add_input_options, threshold_arg
 
     p = sub.add_parser(
         "generate",
@@ -38,8 +40,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from elang.client.client import ElangClient
-    from elang.client.inputs import read_texts
 
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")

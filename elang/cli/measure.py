@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
+from elang.bench import compare_stage_layouts, format_layout_table, machine_line, profile_stage, run_bench_command
 from elang.data import spec as dataspec
+from elang.export.classify.tiny import sample_rows
+from elang.export.pipeline import build_tiny_repository
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +46,6 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from elang.bench import run_bench_command
     from elang.cli.calibrate_generate import seq2seq_splits, serves_seq2seq
 
     if serves_seq2seq(args.repository, args.url):
@@ -66,17 +69,11 @@ def _add_bench_layout(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench_layout(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from elang.bench import compare_stage_layouts, format_layout_table, machine_line
-    from elang.export.classify.tiny import sample_rows
 
     texts = [t for t, _ in sample_rows()]
     with tempfile.TemporaryDirectory(prefix="elang-bench-") as tmp:
         model_dir = args.model_dir
         if model_dir is None:
-            from elang.export.pipeline import build_tiny_repository
-
             build_tiny_repository(Path(tmp) / "repo", Path(tmp) / "work")
             model_dir = Path(tmp) / "work" / "swift"
         rows = compare_stage_layouts(model_dir, texts, rounds=args.rounds, max_length=args.max_length)
@@ -95,8 +92,6 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from elang.bench import machine_line, profile_stage
-    from elang.export.classify.tiny import sample_rows
 
     rows = profile_stage(args.model_dir, [t for t, _ in sample_rows()], rounds=args.rounds, max_length=args.max_length)
     print(f"{args.model_dir}: machine {machine_line()}")

@@ -13,6 +13,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from elang.data.seq2seq import G2P_SIZES, Seq2SeqSet, file_splits, g2p_splits
+from elang.export.classify.tiny import sample_rows
+from elang.export.generate.stage import export_seq2seq_stage
+from elang.export.generate.train import PRESETS, quick, train_seq2seq
+from elang.export.pipeline import default_cache
+
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("seq2seq data (default: CMUdict grapheme-to-phoneme, split by word)")
@@ -34,7 +40,6 @@ def splits_from_args(args: argparse.Namespace):  # noqa: ANN201 - Seq2SeqSplits
 
 def seq2seq_splits(data, input_column: str, target_column: str, sizes: str | None, seed: int | None):  # noqa: ANN001, ANN201
     """CMUdict (``data`` None) or a user's file, split by input; ``sizes`` "validation,test,calibration"."""
-    from elang.data.seq2seq import G2P_SIZES, file_splits, g2p_splits
 
     counts = None
     if sizes:
@@ -78,9 +83,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from elang.data.seq2seq import Seq2SeqSet
-    from elang.export.generate.train import PRESETS, quick, train_seq2seq
-    from elang.export.pipeline import default_cache
 
     recipe = PRESETS[args.preset]
     for key in ("epochs", "lr", "batch_size", "seed", "bf16"):
@@ -107,8 +109,6 @@ def run(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     """``elang export`` of an encoder-decoder checkpoint: a generating stage (and the router on the first)."""
-    from elang.export.classify.tiny import sample_rows
-    from elang.export.generate.stage import export_seq2seq_stage
 
     if args.runtime != "python-ort" or args.quantize or args.optimize != "none" or args.name:
         raise ValueError(
@@ -118,13 +118,9 @@ def export(args: argparse.Namespace) -> int:
     meta = Path(args.checkpoint) / "seq2seq.json"
     task = json.loads(meta.read_text()).get("task") if meta.is_file() else None
     if args.data is not None:
-        from elang.data.seq2seq import file_splits
-
         column = (args.text_column or ["input"])[0]
         inputs = file_splits(args.data, column, args.label_column or "target").validation.inputs
     elif task == "g2p":
-        from elang.data.seq2seq import g2p_splits
-
         inputs = g2p_splits().validation.inputs
     else:
         inputs = [t for t, _ in sample_rows()]

@@ -8,6 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from elang.ops.health import add_arguments, run
+from elang.ops.server import TritonServer
+from elang.ops.supervisor import Supervisor
+from elang.repository.writer import ServingKnobs, tune_repository
+
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -56,8 +61,6 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from elang.ops.server import TritonServer
-    from elang.ops.supervisor import Supervisor
 
     server = TritonServer(
         args.model_repository,
@@ -114,7 +117,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _add_health(sub: argparse._SubParsersAction) -> None:
-    from elang.ops.health import add_arguments
 
     p = sub.add_parser(
         "health",
@@ -127,7 +129,6 @@ def _add_health(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from elang.ops.health import run
 
     return run(args)
 
@@ -188,7 +189,6 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from elang.repository.writer import ServingKnobs, tune_repository
 
     knobs = ServingKnobs(
         ort_spinning=args.ort_spinning,

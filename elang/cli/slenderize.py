@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from elang.data import spec as dataspec
+from elang.export.classify.train import trained_max_length
+from elang.export.pipeline import default_cache
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,9 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_slenderize(args: argparse.Namespace) -> int:
-    from elang.export.classify.train import trained_max_length
     from elang.export.exits.slenderize import SlenderPlan, slenderize
-    from elang.export.pipeline import default_cache
 
     if args.quick:
         args.sizes = args.sizes or "1000,500,1000"

@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from elang.cli import seq2seq as seq2seq_cmd
 from elang.data import spec as dataspec
+from elang.export.classify.stage import export_stage, stage_max_length
+from elang.export.classify.tiny import sample_rows
+from elang.export.classify.train import PRESETS, Recipe, train_classifier, trained_max_length
+from elang.export.generate.demo import run_g2p_demo
+from elang.export.generate.stage import is_encoder_decoder
+from elang.export.pipeline import build_tiny_repository, default_cache, run_demo, run_tiny_demo
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -86,9 +93,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
-    from dataclasses import replace
-
-    from elang.export.classify.train import PRESETS, Recipe
 
     if args.preset is None and args.model is None:
         raise ValueError("give --preset swift|super or --model NAME_OR_FOLDER")
@@ -144,8 +148,6 @@ def exit_table(m: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from elang.export.classify.train import train_classifier
-    from elang.export.pipeline import default_cache
 
     if args.quick and not args.sizes:
         args.sizes = "1000,500,1000"
@@ -235,17 +237,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from elang.export.classify.stage import export_stage
-    from elang.export.classify.tiny import sample_rows
-    from elang.export.generate.stage import is_encoder_decoder
 
     if is_encoder_decoder(args.checkpoint):
         return seq2seq_cmd.export(args)
 
     args.repository.mkdir(parents=True, exist_ok=True)
     dataspec.adopt(args.checkpoint, args.repository, args.allow_other_data)
-    from elang.export.classify.stage import stage_max_length
-    from elang.export.classify.train import trained_max_length
 
     args.max_length = stage_max_length(args.checkpoint, args.max_length, trained_max_length(args.checkpoint))
     splits, _ = dataspec.splits_for(args, args.repository, required=args.quantize is not None)
@@ -288,7 +285,6 @@ def _add_tiny(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_tiny(args: argparse.Namespace) -> int:
-    from elang.export.pipeline import build_tiny_repository
 
     info = build_tiny_repository(args.repository, args.work_dir, args.super_fraction, args.runtime)
     print(json.dumps(info, indent=2))
@@ -315,12 +311,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from elang.export.pipeline import run_demo, run_tiny_demo
 
     if args.task == "g2p":
-        from elang.export.generate.demo import run_g2p_demo
-        from elang.export.pipeline import default_cache
-
         if args.tiny:
             raise ValueError("--tiny is the classifier demo; the g2p demo has --quick")
         cache = args.cache_dir or default_cache()

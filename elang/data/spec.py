@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from elang.core.atomic import write_text
 from elang.data.datasets import DEFAULT_SIZES, DatasetError, Splits, default_splits, make_splits
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,6 @@ class DataSpec:
 
 def save(folder: Path, spec: DataSpec, splits: Splits) -> Path:
     """Write ``data.json`` (the spec with ``splits``' fingerprint) into ``folder``."""
-    from dataclasses import replace
-
-    from elang.core.atomic import write_text
 
     path = Path(folder) / DATA_FILE
     write_text(path, replace(spec, fingerprint=splits.fingerprint).to_json())
@@ -89,7 +87,6 @@ def adopt(checkpoint: Path, repository: Path, allow_other: bool = False) -> Data
             f"{checkpoint} was trained on {spec.describe()}, but {repository} holds models trained on "
             f"{held.describe()}; pass --allow-other-data to mix them"
         )
-    from elang.core.atomic import write_text
 
     write_text(Path(repository) / DATA_FILE, spec.to_json())
     return spec
@@ -149,7 +146,6 @@ def splits_for(
     models were trained on (``--allow-other-data`` overrides). With no options: the
     repository's remembered data, else the default corpus.
     """
-    from dataclasses import replace
 
     spec = spec_from_args(args)
     held = load(repository) if repository is not None else None

@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from elang.repository.writer import ServingKnobs, tune_repository
+
 TRTEXEC_PATHS = ("/usr/src/tensorrt/bin/trtexec", "/opt/tensorrt/bin/trtexec")
 
 # ServingKnobs field -> command-line option (the chart passes the options it was given).
@@ -70,7 +72,6 @@ def build_engines(repo: Path, trtexec: str) -> list[Path]:
 
 
 def prepare(source: Path, dest: Path, knobs: dict, engines: bool) -> list[str]:
-    from elang.repository.writer import ServingKnobs, tune_repository
 
     copy_repository(Path(source), Path(dest))
     changed = tune_repository(Path(dest), ServingKnobs(**knobs)) if knobs else []

@@ -10,6 +10,7 @@ Used by ``elang serve``, the tests and the benchmarks.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import re
@@ -288,8 +289,6 @@ def _die_with_parent() -> None:
     the supervisor's, which runs until the server is stopped).
     """
     try:
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass

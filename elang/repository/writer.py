@@ -32,6 +32,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from elang import contract as c
 from elang.core.atomic import replace_dir, staged_repository, write_text
+from elang.core.settings import DEFAULT_ENERGY_BUCKETS, RouterSettings, format_stage_map
 from elang.repository.config import (  # noqa: F401 - RepositoryError and parse_config are imported from here too
     RepositoryError,
     config_path,
@@ -419,7 +420,6 @@ def _router_stages(cfg: mc.ModelConfig) -> tuple[str, ...]:
 def refresh_routers(repo: Path, stage: str) -> list[str]:
     """After stage ``stage`` was rewritten: every router that calls it learns its new
     ``max_batch_size`` (``stage_max_batch``) and, if it runs the stage inline, gets a fresh copy."""
-    from elang.core.settings import format_stage_map
 
     refreshed = []
     for cfg_path in sorted(Path(repo).glob("*/config.pbtxt")):
@@ -450,7 +450,6 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...] = (), sta
     so the router never sends a stage more rows than it accepts. ``staging``: write into that
     staged repository (with the stages the caller writes there), else into a staged copy of ``repo``.
     """
-    from elang.core.settings import DEFAULT_ENERGY_BUCKETS, RouterSettings, format_stage_map
 
     repo = Path(repo)
     task = get_task(spec.task)

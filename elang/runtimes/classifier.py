@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from elang import contract as c
+
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -98,7 +100,6 @@ def make_session(  # noqa: ANN201
 
 def classifier_options(params: dict[str, str]) -> dict:
     """OnnxTextClassifier keyword arguments from a stage's config parameters (strings)."""
-    from elang import contract as c
 
     try:
         return {

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from elang import contract as c
 from elang.core.routing import logsumexp
+from elang.runtimes.classifier import make_session
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,6 @@ class Generation:
     def tensors(self, rows: slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:
         """A generating stage's output tensors for ``rows``, cut to their longest answer:
         OUTPUT_TEXT (UTF-8 bytes), TOKEN_IDS, TOKEN_ENERGY and NUM_TOKENS."""
-        from elang import contract as c
 
         lengths = self.lengths[rows]
         width = max(1, int(lengths.max(initial=0)))
@@ -88,8 +89,6 @@ class OnnxSeq2SeqGenerator:
         io_binding: bool | None = None,
     ) -> None:
         from tokenizers import Tokenizer
-
-        from elang.runtimes.classifier import make_session
 
         folder = Path(folder)
         missing = [f for f in (*ONNX_FILES, TOKENIZER_FILE, "config.json") if not (folder / f).is_file()]
@@ -235,7 +234,6 @@ class OnnxSeq2SeqGenerator:
 
 def generator_options(params: dict[str, str]) -> dict:
     """Constructor options of :class:`OnnxSeq2SeqGenerator` from a stage's config parameters."""
-    from elang import contract as c
 
     try:
         return {

@@ -16,6 +16,7 @@ from elang import contract as c
 from elang.core.execution import Job
 from elang.core.routing import LEARNED, POLICY_NAMES, STATELESS, energy
 from elang.core.texts import decode_texts
+from elang.runtimes.classifier import OnnxTextClassifier, classifier_options  # onnxruntime: serve extra
 from elang.tasks.base import Task
 
 
@@ -32,7 +33,6 @@ def classifier_outputs(job: Job, temperature: float) -> dict[str, np.ndarray]:
 
 def load_classifier_inline(folder: Path, params: Mapping[str, str], settings: Any) -> Callable[[Any], Any]:
     """A python-ort classifier stage's copy, run in the router's process."""
-    from elang.runtimes.classifier import OnnxTextClassifier, classifier_options  # onnxruntime: serve extra
 
     classifier = OnnxTextClassifier(folder, **classifier_options(params))
     return lambda texts: classifier(decode_texts(texts, settings.max_text_bytes))

@@ -18,6 +18,7 @@ from elang import contract as c
 from elang.core.execution import Job, StageOutput
 from elang.core.routing import SEQUENCE_POLICIES, is_sequence_policy
 from elang.core.texts import InputError, decode_texts
+from elang.runtimes.generator import OnnxSeq2SeqGenerator, generator_options  # onnxruntime: serve extra
 from elang.tasks.base import Task
 
 
@@ -112,7 +113,6 @@ class GenerateTask(Task):
         return c.generate_router_outputs()
 
     def inline_stage(self, folder: Path, params: Mapping[str, str], settings: Any) -> Callable[[Any], Any]:
-        from elang.runtimes.generator import OnnxSeq2SeqGenerator, generator_options  # onnxruntime: serve extra
 
         generator = OnnxSeq2SeqGenerator(folder, **generator_options(params))
         max_bytes = int(params.get(c.PARAM_MAX_TEXT_BYTES, settings.max_text_bytes))

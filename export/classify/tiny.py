@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from elang.data.datasets import save_label_map
+
 log = logging.getLogger(__name__)
 
 SAMPLE_LABELS = ("negative", "neutral", "positive")
@@ -109,7 +111,6 @@ def make_tiny_multi_exit(
     import torch
     from transformers import AutoModel, MPNetConfig
 
-    from elang.data.datasets import save_label_map
     from elang.export.exits.model import MultiExitModel
 
     out = Path(out_dir)

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from elang.data.datasets import Dataset, Splits, save_label_map
+from elang.calibration.classify import TEMPERATURE_BOUNDS, split_for_fitting
+from elang.calibration.thresholds import fit_temperature
+from elang.data.datasets import LABELS_FILE, Dataset, Splits, save_label_map
 from elang.export.classify.pretrained import resolve
 
 log = logging.getLogger(__name__)
@@ -197,7 +199,6 @@ def trained_max_length(checkpoint: Path) -> int | None:
 
 
 def _check_teacher(teacher: Path, label_names: list[str]) -> None:
-    from elang.data.datasets import LABELS_FILE
 
     if not (teacher / "config.json").is_file():
         raise FileNotFoundError(f"--distill-from {teacher}: not a Hugging Face checkpoint folder (no config.json)")
@@ -303,8 +304,6 @@ def _save_best(model, tokenizer, folder: Path, names: list[str]) -> None:  # noq
 def fit_exit_temperatures(model, tokenizer, calibration: Dataset | None, max_length: int, limit: int = 2000) -> list:  # noqa: ANN001
     """Per-exit temperatures (Right Tool) fitted on the part of the calibration split that `elang calibrate`
     fits on too (at most ``limit`` texts); 1.0 each without a calibration split."""
-    from elang.calibration.classify import TEMPERATURE_BOUNDS, split_for_fitting
-    from elang.calibration.thresholds import fit_temperature
 
     if calibration is None or len(calibration) < 3:
         return [1.0] * len(model.layers)

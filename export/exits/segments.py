@@ -8,6 +8,8 @@ ONNX Runtime with PyTorch on real texts: every exit's logits must agree within `
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -15,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from elang.calibration.classify import _file_identity
 from elang.export.classify.onnx import DEFAULT_ATOL, ExportError
-from elang.export.exits.model import MultiExitError, MultiExitModel, read_exits
+from elang.export.exits.model import MultiExitError, MultiExitModel, exit_flops, read_exits
 from elang.runtimes.classifier import ONNX_FILE
 from elang.runtimes.segments import (
     IN_HIDDEN,
@@ -170,11 +173,8 @@ def check_segments(
 
 def _flops_shares(checkpoint: Path, model: MultiExitModel, cuts: tuple[int, ...], texts: list[str], max_length: int):  # noqa: ANN202
     """Each exit's FLOPs over the full model's at full depth (a slenderized model's: its unpruned teacher's)."""
-    import json
 
     from transformers import AutoConfig, AutoTokenizer
-
-    from elang.export.exits.model import exit_flops
 
     tok = AutoTokenizer.from_pretrained(checkpoint)
     mean_len = float(np.mean([len(x) for x in tok(texts, truncation=True, max_length=max_length)["input_ids"]]))
@@ -190,9 +190,6 @@ def _flops_shares(checkpoint: Path, model: MultiExitModel, cuts: tuple[int, ...]
 
 def _source_identity(checkpoint: Path) -> str:
     """The checkpoint's weights (and exit heads) by content: segments cut from it at any exits share it."""
-    import hashlib
-
-    from elang.calibration.classify import _file_identity
 
     h = hashlib.sha256()
     for path in sorted(checkpoint.glob("*.safetensors")) + sorted(checkpoint.glob("*.bin")):

@@ -9,16 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from elang import contract as c
+from elang.client.client import ElangClient
 from elang.data.seq2seq import Seq2SeqSet, error_rates, g2p_splits
 from elang.export.generate.stage import export_seq2seq_stage
 from elang.export.generate.train import PRESETS, quick, train_seq2seq
+from elang.ops.server import TritonServer
 
 
 def run_g2p_demo(
     cache: Path, work: Path, quick_run: bool = False, limit: int | None = None, concurrency: int = 4
 ) -> int:
-    from elang.client.client import ElangClient
-    from elang.ops.server import TritonServer
 
     splits = g2p_splits()
     if quick_run:

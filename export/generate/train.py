@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -428,8 +429,6 @@ def _save(model, src, tgt, folder: Path, recipe: Seq2SeqRecipe, splits: Seq2SeqS
         )
     )
     if folder.exists():
-        import shutil
-
         shutil.rmtree(folder)
     tmp.replace(folder)
 
