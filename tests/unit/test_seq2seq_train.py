@@ -56,3 +56,53 @@ def test_the_recipe_change_is_a_new_cache_key_and_batches_cover_every_pair_once(
     with pytest.raises(ValueError, match="schedule"):
         new_optimizer(new_model(SMALL, 50), replace(SMALL, schedule="cosine"), 10)
     assert PRESETS["super"].d_model > PRESETS["swift"].d_model
+
+
+def test_a_run_killed_inside_an_epoch_resumes_at_the_same_step_and_ends_where_an_unbroken_run_does(
+    tmp_path, monkeypatch
+):
+    """State is saved inside an epoch; a resumed run starts at the step it had reached, with the same
+    batches in the same order and the same dropout stream, so it ends with the same weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    import elang.export.generate.train as tr
+    from elang.export.generate.tiny import TINY_G2P, tiny_g2p_splits
+
+    splits = tiny_g2p_splits(train=320)  # about 11 steps an epoch at batch 32 (variants add pairs)
+    recipe = replace(TINY_G2P["swift"], epochs=2, validation_words=20, dropout=0.1)
+    real_step = tr.train_step
+    seen: list[list[int]] = []
+
+    def record(model, opt, sched, loss_fn, items, bf16=False):  # noqa: ANN001, ANN202
+        seen.append([len(x) for x, _ in items])
+        return real_step(model, opt, sched, loss_fn, items, bf16)
+
+    monkeypatch.setattr(tr, "train_step", record)
+    whole = tr.train_seq2seq(recipe, splits, tmp_path / "a", progress=False, save_every_s=0)
+    unbroken = list(seen)
+    per_epoch = len(unbroken) // 2
+    assert per_epoch >= 5 and len(unbroken) == 2 * per_epoch
+
+    seen.clear()
+    calls = {"n": 0}
+
+    def dies_in_epoch_2(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == per_epoch + 3:
+            raise KeyboardInterrupt  # killed in epoch 2, its first 2 steps done and saved
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "train_step", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train_seq2seq(recipe, splits, tmp_path / "b", progress=False, save_every_s=1e-9)
+    (state,) = (tmp_path / "b" / "train").glob("*/state.pt")
+    pos = torch.load(state, weights_only=False)["position"]
+    assert (pos["epoch"], pos["step"]) == (1, 2)
+    monkeypatch.setattr(tr, "train_step", record)
+    resumed = tr.train_seq2seq(recipe, splits, tmp_path / "b", progress=False, save_every_s=1e-9)
+    assert seen == unbroken  # the steps before the kill, then the rest, in the unbroken run's order
+    a = load_file(whole.checkpoint / "model.safetensors")
+    b = load_file(resumed.checkpoint / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert resumed.metrics["history"] == whole.metrics["history"]
