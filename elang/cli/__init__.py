@@ -1,5 +1,5 @@
 """The `elang` command: one module per command family (serve, client, train, measure; the
-calibrate, exits, seq2seq, slenderize, generate and pairs commands keep their own modules)."""
+calibrate, exits, train_seq2seq, slenderize, generate and pairs commands keep their own modules)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 from elang import __version__
 from elang.calibration import pairs
-from elang.cli import calibrate, classify, exits, generate, measure, seq2seq, serve, slenderize, train
+from elang.cli import calibrate, classify, exits, generate, measure, serve, slenderize, train, train_seq2seq
 from elang.cli.quiet import quiet_third_party
 from elang.cli.train import recipe_from_args  # noqa: F401 - re-exported for callers of elang.cli
 from elang.client.client import ClientError
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         classify._add_classify,
         generate.add_parser,
         train._add_train,
-        seq2seq.add_parser,
+        train_seq2seq.add_parser,
         slenderize.add_parser,
         train._add_export,
         exits.add_parser,

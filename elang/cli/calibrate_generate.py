@@ -17,7 +17,7 @@ from pathlib import Path
 
 from elang.calibration import generate as sc
 from elang.cli.calibrate import target_from_args
-from elang.cli.seq2seq import seq2seq_splits as splits
+from elang.cli.train_seq2seq import seq2seq_splits as splits
 from elang.client.client import ElangClient
 from elang.core.settings import RouterSettings
 from elang.export.pipeline import default_cache

@@ -55,8 +55,8 @@ DEFAULT_THRESHOLDS = {"softmax": 0.9, "entropy": 0.3, "energy": -3.0, "patience"
 
 
 def cmd_export_exits(args: argparse.Namespace) -> int:
+    from elang.export.exits.cut import export_segments
     from elang.export.exits.model import parse_exits
-    from elang.export.exits.segments import export_segments
 
     args.repository.mkdir(parents=True, exist_ok=True)
     dataspec.adopt(args.checkpoint, args.repository, args.allow_other_data)

@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from elang.cli import seq2seq as seq2seq_cmd
+from elang.cli import train_seq2seq
 from elang.data import spec as dataspec
 from elang.export.classify.stage import export_stage, stage_max_length
 from elang.export.classify.tiny import sample_rows
@@ -239,7 +239,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
 
     if is_encoder_decoder(args.checkpoint):
-        return seq2seq_cmd.export(args)
+        return train_seq2seq.export(args)
 
     args.repository.mkdir(parents=True, exist_ok=True)
     dataspec.adopt(args.checkpoint, args.repository, args.allow_other_data)

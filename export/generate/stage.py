@@ -97,9 +97,40 @@ def export_onnx(checkpoint: Path, out: Path) -> Path:
             shutil.copy2(checkpoint / name, out / name)
     if (checkpoint / TARGET_TOKENIZER_DIR).is_dir():
         shutil.copytree(checkpoint / TARGET_TOKENIZER_DIR, out / TARGET_TOKENIZER_DIR, dirs_exist_ok=True)
+    if not (out / "tokenizer.json").is_file() and (checkpoint / SPIECE_FILE).is_file():
+        _convert_sentencepiece(checkpoint, out)
     if not (out / "tokenizer.json").is_file():
-        raise ExportError(f"{checkpoint}: no fast tokenizer (tokenizer.json); save one with the checkpoint")
+        raise ExportError(
+            f"{checkpoint}: no fast tokenizer (tokenizer.json) and no SentencePiece model ({SPIECE_FILE}); "
+            "save one with the checkpoint"
+        )
     return out
+
+
+SPIECE_FILE = "spiece.model"  # a T5 checkpoint's SentencePiece model (the Hugging Face layout)
+
+
+def _convert_sentencepiece(checkpoint: Path, out: Path) -> None:
+    """A T5 folder with only ``spiece.model``: its fast tokenizer (converted by transformers from the
+    SentencePiece model) is what the stage serves; the parity check holds it to the SentencePiece one."""
+    from transformers import AutoTokenizer
+
+    try:
+        fast = AutoTokenizer.from_pretrained(checkpoint, use_fast=True)
+    except Exception as exc:  # noqa: BLE001 - conversion needs sentencepiece and protobuf
+        raise ExportError(f"{checkpoint}: could not convert {SPIECE_FILE} to a fast tokenizer: {exc}") from exc
+    if not fast.is_fast:
+        raise ExportError(f"{checkpoint}: transformers gave no fast tokenizer for {SPIECE_FILE}")
+    fast.save_pretrained(out)
+
+
+def reference_tokenizer(checkpoint: Path):  # noqa: ANN201 - a transformers tokenizer
+    """The tokenizer the checkpoint was trained with: its SentencePiece model itself where it has one."""
+    from transformers import AutoTokenizer
+
+    if (Path(checkpoint) / SPIECE_FILE).is_file():
+        return AutoTokenizer.from_pretrained(checkpoint, use_fast=False)
+    return AutoTokenizer.from_pretrained(checkpoint)
 
 
 def check_parity(
@@ -114,10 +145,10 @@ def check_parity(
     """Greedy ONNX generation against PyTorch ``generate`` (see the module docstring)."""
     import torch
     from tqdm import tqdm
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForSeq2SeqLM
 
     model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint).eval()
-    hf_tok = AutoTokenizer.from_pretrained(checkpoint)
+    hf_tok = reference_tokenizer(checkpoint)
     gen = OnnxSeq2SeqGenerator(exported, max_new_tokens=max_new_tokens)
     rep = Seq2SeqParity(len(inputs), 0, 0, 0.0, 0.0, atol)
     for i in tqdm(range(0, len(inputs), batch_size), desc="parity", unit="batch", disable=not progress):

@@ -56,6 +56,34 @@ def tiny_g2p_checkpoint(role: str, cache_dir: Path, splits: Seq2SeqSplits | None
     return train_seq2seq(TINY_G2P[role], splits or tiny_g2p_splits(), Path(cache_dir), progress=False).checkpoint
 
 
+def tiny_sentencepiece_t5(out_dir: Path, texts: list[str], vocab_size: int = 200, seed: int = 0) -> Path:
+    """A random-initialised T5 in the Hugging Face layout of a user's T5: a SentencePiece unigram
+    model (``spiece.model``, trained here on ``texts``) and ``T5Tokenizer``'s files, no tokenizer.json."""
+    import io
+
+    import sentencepiece as spm
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_file = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model_file, vocab_size=vocab_size, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0, minloglevel=2,
+    )  # fmt: skip
+    (out_dir / "spiece.model").write_bytes(model_file.getvalue())
+    tok = T5Tokenizer(vocab_file=str(out_dir / "spiece.model"), extra_ids=0, legacy=False)
+    tok.save_pretrained(out_dir)
+    torch.manual_seed(seed)
+    cfg = T5Config(
+        vocab_size=len(tok), d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=2, num_decoder_layers=2,
+        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+    )  # fmt: skip
+    T5ForConditionalGeneration(cfg).save_pretrained(out_dir)
+    return out_dir
+
+
 def tiny_user_t5(out_dir: Path, texts: list[str], vocab_size: int = 120, seed: int = 0) -> Path:
     """A random-initialised T5 with a shared BPE tokenizer (Metaspace, EOS appended) and no seq2seq.json."""
     import torch

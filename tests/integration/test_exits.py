@@ -19,8 +19,8 @@ from elang.client.client import ClientError, ElangClient
 from elang.core.routing import cascade_offline, get_policy
 from elang.export.classify.onnx import ExportError
 from elang.export.classify.tiny import TinySpec, make_tiny_multi_exit, sample_rows
+from elang.export.exits.cut import check_segments, export_segments
 from elang.export.exits.model import MultiExitModel
-from elang.export.exits.segments import check_segments, export_segments
 from elang.ops.server import TritonServer
 from elang.repository.exits import ExitModelSpec, write_exit_model
 from elang.runtimes.segments import Segment, all_exit_logits

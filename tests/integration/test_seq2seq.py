@@ -22,7 +22,7 @@ from elang.core.routing import get_policy
 from elang.core.texts import encode_texts
 from elang.export.classify.onnx import ExportError
 from elang.export.generate.stage import check_parity, export_onnx, export_seq2seq_stage
-from elang.export.generate.tiny import tiny_g2p_checkpoint, tiny_g2p_splits, tiny_user_t5
+from elang.export.generate.tiny import tiny_g2p_checkpoint, tiny_g2p_splits, tiny_sentencepiece_t5, tiny_user_t5
 from elang.export.generate.train import load_seq2seq
 from elang.ops.health import deep_check
 from elang.ops.server import TritonServer
@@ -120,6 +120,41 @@ def test_a_user_t5_with_one_shared_tokenizer_goes_the_same_way(g2p, tmp_path):
         from elang.export.classify.stage import export_stage
 
         export_stage(tmp_path / "none", "swift", tmp_path / "repo", sample_texts=["x"])
+
+
+def test_a_user_t5_pair_with_sentencepiece_exports_with_parity_and_routes_per_row(g2p, tmp_path):
+    """The path for a user's own T5 pair: Hugging Face folders with spiece.model and no tokenizer.json.
+    The export converts the tokenizer, holds its ids to the SentencePiece model's and the greedy tokens
+    to PyTorch's generate; the served router routes each row of a multi-row request exactly."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    corpus = [f"{w} {r[0]}" for w, r in zip(g2p["splits"].train.inputs[:2000], g2p["splits"].train.references)]
+    pair = {role: tiny_sentencepiece_t5(tmp_path / role, corpus, seed=i) for i, role in enumerate(("swift", "super"))}
+    assert not (pair["swift"] / "tokenizer.json").exists() and (pair["swift"] / "spiece.model").is_file()
+    words = g2p["splits"].validation.inputs[:60]
+    repo = tmp_path / "repo"
+    for role, folder in pair.items():
+        rep = export_seq2seq_stage(folder, role, repo, words, max_new_tokens=8)
+        assert rep.parity.ok and rep.parity.tokenizer_mismatches == 0 and rep.parity.token_mismatches == 0, rep
+    # Tokens identical to PyTorch's generate, checked here too on other words.
+    test_words = g2p["splits"].test.inputs[:12]
+    slow = AutoTokenizer.from_pretrained(pair["super"], use_fast=False)
+    model = AutoModelForSeq2SeqLM.from_pretrained(pair["super"]).eval()
+    enc = slow(test_words, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        want = model.generate(**enc, max_new_tokens=8, do_sample=False, num_beams=1)
+    got = OnnxSeq2SeqGenerator(repo / "super" / "1", max_new_tokens=8)(test_words)
+    for row in range(len(test_words)):
+        n = int(got.lengths[row])  # EOS included; PyTorch's row starts with the decoder start token
+        assert got.token_ids[row, :n].tolist() == want[row, 1 : 1 + n].tolist()
+    swift_gen = OnnxSeq2SeqGenerator(repo / "swift" / "1", max_new_tokens=8)
+    score = get_policy("mean").score(swift_gen(test_words).energies)
+    with TritonServer(repo, startup_timeout_s=180) as srv:
+        client = ElangClient(srv.grpc_url, timeout_s=30)
+        for threshold in (np.inf, -np.inf, float(np.median(score))):
+            res = client.generate(test_words, batch_size=5, threshold=threshold)  # 5 words per request
+            assert [p.route for p in res.predictions] == (score > threshold).astype(int).tolist()
+            assert all(p.ok for p in res.predictions)
 
 
 def test_an_export_that_differs_from_pytorch_is_refused(g2p, tmp_path):

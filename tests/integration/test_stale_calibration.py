@@ -50,7 +50,7 @@ def test_a_multi_exit_calibration_goes_stale_when_a_segment_is_reexported(tmp_pa
     from elang.calibration.exits import ExitRecord, apply_exit_record
     from elang.calibration.record import read_record
     from elang.export.classify.tiny import TinySpec, make_tiny_multi_exit, sample_rows
-    from elang.export.exits.segments import export_segments
+    from elang.export.exits.cut import export_segments
     from elang.repository.exits import ExitModelSpec, write_exit_model
 
     texts = [t for t, _ in sample_rows()][:10]
