@@ -76,9 +76,9 @@ class Record:
         try:
             d = json.loads(text)
         except ValueError as exc:
-            raise RecordError(f"{where}: not JSON ({exc})") from None
+            raise RecordError(f"{where}: not JSON ({exc}); {RECALIBRATE}") from None
         if not isinstance(d, dict):
-            raise RecordError(f"{where}: not a calibration record (a JSON object)")
+            raise RecordError(f"{where}: not a calibration record (a JSON object); {RECALIBRATE}")
         if d.get("schema") != SCHEMA or "payload" not in d:
             return _lift(d, where)
         try:
@@ -91,34 +91,51 @@ class Record:
 RECALIBRATE = "run elang calibrate ... --apply again to write a fresh one"
 
 
+def _lift_exits(d: dict) -> Record:  # the multi-exit record (schema 1, "kind": "multi-exit")
+    steps = len(d["exit_layers"]) - 1
+    return Record(
+        c.TASK_EXITS, d["router"], d["version"], d["policy"], [float(d["threshold"])] * steps,
+        list(d["temperatures"]), d["target"], d.get("confidence"), d.get("calibration", {}),
+        d.get("dataset", ""), d.get("created", ""), payload=d, warnings=d.get("warnings", []),
+    )  # fmt: skip
+
+
+def _lift_generate(d: dict) -> Record:  # the seq2seq record ("task": "generate")
+    return Record(
+        c.TASK_GENERATE, c.ROUTER_MODEL, d["version"], d["criterion"], [float(d["threshold"])],
+        [float(d.get("temperature", 1.0))], d["target"], d.get("calibration", {}).get("confidence"),
+        d.get("calibration", {}), d.get("data_fingerprint", ""), d.get("created", ""), payload=d,
+    )  # fmt: skip
+
+
+def _lift_classify(d: dict) -> Record:  # the pair's record (schema 1 or 2)
+    if "criterion" not in d:
+        raise KeyError("criterion")
+    return Record(
+        c.TASK_CLASSIFY, c.ROUTER_MODEL, d["version"], d["criterion"], [float(d["threshold"])],
+        [float(d.get("temperature", 1.0))], d.get("target", {}), d.get("confidence"),
+        d.get("calibration", d.get("validation", {})), d.get("dataset", ""), d.get("created", ""),
+        payload=d, warnings=d.get("warnings", []),
+    )  # fmt: skip
+
+
+# How a record written before the common one says what it is: a "kind" (exits), a "task" (seq2seq),
+# or neither (the pair's).
+_LIFTERS = {"multi-exit": _lift_exits, c.TASK_GENERATE: _lift_generate, "": _lift_classify}
+
+
 def _lift(d: dict, where: str) -> Record:
     """A record written before the common record (its task's own flat layout)."""
+    lift = _LIFTERS.get(d.get("kind") or d.get("task") or "")
     try:
-        if d.get("kind") == "multi-exit":  # the exits record (schema 1)
-            steps = len(d["exit_layers"]) - 1
-            return Record(
-                c.TASK_EXITS, d["router"], d["version"], d["policy"], [float(d["threshold"])] * steps,
-                list(d["temperatures"]), d["target"], d.get("confidence"), d.get("calibration", {}),
-                d.get("dataset", ""), d.get("created", ""), payload=d, warnings=d.get("warnings", []),
-            )  # fmt: skip
-        if d.get("task") == c.TASK_GENERATE:  # the seq2seq record
-            return Record(
-                c.TASK_GENERATE, c.ROUTER_MODEL, d["version"], d["criterion"], [float(d["threshold"])],
-                [float(d.get("temperature", 1.0))], d["target"], d.get("calibration", {}).get("confidence"),
-                d.get("calibration", {}), d.get("data_fingerprint", ""), d.get("created", ""), payload=d,
-            )  # fmt: skip
-        if d.get("schema") in (1, 2) or "criterion" in d:  # the pair's record
-            calibration = d.get("calibration", d.get("validation", {}))
-            return Record(
-                c.TASK_CLASSIFY, c.ROUTER_MODEL, d["version"], d["criterion"], [float(d["threshold"])],
-                [float(d.get("temperature", 1.0))], d.get("target", {}), d.get("confidence"), calibration,
-                d.get("dataset", ""), d.get("created", ""), payload=d, warnings=d.get("warnings", []),
-            )  # fmt: skip
+        if lift is None:
+            raise KeyError("a known kind")
+        return lift(d)
     except (KeyError, TypeError, ValueError) as exc:
-        raise RecordError(f"{where}: an older calibration record that lacks {exc}; {RECALIBRATE}") from None
-    raise RecordError(
-        f"{where}: not a calibration record this version reads (schema {d.get('schema')!r}); {RECALIBRATE}"
-    )
+        raise RecordError(
+            f"{where}: not a calibration record this version reads (schema {d.get('schema')!r}, lacks {exc}); "
+            f"{RECALIBRATE}"
+        ) from None
 
 
 def read_record(router_dir: Path) -> Record | None:

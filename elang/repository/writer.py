@@ -474,12 +474,14 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...] = (), sta
         "window_rows": 1000,
         c.PARAM_INLINE_STAGE: first if first_cfg is not None else "",
     }
-    if labels:
-        params.update({c.PARAM_NUM_LABELS: len(labels), c.PARAM_LABELS: json.dumps(list(labels))})
-    if spec.max_new_tokens:
-        params[c.PARAM_MAX_NEW_TOKENS] = spec.max_new_tokens
-    if spec.exit_layers:
-        params[c.PARAM_EXIT_LAYERS] = ",".join(str(layer) for layer in spec.exit_layers)
+    # What only some tasks' routers carry (labels, a token cap, exit layers): written when given.
+    optional = {
+        c.PARAM_NUM_LABELS: len(labels) or "",
+        c.PARAM_LABELS: json.dumps(list(labels)) if labels else "",
+        c.PARAM_MAX_NEW_TOKENS: spec.max_new_tokens or "",
+        c.PARAM_EXIT_LAYERS: ",".join(str(layer) for layer in spec.exit_layers),
+    }
+    params.update({k: v for k, v in optional.items() if v != ""})
     params.update(spec.extra_parameters)
     try:  # refuse settings the router would refuse at load time
         RouterSettings.from_parameters({k: str(v) for k, v in params.items()})
