@@ -238,9 +238,13 @@ class ElangClient:
         return json_parameters(cfg)
 
     def router_info(self) -> dict[str, str]:
-        """What the running router uses: policy, threshold, temperature, calibration version."""
+        """What the running router uses: task, policy, threshold, temperature, calibration version, its
+        exit layers and token cap where it has them, and the data its models were trained on."""
         params = self.model_parameters(self.model if c.is_router(self.model) else c.ROUTER_MODEL)
-        keys = (c.PARAM_POLICY, c.PARAM_THRESHOLD, c.PARAM_TEMPERATURE, c.PARAM_CALIBRATION_VERSION, c.PARAM_TASK)
+        keys = (
+            c.PARAM_POLICY, c.PARAM_THRESHOLD, c.PARAM_TEMPERATURE, c.PARAM_CALIBRATION_VERSION, c.PARAM_TASK,
+            c.PARAM_EXIT_LAYERS, c.PARAM_MAX_NEW_TOKENS, c.PARAM_DATA_SPEC,
+        )  # fmt: skip
         return {k: params.get(k, "") for k in keys}
 
     def reload_router(self) -> dict[str, str]:

@@ -71,6 +71,9 @@ PARAM_CALIBRATION_VERSION = "calibration_version"
 # Written by calibration: "stage=sha256-prefix,..." of each stage's model files; a stage whose files
 # changed since (a re-export) makes the calibration stale (router warns, metrics say so).
 PARAM_STAGE_HASHES = "stage_hashes"
+# The data the repository's models were trained on (its data.json, compact), so that a command
+# given only a server's URL finds it (elang bench --url).
+PARAM_DATA_SPEC = "data_spec"
 # A multi-exit router: the encoder layer of each stage's exit ("2,4,...,12"); stages are segments
 # that pass their hidden state on. Absent: a cascade of whole models (the pair).
 PARAM_EXIT_LAYERS = "exit_layers"

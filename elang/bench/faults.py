@@ -27,7 +27,7 @@ import numpy as np
 from elang import contract as c
 from elang.client.client import ClientError, ElangClient
 from elang.client.stats import percentiles
-from elang.core.routing import get_policy
+from elang.core.routing import escalates_above
 from elang.core.texts import encode_texts
 from elang.ops.server import TritonServer
 from elang.ops.supervisor import Supervisor
@@ -134,8 +134,8 @@ def run_fault_bench(
             # A threshold that keeps every text on Swift under the router's policy (softmax
             # escalates below its threshold, energy and entropy above it).
 
-            policy = get_policy(ElangClient(server.grpc_url).router_info().get(c.PARAM_POLICY) or "energy")
-            swift_only = "inf" if policy.escalate_above else "-inf"
+            above = escalates_above(ElangClient(server.grpc_url).router_info().get(c.PARAM_POLICY) or "energy")
+            swift_only = "inf" if above else "-inf"
             t0 = time.monotonic()
             workers = [
                 threading.Thread(

@@ -16,7 +16,7 @@ import numpy as np
 from elang import contract as c
 from elang.client.client import ClientError, ElangClient
 from elang.client.stats import percentiles
-from elang.core.routing import get_policy
+from elang.core.routing import escalates_above
 from elang.data.seq2seq import row_errors
 from elang.tasks import task_from_parameters
 
@@ -236,13 +236,13 @@ def bench_configs(url: str, sweep: str | None, only: str | None = None) -> list[
             configs.append(BenchConfig(name, name))
             cascade = ElangClient(url, model=name).cascade()
             if cascade[1]:
-                pol = get_policy(ElangClient(url, model=name).router_info().get("policy") or "softmax")
-                configs.append(BenchConfig(f"{name}{FULL_DEPTH}", name, "-inf" if pol.escalate_above else "inf"))
+                above = escalates_above(ElangClient(url, model=name).router_info().get("policy") or "softmax")
+                configs.append(BenchConfig(f"{name}{FULL_DEPTH}", name, "-inf" if above else "inf"))
     # Router overhead: a threshold that escalates nothing under the router's policy
     # (+inf for energy/entropy, -inf for softmax, whose unsure side is below the threshold).
 
-    policy = get_policy(ElangClient(url).router_info().get("policy") or "energy")
-    configs.append(BenchConfig(NO_ESCALATION, "elang", "inf" if policy.escalate_above else "-inf"))
+    above = escalates_above(ElangClient(url).router_info().get("policy") or "energy")
+    configs.append(BenchConfig(NO_ESCALATION, "elang", "inf" if above else "-inf"))
     for thr in (sweep or "").split(","):
         if thr.strip():
             configs.append(BenchConfig(f"elang@{thr.strip()}", "elang", thr.strip()))

@@ -45,13 +45,33 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def served_data(url: str) -> dataspec.DataSpec:
+    """The data a served router's models were trained on (its ``data_spec`` parameter), or a clear refusal."""
+    from elang import contract as c
+    from elang.client.client import ElangClient
+
+    raw = ElangClient(url).router_info().get(c.PARAM_DATA_SPEC, "")
+    if not raw:
+        raise dataspec.DatasetError(
+            f"the router at {url} does not say which data its models were trained on (it was written before "
+            "routers recorded it, or from models without a data record); pass --data (and its columns) or "
+            "bench the repository with --repository"
+        )
+    spec = dataspec.DataSpec.from_json(raw, Path(f"router at {url}"))
+    print(f"data: the served router's record: {spec.describe()}", file=sys.stderr)
+    return spec
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from elang.cli.calibrate_generate import seq2seq_splits, serves_seq2seq
 
     if serves_seq2seq(args.repository, args.url):
         test = seq2seq_splits(args).test.head(args.limit or None)
     else:
-        splits, _ = dataspec.splits_for(args, args.repository)
+        if args.url and dataspec.spec_from_args(args) is None:
+            splits = served_data(args.url).splits()
+        else:
+            splits, _ = dataspec.splits_for(args, args.repository)
         test = splits.test
         if args.limit:
             test = test.subset(range(min(args.limit, len(test))))

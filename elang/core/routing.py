@@ -393,6 +393,13 @@ def get_policy(name: str) -> Policy:
     raise ValueError(f"unknown routing policy {name!r}; known policies: {known}")
 
 
+def escalates_above(name: str) -> bool:
+    """Whether policy ``name`` escalates a row whose score is above the threshold (the learned rule,
+    P(the next stage fixes Swift), does), without its fitted rule: what a threshold of +inf or -inf
+    means under it (send nothing on, or everything)."""
+    return True if name == LEARNED else get_policy(name).escalate_above
+
+
 def parse_threshold(value: object) -> float:
     """Parse a threshold given as a number or a string ("0.5", "inf", "-inf").
 

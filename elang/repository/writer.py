@@ -440,6 +440,15 @@ def refresh_routers(repo: Path, stage: str) -> list[str]:
     return refreshed
 
 
+def _data_spec(repo: Path) -> str:
+    """The repository's data.json (``elang.data.spec``), compact, or "" when it has none."""
+    path = Path(repo) / "data.json"
+    try:
+        return json.dumps(json.loads(path.read_text()), separators=(",", ":")) if path.is_file() else ""
+    except ValueError:
+        return ""
+
+
 def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...] = (), staging: Path | None = None) -> None:
     """Write a router of any task (Python backend, BLS over the stages): the one router writer.
 
@@ -480,6 +489,7 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...] = (), sta
         c.PARAM_LABELS: json.dumps(list(labels)) if labels else "",
         c.PARAM_MAX_NEW_TOKENS: spec.max_new_tokens or "",
         c.PARAM_EXIT_LAYERS: ",".join(str(layer) for layer in spec.exit_layers),
+        c.PARAM_DATA_SPEC: _data_spec(repo),
     }
     params.update({k: v for k, v in optional.items() if v != ""})
     params.update(spec.extra_parameters)

@@ -43,3 +43,39 @@ def test_soak_accounts_for_every_request(elang_cli, tiny_repo, labelled_csv, tmp
     sent, answered, failed, timed_out, lost = map(int, cells[:5])
     assert sent == answered > 0 and failed == timed_out == lost == 0
     assert float(cells[8]) > 0  # RSS of the server we started
+
+
+def test_bench_url_finds_the_served_routers_data_or_refuses(elang_cli, tiny_repo, labelled_csv, server, tmp_path):
+    """`bench --url` without data options takes the data the served models were trained on from the
+    router (its data_spec parameter, written from the repository's data.json), never the default corpus."""
+    import shutil
+
+    from elang.data.spec import DataSpec, save
+    from elang.ops.server import TritonServer
+    from elang.repository.config import parameters, read_config
+    from elang.repository.writer import RouterSpec, write_router
+
+    refused = elang_cli("bench", "--url", server.grpc_url, "--limit", "8", "--report", tmp_path / "r0")
+    assert refused.returncode == 2 and "does not say which data" in refused.stderr, refused.stderr
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo["repo"], repo)
+    spec = DataSpec(path=str(labelled_csv), sizes=(60, 60, 60))
+    save(repo, spec, spec.splits())
+    old = parameters(read_config(repo / "elang" / "config.pbtxt"))
+    write_router(
+        repo,
+        RouterSpec(policy=old["policy"], threshold=old["threshold"], calibration_version=old["calibration_version"]),
+        tuple(json.loads(old["labels"])),
+    )
+    assert json.loads(parameters(read_config(repo / "elang" / "config.pbtxt"))["data_spec"])["path"] == str(
+        labelled_csv
+    )
+    with TritonServer(repo) as srv:
+        out = elang_cli(
+            "bench", "--url", srv.grpc_url, "--limit", "24", "--concurrency", "2", "--only", "swift,elang",
+            "--report", tmp_path / "r1",
+        )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "the served router's record" in out.stderr and str(labelled_csv) in out.stderr
+    rows = json.loads((tmp_path / "r1" / "bench.json").read_text())
+    assert rows and all(r["answered"] == 24 for r in rows if "answered" in r)

@@ -163,3 +163,12 @@ def test_learned_rule_refuses_what_it_was_not_fitted_for():
     with pytest.raises(ValueError, match="needs its fitted rule"):
         get_policy("learned")
     assert text_lengths(np.array([[b"ab"], ["\u00e9"]], dtype=object)).tolist() == [2.0, 2.0]
+
+
+def test_which_way_each_policy_escalates_is_known_without_a_fitted_rule():
+    from elang.core.routing import escalates_above
+
+    assert escalates_above("learned") and escalates_above("energy") and escalates_above("entropy")
+    assert not escalates_above("softmax")
+    with pytest.raises(ValueError, match="unknown routing policy"):
+        escalates_above("nope")
