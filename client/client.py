@@ -385,7 +385,7 @@ class ElangClient:
                 decode_texts(encode_texts([t]), limit)
                 sendable.append(i)
             except InputError as exc:
-                preds[i].error = str(exc).replace("row 0", f"text {i}")
+                preds[i].error = str(exc).replace("row 0", f"text index {i} (0-based)")
                 preds[i].error_kind = "invalid"
         if sendable and first is not None:
             first()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from elang.client.client import ElangClient
-from elang.client.inputs import add_input_options, read_texts, threshold_arg
+from elang.client.inputs import add_input_options, guess_format, read_texts, threshold_arg
 
 
 def _add_classify(sub: argparse._SubParsersAction) -> None:
@@ -57,14 +57,23 @@ def cmd_classify(args: argparse.Namespace) -> int:
             for p in result.predictions:
                 f.write(json.dumps(p.to_dict()) + "\n")
     else:
+        first_line = source_first_line(args.source, args.format)
         for p, text in zip(result.predictions, texts):
             if p.ok:
                 name = p.label_name or str(p.label)
                 print(f"{name}\troute={p.route}\tenergy={p.energy:.4f}\t{text[:80]}")
             else:
-                print(f"ERROR\t{p.error}\t{text[:80]}")
+                print(f"ERROR\tline {first_line + p.index}\t{p.error}\t{text[:80]}")
     print(json.dumps(result.stats.to_dict(), indent=2) if args.json else "\n" + result.stats.format_table())
     if result.failed:
-        print(f"{len(result.failed)} of {len(texts)} texts failed; see the ERROR lines", file=sys.stderr)
+        where = f"their errors are in {args.output} (error field)" if args.output else "see the ERROR lines"
+        print(f"{len(result.failed)} of {len(texts)} texts failed; {where}", file=sys.stderr)
         return 1
     return 0
+
+
+def source_first_line(source: str, fmt: str | None) -> int:
+    """The input file's line number of the first text: 2 below a CSV/TSV header, else 1 (a CSV
+    field that spans lines shifts the texts after it)."""
+    fmt = fmt or ("lines" if source == "-" else guess_format(source))
+    return 2 if fmt in ("csv", "tsv") else 1

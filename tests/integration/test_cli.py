@@ -104,8 +104,12 @@ def test_classify_reports_blank_lines_and_refuses_other_encodings(server, tmp_pa
     lines = [x for x in out.stdout.splitlines() if "\t" in x]
     assert len(lines) == 5, out.stdout  # one output line per input line, blank ones included
     assert lines[0].endswith("Café au lait") and "�" not in out.stdout
-    assert lines[1].startswith("ERROR") and lines[3].startswith("ERROR") and "empty" in lines[1]
-    assert "2 of 5 texts failed" in out.stderr and out.returncode == 1
+    assert lines[1].startswith("ERROR\tline 2\t") and lines[3].startswith("ERROR\tline 4\t") and "empty" in lines[1]
+    assert "2 of 5 texts failed; see the ERROR lines" in out.stderr and out.returncode == 1
+    jsonl = tmp_path / "out.jsonl"
+    out = subprocess.run(cmd + ["--encoding", "latin-1", "--output", str(jsonl)], capture_output=True, text=True)
+    assert "ERROR" not in out.stdout and f"their errors are in {jsonl}" in out.stderr
+    assert sum(1 for x in jsonl.read_text().splitlines() if '"error": null' not in x) == 2
     out = subprocess.run(cmd + ["--errors", "replace"], capture_output=True, text=True)
     assert "Caf\ufffd au lait" in out.stdout
 
