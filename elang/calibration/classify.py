@@ -422,6 +422,48 @@ def policy_from_record(record: CalibrationRecord) -> Policy:
     return policies[record.criterion]
 
 
+def does_not_pay(
+    record: CalibrationRecord, rows: list[CriterionRow], scores: Scores, cost_ratio: float | None
+) -> str | None:
+    """Why the chosen threshold costs at least as much as the Super alone, and what would pay;
+    None when it pays (or the costs are unknown).
+
+    Expected compute relative to Super only is ``cost_ratio + share``: Swift runs on every text,
+    the Super on the share escalated. A share at or above ``1 - cost_ratio`` does not pay.
+    """
+    share = record.calibration["super_fraction"]
+    if cost_ratio is None or cost_ratio + share < 1.0:
+        return None
+    most = 1.0 - cost_ratio  # the largest Super share that still pays
+    lines = [
+        f"the chosen threshold sends {share:.1%} of texts to the Super at a Swift/Super cost ratio of "
+        f"{cost_ratio:.3f}: expected compute {cost_ratio + share:.2f}x the Super alone. E-LANG would cost more "
+        "than serving the Super alone."
+    ]
+    cheaper = [r for r in rows if r.fraction_at_target is not None and r.fraction_at_target < most]
+    if cheaper:
+        best = min(cheaper, key=lambda r: r.fraction_at_target)
+        lines.append(
+            f"criterion {best.name} met the target at {best.fraction_at_target:.1%} on these texts (point estimate, "
+            f"no certificate): try --criterion {best.name}"
+        )
+    if most <= 0:
+        lines.append("the Swift costs as much as the Super: no share pays; serve the Super alone or a cheaper Swift")
+    else:
+        curve = curves(scores, record.temperature, record_policies(record))
+        frac = curve["fractions"]
+        acc = curve[record.criterion][frac < most]
+        if acc.size:
+            reach = float(acc.max())
+            drop = (record.calibration["super_accuracy"] - reach) * 100
+            lines.append(
+                f"below {most:.1%} to the Super ({record.criterion}) the routed accuracy reaches at most {reach:.2%}: "
+                f"a target that pays is --max-accuracy-drop {max(drop, 0.0) + 0.05:.2f} (point estimate) or "
+                f"--compute-budget {most:.2f}; otherwise serve the Super alone"
+            )
+    return "\n".join(lines)
+
+
 def curves(scores: Scores, temperature: float, policies: dict[str, Policy] | None = None) -> dict[str, np.ndarray]:
     """Accuracy at every Super fraction k/n for each criterion (x axis: ``fractions``)."""
     out: dict[str, np.ndarray] = {}

@@ -72,6 +72,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=float, default=0.5, help="points of accuracy gap on test that warn")
     p.add_argument("--out", type=Path, default=Path("calibration"), help="folder for record, table and plot")
     p.add_argument("--apply", action="store_true", help="write the result into the repository's router config")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="--apply even a threshold whose expected compute is at or above the Super's alone (refused otherwise)",
+    )
     p.add_argument("--reload-url", default=None, help="after --apply, reload the router on this server (gRPC)")
     p.add_argument("--cache-dir", type=Path, default=None)
     dataspec.add_arguments(p, remembered=True)
@@ -186,6 +191,10 @@ def run_pair(args: argparse.Namespace) -> int:
             )
     for w in record.warnings:
         print(f"WARNING: {w}", file=sys.stderr)
+    loss = cal.does_not_pay(record, rows, scores, ratio)
+    if loss:
+        record.warnings.append(loss.splitlines()[0])
+        print("\n" + "!" * 72 + "\nWARNING: " + loss.replace("\n", "\n  ") + "\n" + "!" * 72, file=sys.stderr)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(record.to_json())
@@ -201,6 +210,12 @@ def run_pair(args: argparse.Namespace) -> int:
     status = 0
     if args.evaluate_on:
         status = _evaluate(args, cal, record, target, splits, cache, out)
+    if args.apply and loss and not args.force:
+        print(
+            "not applied: this threshold does not pay (above); give a target that pays, or --force to apply it",
+            file=sys.stderr,
+        )
+        return 4
     if args.apply:
         path = cal.apply_record(args.repository, record, cal.router_for(args.super_stage))
         print(f"applied {record.version} to {path}")

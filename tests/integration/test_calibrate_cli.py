@@ -73,3 +73,26 @@ def test_calibrating_on_data_the_models_were_not_trained_on_is_refused(elang_cli
     # Without data options the remembered data is used (here: the same file).
     out = elang_cli(*args, "--cache-dir", tmp_path / "c", cwd=tmp_path)
     assert out.returncode == 0 and str(labelled_csv) in out.stdout, out.stderr
+
+
+def test_a_threshold_that_costs_more_than_the_super_alone_is_refused_unless_forced(
+    elang_cli, tiny_repo, labelled_csv, tmp_path
+):
+    """90% of texts to the Super behind a Swift that costs a good share of a Super: more compute than the
+    Super alone. calibrate says so, names what would pay, and refuses to --apply without --force."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo["repo"], repo)
+    before = (repo / "elang" / "config.pbtxt").read_text()
+    args = ("calibrate", "--repository", repo, "--data", labelled_csv, "--allow-other-data", "--super-fraction", "0.9",
+            "--cache-dir", tmp_path / "c", "--apply")  # fmt: skip
+    out = elang_cli(*args, "--out", tmp_path / "a", cwd=tmp_path)
+    assert out.returncode == 4, out.stderr
+    assert "cost more than serving the Super alone" in out.stderr and "serve the Super alone" in out.stderr
+    assert "not applied" in out.stderr and (repo / "elang" / "config.pbtxt").read_text() == before
+    forced = elang_cli(*args, "--force", "--out", tmp_path / "b", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert (repo / "elang" / "config.pbtxt").read_text() != before
+    record = json.loads((tmp_path / "b" / "calibration.json").read_text())
+    assert any("cost more than serving the Super alone" in w for w in record["warnings"])

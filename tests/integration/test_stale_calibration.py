@@ -25,7 +25,7 @@ def test_reexport_after_calibration_is_reported(elang_cli, tiny_repo, labelled_c
     repo = tmp_path / "repo"
     shutil.copytree(tiny_repo["repo"], repo)
     out = elang_cli(
-        "calibrate", "--repository", repo, "--super-fraction", "0.3", "--apply", "--out", tmp_path / "cal",
+        "calibrate", "--repository", repo, "--super-fraction", "0.3", "--apply", "--force", "--out", tmp_path / "cal",
         "--data", labelled_csv, "--allow-other-data", "--cache-dir", tmp_path / "c", cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
