@@ -272,6 +272,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         },
     )
     print("\n".join(report.lines()))
+    for warning in report.warnings():
+        print(f"WARNING: {warning}", file=sys.stderr)
     return 0
 
 

@@ -314,3 +314,16 @@ def test_tune_queue_deadline_and_fault_knobs(tiny_repo, tmp_path):
     ):
         with pytest.raises(RepositoryError, match=match):
             tune_repository(repo, **bad)
+
+
+def test_an_int8_stage_beyond_the_bounds_is_warned_about_and_one_within_is_not():
+    from elang.export.classify.stage import transform_warning
+
+    assert transform_warning({"name": "int8", "texts": 60, "argmax_agreement": 0.995, "accuracy_fp32": 0.8,
+                              "accuracy_new": 0.797}) is None  # fmt: skip
+    w = transform_warning({"name": "int8", "texts": 60, "argmax_agreement": 0.983, "accuracy_fp32": 0.8,
+                           "accuracy_new": 0.7833})  # fmt: skip
+    assert "lost 1.67 pt" in w and "98.30%" in w and "without --quantize" in w
+    w = transform_warning({"name": "int8", "texts": 60, "argmax_agreement": 0.97, "accuracy_fp32": None,
+                           "accuracy_new": None})  # fmt: skip
+    assert "lost" not in w and "97.00%" in w
