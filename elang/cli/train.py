@@ -42,7 +42,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--patience", type=int, default=None, help="evaluations without improvement before early stopping (default 1)"
     )
     p.add_argument("--evals-per-epoch", type=int, default=None, help="validation runs per epoch (default 1)")
-    p.add_argument("--min-steps", type=int, default=None, help="no early stopping before this many steps (default 200)")
+    p.add_argument(
+        "--min-steps",
+        type=int,
+        default=None,
+        help="train at least this many steps (small data gets more epochs) and stop early only after them (default 200)",
+    )
     p.add_argument(
         "--class-weights",
         action="store_const",
@@ -128,7 +133,7 @@ def recipe_from_args(args: argparse.Namespace):  # noqa: ANN201
             recipe, exits=parse_exits(args.exits), freeze_layers=0 if args.freeze_layers is None else args.freeze_layers
         )
     if args.quick:
-        recipe = replace(recipe, epochs=1)
+        recipe = replace(recipe, epochs=1, min_steps=0)  # a first look: not extended to --min-steps
     if recipe.distill_from:
         recipe = replace(recipe, distill_from=str(Path(recipe.distill_from).resolve()))
     return recipe

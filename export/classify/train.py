@@ -162,12 +162,33 @@ def evaluate(model, tokenizer, ds: Dataset, max_length: int, batch_size: int = 6
     return {"accuracy": acc[-1], "logits": logits[:, -1], "exit_logits": logits, "exit_accuracy": acc}
 
 
-def collapse_warning(logits: np.ndarray, labels: np.ndarray, label_names: list[str]) -> str | None:
-    """A loud warning when a model learnt nothing beyond the label frequencies, else None.
+def extended_epochs(recipe: Recipe, steps_per_epoch: int) -> int:
+    """The epochs a run trains: the recipe's, extended so that it makes at least ``min_steps``
+    optimisation steps (on a small file the presets' epochs are a few dozen steps, too few to
+    leave the majority class)."""
+    return max(recipe.epochs, math.ceil(recipe.min_steps / max(1, steps_per_epoch)))
 
-    Fires when the model predicts a single class, or when its accuracy on ``labels`` is no
-    better than always answering the most frequent of them (a collapse seen on a small,
-    imbalanced user corpus: every preset reached exactly the majority share).
+
+def skew_note(labels: np.ndarray, label_names: list[str], class_weights: bool, share: float = 0.6) -> str | None:
+    """A hint to weight the loss when one class holds ``share`` or more of the training labels."""
+    counts = np.bincount(np.asarray(labels), minlength=len(label_names))
+    if class_weights or counts.sum() == 0 or counts.max() / counts.sum() < share:
+        return None
+    major = int(counts.argmax())
+    return (
+        f"{label_names[major]!r} is {counts[major] / counts.sum():.1%} of the training labels: "
+        "--class-weights weights the loss by inverse label frequency"
+    )
+
+
+def collapse_warning(
+    logits: np.ndarray, labels: np.ndarray, label_names: list[str], split: str = "validation"
+) -> str | None:
+    """A loud warning when a model learnt nothing beyond the label frequencies of ``split``, else None.
+
+    Fires when the model predicts a single class for every text of the split, or when its accuracy
+    on ``labels`` is no better than always answering that split's most frequent label (a collapse
+    seen on a small, imbalanced user corpus: every preset reached exactly the majority share).
     """
     labels = np.asarray(labels)
     if labels.size == 0:
@@ -180,10 +201,10 @@ def collapse_warning(logits: np.ndarray, labels: np.ndarray, label_names: list[s
     hint = "; try more epochs, --patience 3 --evals-per-epoch 4, another --lr, or check that the labels are right"
     used = np.unique(pred)
     if used.size == 1:
-        return f"the model predicts a single class ({label_names[int(used[0])]!r}) for every text{hint}"
+        return f"on {split}, the model predicts a single class ({label_names[int(used[0])]!r}) for every text{hint}"
     if acc <= share + 0.005:
         return (
-            f"the model ({acc:.2%}) does no better than always answering the majority class "
+            f"on {split}, the model ({acc:.2%}) does no better than always answering its majority class "
             f"{label_names[major]!r} ({share:.2%}){hint}"
         )
     return None
@@ -345,6 +366,16 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
         unlabelled = list(splits.unused[: recipe.distill_unlabelled])
         if splits.train.pairs is not None:
             unlabelled = []  # unused rows of a pair task lack their second text
+    # Small data: more epochs, so the run makes at least min_steps steps (part of the cache key then).
+    per_epoch = math.ceil((len(splits.train) + len(unlabelled)) / recipe.batch_size)
+    epochs = extended_epochs(recipe, per_epoch)
+    if epochs > recipe.epochs:
+        notes["epochs"] = (
+            f"{epochs} instead of {recipe.epochs}: {len(splits.train) + len(unlabelled)} training texts make "
+            f"{per_epoch} steps an epoch, and a run trains at least {recipe.min_steps} steps (--min-steps)"
+        )
+        log.info("epochs: %s", notes["epochs"])
+        recipe = replace(recipe, epochs=epochs)
     run = Path(cache_dir) / "train" / _key(recipe, base_dir, splits, unlabelled)
     metrics_path, best, state_path = run / "metrics.json", run / "best", run / "state.pt"
     if metrics_path.is_file() and (best / "config.json").is_file():
@@ -383,6 +414,9 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
         counts = np.bincount(splits.train.labels, minlength=len(names)).astype(np.float64)
         weight = torch.tensor(len(splits.train) / (len(names) * np.maximum(counts, 1)), dtype=torch.float32)
     steps_per_epoch = math.ceil(len(train_items) / recipe.batch_size)
+    skew = skew_note(splits.train.labels, names, recipe.class_weights)
+    if skew:
+        notes["class_weights"] = skew
     total = steps_per_epoch * recipe.epochs
     eval_every = max(1, steps_per_epoch // recipe.evals_per_epoch)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -481,7 +515,15 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
         "splits": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
         "data_fingerprint": splits.fingerprint,
         "parameters": int(sum(p.numel() for p in best_model.parameters())),
-        "warning": collapse_warning(val["logits"], splits.validation.labels, list(splits.label_names)),
+        "warning": "; ".join(
+            w
+            for w in (
+                collapse_warning(val["logits"], splits.validation.labels, list(splits.label_names), "validation"),
+                collapse_warning(test["logits"], splits.test.labels, list(splits.label_names), "test"),
+            )
+            if w
+        )
+        or None,
         "notes": notes,
         "distilled_from": recipe.distill_from,
         "unlabelled_texts": len(unlabelled),
