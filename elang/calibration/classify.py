@@ -45,8 +45,9 @@ from elang.core.routing import (
     learned_policy,
     text_lengths,
 )
+from elang.core.texts import truncation_summary
 from elang.repository.writer import parse_config
-from elang.runtimes.classifier import OnnxTextClassifier, logits_in_batches
+from elang.runtimes.classifier import OnnxTextClassifier, TextTokenizer, logits_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,13 @@ class Scores:
 
     def policy_scores(self, policy: Policy, temperature: float) -> np.ndarray:
         return policy.score(self.swift, temperature, self.lengths)
+
+
+def stage_truncation(repository: Path, stage: str, texts: list[str], pairs: list[str] | None = None) -> str:
+    """How many of ``texts`` the served ``stage`` cuts at its max_length (``truncation_summary``)."""
+    folder, max_length = _stage_dir(Path(repository), stage)
+    tok = TextTokenizer(folder, max_length)
+    return truncation_summary(tok.lengths(texts[:5000], pairs[:5000] if pairs else None), max_length)
 
 
 def _stage_dir(repository: Path, stage: str) -> tuple[Path, int]:

@@ -142,6 +142,8 @@ def run_pair(args: argparse.Namespace) -> int:
     ds = splits.get(split)
     cache = args.cache_dir or default_cache()
     scores = cal.cached_scores(args.repository, split, ds, splits.fingerprint, cache, args.url, args.super_stage)
+    for stage in (c.SWIFT_MODEL, args.super_stage):
+        print(f"{stage} on the {split} texts: {cal.stage_truncation(args.repository, stage, ds.texts, ds.pairs)}")
     costs = cal.measure_costs(args.repository, ds.texts, super_stage=args.super_stage)
     ratio = costs["swift"] / costs["super"]
     record, choice, rows = cal.calibrate(

@@ -55,3 +55,20 @@ def decode_texts(array: np.ndarray | None, max_text_bytes: int = DEFAULT_MAX_TEX
 def encode_texts(texts: list[str]) -> np.ndarray:
     """The inverse of :func:`decode_texts`: a [rows, 1] object array of UTF-8 bytes."""
     return np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_).reshape(len(texts), 1)
+
+
+def truncation_summary(lengths: list[int] | np.ndarray, max_length: int) -> str:
+    """How many texts ``max_length`` tokens cut, with the token lengths' percentiles: what train,
+    export and calibrate print, so that a cut nobody asked for is never silent."""
+    n = np.asarray(lengths, dtype=np.int64)
+    if n.size == 0:
+        return f"no texts to measure against max_length {max_length}"
+    cut = int(np.sum(n > max_length))
+    p50, p90, p99 = (int(np.percentile(n, q)) for q in (50, 90, 99))
+    line = (
+        f"{cut} of {n.size} texts ({cut / n.size:.1%}) are longer than max_length {max_length} tokens and are cut "
+        f"(token lengths p50 {p50}, p90 {p90}, p99 {p99}, max {int(n.max())})"
+    )
+    if cut / n.size > 0.05:
+        line += "; a longer --max-length keeps more of each text, at more cost per text"
+    return line

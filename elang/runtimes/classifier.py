@@ -62,6 +62,15 @@ class TextTokenizer:
         else:
             self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_tok)
 
+    def lengths(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        """Each text's token count before truncation (special tokens included)."""
+        self.tokenizer.no_truncation()
+        try:
+            encs = self.tokenizer.encode_batch(texts if pairs is None else list(zip(texts, pairs, strict=True)))
+        finally:
+            self.tokenizer.enable_truncation(max_length=self.max_length)
+        return np.array([sum(e.attention_mask) for e in encs], dtype=np.int64)
+
     def __call__(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
         encs = self.tokenizer.encode_batch(texts if pairs is None else list(zip(texts, pairs, strict=True)))
         return {

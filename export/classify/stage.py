@@ -19,6 +19,7 @@ from elang import contract as c
 from elang.calibration.record import RECORD_FILE, read_record
 from elang.core.atomic import write_text
 from elang.core.routing import get_policy, threshold_for_fraction
+from elang.core.texts import truncation_summary
 from elang.data.datasets import Splits
 from elang.export.classify.onnx import (
     DEFAULT_ATOL,
@@ -39,7 +40,7 @@ from elang.repository.writer import (
     write_classifier,
     write_router,
 )
-from elang.runtimes.classifier import ONNX_FILE, OnnxTextClassifier
+from elang.runtimes.classifier import ONNX_FILE, OnnxTextClassifier, TextTokenizer
 from elang.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class ExportReport:
     parity_atol: float
     transforms: list[dict] = field(default_factory=list)
     router: dict | None = None
+    truncation: str = ""  # how many validation texts the stage's max_length cuts
 
     def warnings(self) -> list[str]:
         """A transform (int8, graph optimization) that moved the stage's answers beyond the stated bounds."""
@@ -81,6 +83,8 @@ class ExportReport:
                 f"{t['name']} on {t['texts']} validation texts: argmax agreement {t['argmax_agreement']:.2%}, "
                 f"max |logit diff| {t['max_abs_diff']:.3g}{acc}"
             )
+        if self.truncation:
+            out.append(f"max_length on validation: {self.truncation}")
         if self.router:
             out.append(f"router: {self.router}")
         return out
@@ -280,6 +284,8 @@ def export_stage(
                 f"{checkpoint} predicts labels {labels} but the repository's {other} predicts "
                 f"{other_labels}; Swift and Super must share one label set (the repository was not changed)"
             )
+        lengths = TextTokenizer(final, max_length).lengths(texts[:5000], pairs[:5000] if pairs else None)
+        report.truncation = truncation_summary(lengths, max_length)
         info = write_classifier(
             repository,
             name,

@@ -24,6 +24,7 @@ import numpy as np
 
 from elang.calibration.classify import TEMPERATURE_BOUNDS, split_for_fitting
 from elang.calibration.thresholds import fit_temperature
+from elang.core.texts import truncation_summary
 from elang.data.datasets import LABELS_FILE, Dataset, Splits, save_label_map
 from elang.export.classify.pretrained import resolve
 
@@ -397,6 +398,11 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
             for p in layer.parameters():
                 p.requires_grad = False
 
+    sample = splits.train.texts[:5000]
+    pairs = splits.train.pairs[:5000] if splits.train.pairs else None
+    raw_lengths = [len(x) for x in tokenizer(sample, pairs, truncation=False)["input_ids"]]
+    notes["truncation"] = "training: " + truncation_summary(raw_lengths, recipe.max_length)
+    log.info("%s", notes["truncation"])
     train_items = _encode(tokenizer, splits.train, recipe.max_length)
     labels = torch.tensor(splits.train.labels)
     teacher = None

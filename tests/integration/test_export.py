@@ -165,6 +165,7 @@ def test_a_checkpoint_with_64_positions_is_served_at_64_tokens_and_truncates_a_h
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
+    assert "max_length on validation: " in out.stdout and "longer than max_length 64 tokens" in out.stdout
     params = parse_config((repo / "swift" / "config.pbtxt").read_text()).parameters
     assert params["max_length"].string_value == "64", params
     served = int(params["max_length"].string_value)

@@ -32,3 +32,14 @@ def test_size_limit():
     with pytest.raises(InputError, match="over the limit of 10 bytes"):
         decode_texts(encode_texts(["x" * 11]), max_text_bytes=10)
     assert decode_texts(encode_texts(["x" * 10]), max_text_bytes=10) == ["x" * 10]
+
+
+def test_truncation_is_counted_with_the_lengths_percentiles():
+    from elang.core.texts import truncation_summary
+
+    s = truncation_summary([10] * 59 + [200] * 41, 128)
+    assert s.startswith("41 of 100 texts (41.0%) are longer than max_length 128") and "--max-length" in s
+    assert "p50 10" in s and "max 200" in s
+    assert truncation_summary([10, 20], 128).startswith("0 of 2 texts (0.0%)") and "--max-length" not in \
+        truncation_summary([10, 20], 128)  # fmt: skip
+    assert "no texts" in truncation_summary([], 64)
