@@ -187,6 +187,15 @@ class TritonServer:
         except Exception:  # geventhttpclient raises its own socket errors while the port is closed
             return False
 
+    def _metrics_listening(self) -> bool:
+        if not self.metrics_port:
+            return True
+        try:
+            with socket.create_connection((self.host, self.metrics_port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
@@ -195,7 +204,9 @@ class TritonServer:
                     f"tritonserver exited with code {self.process.returncode} during startup; "
                     f"last log lines:\n{self.log_tail()}"
                 )
-            if self.is_ready():
+            # Triton reports ready before its metrics endpoint listens (seen on a loaded machine):
+            # wait for both, so a caller's first scrape finds it.
+            if self.is_ready() and self._metrics_listening():
                 return
             time.sleep(0.2)
         raise ServerError(f"tritonserver not ready after {self.startup_timeout_s:.0f} s; log:\n{self.log_tail()}")
