@@ -337,8 +337,13 @@ def fit_exit_temperatures(model, tokenizer, calibration: Dataset | None, max_len
     return [float(min(hi, max(lo, t))) for t in fitted]  # the search may step a hair past its bounds
 
 
-def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: bool = True) -> TrainResult:
-    """Fine-tune (or return the cached result of) ``recipe`` on ``splits``."""
+def train_classifier(
+    recipe: Recipe, splits: Splits, cache_dir: Path, progress: bool = True, save_every_s: float = 300.0
+) -> TrainResult:
+    """Fine-tune (or return the cached result of) ``recipe`` on ``splits``.
+
+    The state is saved at every evaluation and, between them, every ``save_every_s`` seconds
+    (0: at evaluations only), so a stopped run resumes at the step it reached and loses minutes."""
     import torch
     from tqdm import tqdm
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
@@ -447,11 +452,30 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         pos = state["position"]
+        if "rng" in state:  # dropout's stream: the resumed run draws what the unbroken one would
+            torch.set_rng_state(state["rng"])
         log.info("resuming %s at step %d of %d", run, pos["step"], total)
 
     bar = tqdm(total=total, initial=pos["step"], desc=f"train {recipe.base}", unit="step", disable=not progress)
     t0 = time.monotonic() - pos["seconds"]
     stop = False
+
+    def save_state() -> None:
+        pos["seconds"] = time.monotonic() - t0
+        tmp_state = state_path.with_suffix(".tmp")  # written whole, then renamed: a kill never leaves half
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "position": pos,
+                "rng": torch.get_rng_state(),
+            },
+            tmp_state,
+        )
+        tmp_state.replace(state_path)
+
+    last_save = time.monotonic()
     while pos["step"] < total and not stop:
         epoch, offset = divmod(pos["step"], steps_per_epoch)
         order = np.random.default_rng(recipe.seed + epoch).permutation(len(train_items))
@@ -486,21 +510,14 @@ def train_classifier(recipe: Recipe, splits: Splits, cache_dir: Path, progress: 
                 else:
                     pos["bad_evals"] += 1
                     stop = pos["bad_evals"] > recipe.patience and pos["step"] >= recipe.min_steps
-                pos["seconds"] = time.monotonic() - t0
-                tmp_state = state_path.with_suffix(".tmp")  # written whole, then renamed: a kill never leaves half
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "position": pos,
-                    },
-                    tmp_state,
-                )
-                tmp_state.replace(state_path)
+                save_state()
+                last_save = time.monotonic()
                 if stop:
                     log.info("early stop at step %d", pos["step"])
                     break
+            elif save_every_s and time.monotonic() - last_save >= save_every_s:
+                save_state()
+                last_save = time.monotonic()
     bar.close()
     best_model = load_trained(best)
     extra: dict = {}

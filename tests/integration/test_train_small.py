@@ -64,3 +64,37 @@ def test_the_documented_options_train_above_the_majority_baseline(elang_cli, sma
     # The data options are remembered with the checkpoint, for export, calibrate and bench.
     remembered = json.loads((ckpt / "data.json").read_text())
     assert remembered["label_column"] == "stars" and remembered["fingerprint"] == metrics["data_fingerprint"]
+
+
+def test_a_classifier_run_killed_between_evaluations_resumes_at_its_step(labelled_csv, tmp_path, monkeypatch):
+    """State is saved between evaluations too (save_every_s): a run killed mid-epoch resumes at the
+    step it reached and ends with the unbroken run's history and weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    import elang.export.classify.train as tr
+    from elang.data.datasets import make_splits
+    from elang.export.classify.tiny import TINY_SWIFT, make_tiny_checkpoint
+
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt", TINY_SWIFT)
+    splits = make_splits(labelled_csv, sizes=(40, 40, 40))
+    recipe = tr.Recipe(base=str(ckpt), epochs=2, batch_size=16, min_steps=0, max_length=32, lr=1e-3)
+    whole = tr.train_classifier(recipe, splits, tmp_path / "a", progress=False, save_every_s=0)
+    real_loss, calls = tr._exits_loss, {"n": 0}
+
+    def dies(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == whole.metrics["steps"] // 2 + 2:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "_exits_loss", dies)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train_classifier(recipe, splits, tmp_path / "b", progress=False, save_every_s=1e-9)
+    (state,) = (tmp_path / "b" / "train").glob("*/state.pt")
+    assert torch.load(state, weights_only=False)["position"]["step"] == whole.metrics["steps"] // 2 + 1
+    monkeypatch.setattr(tr, "_exits_loss", real_loss)
+    resumed = tr.train_classifier(recipe, splits, tmp_path / "b", progress=False, save_every_s=1e-9)
+    assert resumed.metrics["history"] == whole.metrics["history"]
+    a, b = load_file(whole.checkpoint / "model.safetensors"), load_file(resumed.checkpoint / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
