@@ -71,6 +71,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="bfloat16 autocast of the forward pass (default: the preset's; the Super's is on)",
     )
     p.add_argument(
+        "--distill-from",
+        type=Path,
+        default=None,
+        help="a trained seq2seq checkpoint (the Super): train on its greedy outputs (sequence-level distillation)",
+    )
+    p.add_argument(
         "--save-every-s",
         type=float,
         default=300.0,
@@ -88,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     for key in ("epochs", "lr", "batch_size", "seed", "bf16"):
         if getattr(args, key) is not None:
             recipe = replace(recipe, **{key: getattr(args, key)})
+    if args.distill_from is not None:
+        recipe = replace(recipe, name=f"{recipe.name}-distilled", distill_from=str(args.distill_from.resolve()))
     splits = splits_from_args(args)
     if args.quick:
         recipe = quick(recipe)
@@ -103,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
         f"PER {100 * m['validation_per']:.2f}%, test WER {100 * m['test_wer']:.2f}% PER {100 * m['test_per']:.2f}% "
         f"({m['train_seconds'] / 60:.1f} min, {m['epochs']} epochs)"
     )
+    if m.get("distilled_from"):
+        print(
+            f"distilled from {m['distilled_from']}: trained on its greedy outputs (their WER on the training words "
+            f"{100 * m['teacher_train_wer']:.2f}%; {m['teacher_empty']} empty outputs left out)"
+        )
     print(json.dumps({"history": m["history"]}))
     return 0
 

@@ -76,6 +76,10 @@ class Seq2SeqRecipe:
     # bfloat16 autocast of the forward pass (AMX on this CPU): 1.7x a step of the Super's shape at
     # batch 128 (338 vs 581 ms, docs/BENCHMARKS.md 8.1); slower for the tiny Swift (small ops dominate).
     bf16: bool = False
+    # Sequence-level knowledge distillation (Kim & Rush 2016): train on this checkpoint's greedy
+    # outputs for the training inputs instead of the references, so the student agrees with the
+    # teacher (a Swift distilled from its Super: its energy then finds the words the Super fixes).
+    distill_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.d_model % self.num_heads:
@@ -177,6 +181,8 @@ def _key(recipe: Seq2SeqRecipe, splits: Seq2SeqSplits) -> str:
         del d["scaled_attention"]
     if not d["bf16"]:
         del d["bf16"]
+    if d["distill_from"] is None:
+        del d["distill_from"]
     h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
     h.update(splits.fingerprint.encode())
     return f"{recipe.name}-{h.hexdigest()[:12]}"
@@ -284,6 +290,39 @@ def evaluate(model, src, tgt, ds: Seq2SeqSet, recipe: Seq2SeqRecipe) -> dict:  #
     return {"wer": rates.wer, "per": rates.per, "n": rates.n}
 
 
+def teacher_targets(
+    teacher: Path, train: Seq2SeqSet, run: Path, recipe: Seq2SeqRecipe, progress: bool = True
+) -> tuple[Seq2SeqSet, dict]:
+    """The training inputs with the teacher's greedy output as their one target (cached in ``run``),
+    and what to record about it: the teacher, its word error rate on the training words."""
+    cache = run / "teacher_outputs.json"
+    if cache.is_file():
+        outputs = json.loads(cache.read_text())
+    else:
+        if not (Path(teacher) / "config.json").is_file():
+            raise FileNotFoundError(f"--distill-from {teacher}: not a checkpoint folder (no config.json)")
+        model, t_src, t_tgt = load_seq2seq(Path(teacher))
+        outputs = []
+        step = 2048
+        from tqdm import tqdm
+
+        for i in tqdm(range(0, len(train), step), desc="teacher outputs", unit="chunk", disable=not progress):
+            outputs += generate_texts(model, t_src, t_tgt, train.inputs[i : i + step], recipe.max_target_tokens)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(outputs))
+        tmp.replace(cache)
+    if len(outputs) != len(train):
+        raise ValueError(f"{cache}: {len(outputs)} teacher outputs for {len(train)} training inputs; delete it")
+    keep = [i for i, o in enumerate(outputs) if o.strip()]  # an empty output teaches nothing
+    distilled = Seq2SeqSet([train.inputs[i] for i in keep], [[outputs[i]] for i in keep])
+    rates = error_rates(outputs, train.references)
+    return distilled, {
+        "distilled_from": str(teacher),
+        "teacher_train_wer": rates.wer,
+        "teacher_empty": len(train) - len(keep),
+    }
+
+
 def load_seq2seq(folder: Path):  # noqa: ANN201 - (model, source tokenizer, target tokenizer)
     """A trained (or user's) seq2seq checkpoint with its tokenizers; the target's defaults to the source's."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -318,9 +357,13 @@ def train_seq2seq(
         return Seq2SeqTrainResult(best, json.loads(metrics_path.read_text()))
     run.mkdir(parents=True, exist_ok=True)
     (run / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
-    src, tgt, vocab_size = build_tokenizers(splits, recipe.lowercase)
+    src, tgt, vocab_size = build_tokenizers(splits, recipe.lowercase)  # the references' vocabulary, in full
     model = new_model(recipe, vocab_size)
-    items = _pairs(splits.train, src, tgt, recipe)
+    train_set = splits.train
+    teacher_note: dict = {}
+    if recipe.distill_from:
+        train_set, teacher_note = teacher_targets(Path(recipe.distill_from), splits.train, run, recipe, progress)
+    items = _pairs(train_set, src, tgt, recipe)
     if not items:
         raise ValueError(f"no training pair fits {recipe.max_source_tokens}/{recipe.max_target_tokens} tokens")
     dropped = sum(len(r) for r in splits.train.references) - len(items)
@@ -406,6 +449,7 @@ def train_seq2seq(
         "splits": {k: len(getattr(splits, k)) for k in ("train", "validation", "test", "calibration")},
         "data_fingerprint": splits.fingerprint,
         "parameters": int(sum(p.numel() for p in model.parameters())),
+        **teacher_note,
     }
     metrics_path.write_text(json.dumps(metrics, indent=2))
     state_path.unlink(missing_ok=True)

@@ -106,3 +106,28 @@ def test_a_run_killed_inside_an_epoch_resumes_at_the_same_step_and_ends_where_an
     b = load_file(resumed.checkpoint / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert resumed.metrics["history"] == whole.metrics["history"]
+
+
+def test_a_swift_distilled_from_a_super_trains_on_the_supers_greedy_outputs(tmp_path):
+    """Sequence-level distillation: the training targets are the teacher's greedy outputs for the
+    training inputs (cached with the run), the references' vocabulary is kept, the run says so."""
+    import json
+
+    from elang.export.generate.tiny import TINY_G2P, tiny_g2p_checkpoint, tiny_g2p_splits
+    from elang.export.generate.train import _pairs, build_tokenizers, generate_texts, load_seq2seq, teacher_targets
+    from elang.export.generate.train import train_seq2seq as train
+
+    splits = tiny_g2p_splits(train=200)
+    teacher = tiny_g2p_checkpoint("super", tmp_path / "t", splits)
+    recipe = replace(TINY_G2P["swift"], epochs=1, validation_words=20, distill_from=str(teacher))
+    assert _key(recipe, splits) != _key(replace(recipe, distill_from=None), splits)
+    result = train(recipe, splits, tmp_path / "s", progress=False, save_every_s=0)
+    assert result.metrics["distilled_from"] == str(teacher) and 0 <= result.metrics["teacher_train_wer"] <= 1
+    (cache,) = (tmp_path / "s" / "train").glob("*/teacher_outputs.json")
+    outputs = json.loads(cache.read_text())
+    model, src, tgt = load_seq2seq(teacher)
+    assert outputs[:16] == generate_texts(model, src, tgt, splits.train.inputs[:16], recipe.max_target_tokens)
+    distilled, note = teacher_targets(teacher, splits.train, cache.parent, recipe)  # from the cache now
+    assert distilled.references[0] == [outputs[0]] and note["teacher_empty"] == len(splits.train) - len(distilled)
+    s_src, s_tgt, _ = build_tokenizers(splits)
+    assert len(_pairs(distilled, s_src, s_tgt, recipe)) == len(distilled)  # one target per input
