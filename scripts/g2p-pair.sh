@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue 24's G2P pair, step by step; every step is cached or resumes, so run it again after a stop:
+#   1. the Super (preset: bf16, 20 epochs; ~2 h on 2 idle cores, state saved every 4 min);
+#   2. a Swift distilled from it (sequence-level: trained on the Super's greedy outputs);
+#   3. the plain and the distilled Swift each exported with the Super, calibrated (WER +0.5 pt,
+#      certified), and measured through the server at 1 and 16 words per request.
+# Logs and results under docs/results/g2p-pair/. Usage: nohup bash scripts/g2p-pair.sh > g2p.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+E=.venv/bin/elang
+OUT=docs/results/g2p-pair
+CACHE=${ELANG_CACHE:-$HOME/.cache/elang}
+mkdir -p "$OUT"
+SUPER=$($E train-seq2seq --preset super --save-every-s 240 | tee "$OUT/train-super.txt" | sed -n 's/^checkpoint //p')
+PLAIN=$($E train-seq2seq --preset swift | tee "$OUT/train-swift.txt" | sed -n 's/^checkpoint //p')
+DIST=$($E train-seq2seq --preset swift --distill-from "$SUPER" | tee "$OUT/train-swift-distilled.txt" | sed -n 's/^checkpoint //p')
+for name in plain distilled; do
+  swift=$PLAIN; [ "$name" = distilled ] && swift=$DIST
+  R=$CACHE/g2p-pair-$name
+  rm -rf "$R"
+  $E export "$swift" --as swift --repository "$R" | tee "$OUT/export-$name.txt"
+  $E export "$SUPER" --as super --repository "$R" | tee -a "$OUT/export-$name.txt"
+  $E calibrate --repository "$R" --max-accuracy-drop 0.5 --evaluate-on test --apply \
+      --out "$OUT/calibration-$name" | tee "$OUT/calibrate-$name.txt" || [ $? -eq 3 ]
+  for words in 1 16; do
+    $E bench --repository "$R" --concurrency 8 --limit 0 --batch-size "$words" \
+        --report "$OUT/bench-$name-$words" | tee "$OUT/bench-$name-$words.txt"
+  done
+done
