@@ -187,6 +187,25 @@ class TritonServer:
         except Exception:  # geventhttpclient raises its own socket errors while the port is closed
             return False
 
+    def _note_shm(self) -> None:
+        """Remember the /dev/shm regions this server's stubs use (each stub's argv names its own)."""
+        if self.process is None:
+            return
+        regions = getattr(self, "_shm_regions", set())
+        for pid, _ in stub_processes(self.process.pid).values():
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            regions |= {a.decode() for a in args if a.startswith(SHM_PREFIX)}
+        self._shm_regions = regions
+
+    def _remove_shm(self) -> None:
+        for name in getattr(self, "_shm_regions", set()):
+            with contextlib.suppress(OSError):
+                (Path("/dev/shm") / name).unlink()
+        self._shm_regions = set()
+
     def _metrics_listening(self) -> bool:
         if not self.metrics_port:
             return True
@@ -207,6 +226,7 @@ class TritonServer:
             # Triton reports ready before its metrics endpoint listens (seen on a loaded machine):
             # wait for both, so a caller's first scrape finds it.
             if self.is_ready() and self._metrics_listening():
+                self._note_shm()
                 return
             time.sleep(0.2)
         raise ServerError(f"tritonserver not ready after {self.startup_timeout_s:.0f} s; log:\n{self.log_tail()}")
@@ -219,12 +239,28 @@ class TritonServer:
 
     def stop(self, timeout_s: float | None = None) -> int | None:
         """SIGTERM the server this object started (by PID); SIGKILL its process group (its stubs
-        included) after ``timeout_s`` (default: ``exit_timeout_s`` + 5 s)."""
+        included) after ``timeout_s`` (default: ``exit_timeout_s`` + 5 s). Whatever way the server
+        ended (stopped here, crashed, killed), its process group is ended too, so no stub is left
+        orphaned, and the shared-memory regions its stubs held are removed from /dev/shm."""
         if timeout_s is None:
             timeout_s = self.exit_timeout_s + 5.0
         proc = self.process
-        if proc is None or proc.poll() is not None:
-            return None if proc is None else proc.returncode
+        if proc is None:
+            return None
+        try:
+            return self._stop(proc, timeout_s)
+        finally:
+            # Stubs a crash left behind: the group outlives its leader. Killed by PID, each one checked
+            # to be a stub in this server's process group (a reused group id is never signalled).
+            for pid in group_stubs(proc.pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            self._remove_shm()
+
+    def _stop(self, proc: subprocess.Popen, timeout_s: float) -> int | None:
+        if proc.poll() is not None:
+            return proc.returncode
+        self._note_shm()
         dead = self.dead_stubs()
         if dead:  # Triton would wait for a stub that will never answer: do not wait long
             log.warning("stubs %s of tritonserver pid %d are dead; stopping it without a long grace", dead, proc.pid)
@@ -260,6 +296,25 @@ class TritonServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+SHM_PREFIX = b"triton_python_backend_shm_region"
+
+
+def group_stubs(pgid: int) -> list[int]:
+    """PIDs of live Python-backend stubs in process group ``pgid`` (a server started by this module
+    leads its own group; its stubs stay in it when the server dies)."""
+    out = []
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm_end = stat_path.read_text().rsplit(")", 1)
+            fields = comm_end[1].split()
+            comm = comm_end[0].split("(", 1)[1]
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X") and comm.startswith("triton_python"):
+            out.append(int(stat_path.parent.name))
+    return out
 
 
 def stub_processes(server_pid: int, model: str | None = None) -> dict[str, tuple[int, str]]:

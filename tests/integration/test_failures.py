@@ -41,3 +41,39 @@ def test_classify_records_the_failure_per_text(broken_super_server):
     res = ElangClient(broken_super_server.grpc_url).classify(["a", "b", "c"], batch_size=1, threshold="-inf")
     assert res.stats.failed == 3
     assert all("super" in p.error for p in res.predictions)
+
+
+def test_a_crashed_server_leaves_no_orphaned_stub_and_no_shared_memory(tiny_repo, tmp_path):
+    """SIGKILL the server itself: its /dev/shm regions stay behind, and a stub that does not notice
+    its parent's death lives on in the server's process group. stop() ends every live stub of that
+    group, by PID, and removes the regions the stubs held."""
+    import os
+    import signal
+    from pathlib import Path
+
+    from elang.ops.server import group_stubs
+
+    srv = TritonServer(tiny_repo["repo"]).start()
+    stubs = [pid for pid, _ in srv_stubs(srv)]
+    regions = set(srv._shm_regions)
+    assert stubs and regions and all((Path("/dev/shm") / r).exists() for r in regions)
+    # A stub that cannot notice its parent's death (here: stopped; in the field: stuck in a call)
+    # outlives the crash, as the orphans of issue 25 did, with its region.
+    os.kill(stubs[0], signal.SIGSTOP)
+    os.kill(srv.process.pid, signal.SIGKILL)
+    srv.process.wait(10)
+    time.sleep(1.0)
+    assert group_stubs(srv.process.pid) == [stubs[0]]  # an orphan, in the dead server's process group
+    assert any((Path("/dev/shm") / r).exists() for r in regions)  # and what it holds
+    srv.stop()
+    deadline = time.monotonic() + 10
+    while group_stubs(srv.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group_stubs(srv.process.pid) == []
+    assert not any((Path("/dev/shm") / r).exists() for r in regions)
+
+
+def srv_stubs(srv: TritonServer):
+    from elang.ops.server import stub_processes
+
+    return stub_processes(srv.process.pid).values()
