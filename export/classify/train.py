@@ -27,6 +27,7 @@ from elang.calibration.thresholds import fit_temperature
 from elang.core.texts import truncation_summary
 from elang.data.datasets import LABELS_FILE, Dataset, Splits, save_label_map
 from elang.export.classify.pretrained import resolve
+from elang.export.state import restore_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -441,39 +442,18 @@ def train_classifier(
     opt = torch.optim.AdamW(groups, lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(recipe.warmup * total), total)
     pos = {"step": 0, "best_acc": -1.0, "bad_evals": 0, "history": [], "seconds": 0.0}
-    state = None
-    if state_path.is_file():
-        try:
-            state = torch.load(state_path, weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - an unreadable state costs the run, not the user
-            log.warning("%s is unreadable (%s); training starts over", state_path, exc)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        pos = state["position"]
-        if "rng" in state:  # dropout's stream: the resumed run draws what the unbroken one would
-            torch.set_rng_state(state["rng"])
+    saved = restore_state(state_path, model, opt, sched)
+    if saved is not None:
+        pos = saved
         log.info("resuming %s at step %d of %d", run, pos["step"], total)
 
     bar = tqdm(total=total, initial=pos["step"], desc=f"train {recipe.base}", unit="step", disable=not progress)
     t0 = time.monotonic() - pos["seconds"]
     stop = False
 
-    def save_state() -> None:
+    def save() -> None:
         pos["seconds"] = time.monotonic() - t0
-        tmp_state = state_path.with_suffix(".tmp")  # written whole, then renamed: a kill never leaves half
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "position": pos,
-                "rng": torch.get_rng_state(),
-            },
-            tmp_state,
-        )
-        tmp_state.replace(state_path)
+        save_state(state_path, model, opt, sched, pos)
 
     last_save = time.monotonic()
     while pos["step"] < total and not stop:
@@ -510,13 +490,13 @@ def train_classifier(
                 else:
                     pos["bad_evals"] += 1
                     stop = pos["bad_evals"] > recipe.patience and pos["step"] >= recipe.min_steps
-                save_state()
+                save()
                 last_save = time.monotonic()
                 if stop:
                     log.info("early stop at step %d", pos["step"])
                     break
             elif save_every_s and time.monotonic() - last_save >= save_every_s:
-                save_state()
+                save()
                 last_save = time.monotonic()
     bar.close()
     best_model = load_trained(best)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from elang.data.seq2seq import Seq2SeqSet, Seq2SeqSplits, error_rates
+from elang.export.state import restore_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -371,18 +372,10 @@ def train_seq2seq(
     total = steps_per_epoch * recipe.epochs
     opt, sched = new_optimizer(model, recipe, total)
     pos = {"epoch": 0, "step": 0, "best_wer": 2.0, "history": [], "seconds": 0.0}
-    if state_path.is_file():
-        try:
-            state = torch.load(state_path, weights_only=False)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            pos = state["position"]
-            if "rng" in state:  # dropout's stream: a resumed run draws what the uninterrupted one would
-                torch.set_rng_state(state["rng"])
-            log.info("resuming %s at epoch %d of %d, step %d", run, pos["epoch"], recipe.epochs, pos.get("step", 0))
-        except Exception as exc:  # noqa: BLE001 - an unreadable state costs the run, not the user
-            log.warning("%s is unreadable (%s); training starts over", state_path, exc)
+    saved = restore_state(state_path, model, opt, sched)
+    if saved is not None:
+        pos = saved
+        log.info("resuming %s at epoch %d of %d, step %d", run, pos["epoch"], recipe.epochs, pos.get("step", 0))
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=recipe.label_smoothing)
     val = splits.validation.head(recipe.validation_words)
     t0 = time.monotonic() - pos["seconds"]
@@ -394,20 +387,9 @@ def train_seq2seq(
         disable=not progress,
     )
 
-    def save_state() -> None:
+    def save() -> None:
         pos["seconds"] = time.monotonic() - t0
-        tmp = state_path.with_suffix(".tmp")  # written whole, then renamed: a kill never leaves half
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "position": pos,
-                "rng": torch.get_rng_state(),
-            },
-            tmp,
-        )
-        tmp.replace(state_path)
+        save_state(state_path, model, opt, sched, pos)
 
     last_save = time.monotonic()
     while pos["epoch"] < recipe.epochs:
@@ -419,7 +401,7 @@ def train_seq2seq(
             bar.set_postfix(loss=f"{loss:.3f}")
             if save_every_s and time.monotonic() - last_save >= save_every_s and k + 1 < len(batches):
                 pos["step"] = k + 1
-                save_state()
+                save()
                 last_save = time.monotonic()
         pos["epoch"] += 1
         pos["step"] = 0
@@ -429,7 +411,7 @@ def train_seq2seq(
         if ev["wer"] < pos["best_wer"]:
             pos["best_wer"] = ev["wer"]
             _save(model, src, tgt, best, recipe, splits)
-        save_state()
+        save()
         last_save = time.monotonic()
     bar.close()
     model, src, tgt = load_seq2seq(best)
