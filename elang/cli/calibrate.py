@@ -207,6 +207,10 @@ def run_pair(args: argparse.Namespace) -> int:
         scores, record.temperature, ratio, out / "curve.png", (v["super_fraction"], v["routed_accuracy"]), policies
     )
     print()
+    print(
+        f"routing curve on all {v['examples']} {split} texts (fit and held-out parts together; the threshold "
+        f"was chosen on the {v['held_out_examples']} held out):"
+    )
     print(table)
     print(f"\nrecord {out / 'calibration.json'}, curve {out / 'curve.md'} and {png}")
     status = 0

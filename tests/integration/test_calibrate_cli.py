@@ -27,6 +27,7 @@ def test_calibrate_super_fraction_writes_record_table_plot(elang_cli, tiny_repo,
     assert (tmp_path / "cal" / "curve.png").stat().st_size > 10_000
     assert "| criterion | AUROC" in out.stdout and "oracle routing" in out.stdout
     assert "swift on the calibration texts: 0 of 24 texts (0.0%) are longer than max_length" in out.stdout
+    assert "routing curve on all 24 calibration texts (fit and held-out parts together" in out.stdout
     assert "Super fraction gap on test" in out.stdout
     assert "calibration 24 (seeded shuffle" in out.stdout
     assert json.loads((tmp_path / "cal" / "evaluation.json").read_text())["examples"] > 0
