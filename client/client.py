@@ -9,6 +9,7 @@ Super-only baselines are measured.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -29,6 +30,9 @@ PROTOCOLS = ("grpc", "http")
 
 
 FAILURE_KINDS = ("overloaded", "deadline", "cancelled", "unreachable", "error")
+
+
+log = logging.getLogger(__name__)
 
 
 class ClientError(RuntimeError):
@@ -229,6 +233,12 @@ class ElangClient:
             self._labels = json.loads(raw) if raw else []
         return self._labels or None
 
+    def max_batch_size(self, model: str | None = None) -> int:
+        """The most rows one request to ``model`` may carry (its config's ``max_batch_size``; 0: no batching)."""
+        name = model or self.model
+        cfg = self._wrap("model config", lambda: self._client().get_model_config(name))
+        return int(cfg.config.max_batch_size if self.protocol == "grpc" else cfg.get("max_batch_size", 0))
+
     def model_parameters(self, model: str | None = None) -> dict[str, str]:
         """The ``parameters`` of the config the server has loaded for ``model`` (default: this client's)."""
         name = model or self.model
@@ -380,6 +390,11 @@ class ElangClient:
         if texts:
             self.check()
             limit = int(self.model_parameters().get(c.PARAM_MAX_TEXT_BYTES) or limit)  # the server's own limit
+            most = self.max_batch_size()
+            if most > 0 and batch_size > most:  # more rows than one request may carry: split, do not fail
+                log.info("batch size %d is over %s's max_batch_size %d: sending %d texts a request",
+                         batch_size, self.model, most, most)  # fmt: skip
+                batch_size = most
         for i, t in enumerate(texts):
             try:
                 decode_texts(encode_texts([t]), limit)

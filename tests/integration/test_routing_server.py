@@ -93,3 +93,14 @@ def test_classify_reports_stats_with_accuracy(server):
     want = np.mean([n == lab for n, lab in zip(names, labels)])
     assert res.stats.accuracy == pytest.approx(want)
     assert res.stats.latency_ms[50] > 0 and res.stats.throughput > 0
+
+
+def test_a_batch_size_over_the_routers_limit_is_split_into_requests(server):
+    """--batch-size above the model's max_batch_size (64) sends requests of 64, not one that fails."""
+    from elang.client.client import ElangClient
+
+    client = ElangClient(server.grpc_url)
+    assert client.max_batch_size() == 64
+    texts = [f"text number {i} is fine" for i in range(150)]
+    result = client.classify(texts, batch_size=500)
+    assert len(result.predictions) == 150 and all(p.ok for p in result.predictions)
