@@ -103,18 +103,16 @@ def criteria_help() -> str:
     parts = []
     for name in task_names():
         task = get_task(name)
-        auto = ("auto",) if task.default_criterion == "auto" or name == c.TASK_CLASSIFY else ()
+        auto = ("auto",) if task.auto_criterion else ()
         parts.append(f"{name}: {', '.join((*auto, *task.criteria))} (default {task.default_criterion})")
     return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
     """``elang calibrate``: the command of the task the router serves (``Task.calibrate_command``)."""
-    task = router_task(args.repository, args.router or c.ROUTER_MODEL)
-    if task is not None and task.calibrate_command != "elang.cli.calibrate:run_pair":
-        module, _, function = task.calibrate_command.partition(":")
-        return getattr(importlib.import_module(module), function)(args)
-    return run_pair(args)
+    task = router_task(args.repository, args.router or c.ROUTER_MODEL) or get_task(c.TASK_CLASSIFY)
+    module, _, function = task.calibrate_command.partition(":")
+    return getattr(importlib.import_module(module), function)(args)
 
 
 def run_pair(args: argparse.Namespace) -> int:

@@ -26,6 +26,8 @@ class Task:
     # Routing criteria calibrate compares for this task (``elang calibrate --criterion``, its --help).
     criteria: tuple[str, ...] = ()
     default_criterion: str = ""
+    # calibrate's --criterion auto: pick, among ``criteria``, the one that meets the target with the least Super.
+    auto_criterion: bool = True
     # Tasks of one family share a repository (a pair and the exits of its Super); families do not.
     family: str = "classification"
     # What `elang calibrate` runs for a router of this task ("module:function" of the CLI, taking

@@ -26,6 +26,7 @@ class ExitsTask(Task):
     metric = "accuracy"
     criteria = ("softmax", "entropy", "energy", "patience")
     default_criterion = "softmax"  # the Right Tool's
+    auto_criterion = False
     default_policy = "softmax"
     keep_scores = True
     calibrate_command = "elang.cli.calibrate_exits:run"

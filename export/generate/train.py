@@ -75,7 +75,7 @@ class Seq2SeqRecipe:
     validation_words: int = 1000  # validation inputs decoded after every epoch (the best epoch is kept)
     seed: int = 0
     # bfloat16 autocast of the forward pass (AMX on this CPU): 1.7x a step of the Super's shape at
-    # batch 128 (338 vs 581 ms, docs/BENCHMARKS.md 8.1); slower for the tiny Swift (small ops dominate).
+    # batch 128 (338 vs 581 ms, scripts/bf16-probe.py, docs/SEQ2SEQ.md); slower for the tiny Swift.
     bf16: bool = False
     # Sequence-level knowledge distillation (Kim & Rush 2016): train on this checkpoint's greedy
     # outputs for the training inputs instead of the references, so the student agrees with the
