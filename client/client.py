@@ -88,6 +88,7 @@ class Prediction:
     output: str | None = None  # generating routers: the generated text
     token_ids: np.ndarray | None = None  # generating routers: the generated ids (EOS included)
     token_energies: np.ndarray | None = None  # generating routers: each token's energy
+    truncated: bool | None = None  # the answering stage cut the text at its max length (None: not reported)
     latency_s: float | None = None
     error: str | None = None
     error_kind: str | None = None  # a FAILURE_KINDS entry when error is set
@@ -103,6 +104,7 @@ class Prediction:
             "label_name": self.label_name,
             "energy": self.energy,
             "route": self.route,
+            "truncated": self.truncated,
             "exit": self.exit,
             "score": self.score,
             "latency_ms": None if self.latency_s is None else self.latency_s * 1e3,
@@ -172,6 +174,7 @@ class ElangClient:
         self._cascade: tuple[tuple[str, ...], tuple[int, ...]] | None = None
         self._local = threading.local()
         self._labels: list[str] | None = None
+        self._outputs: dict[str, set[str]] = {}
 
     # connection -------------------------------------------------------------------
     def _client(self):  # noqa: ANN202
@@ -239,6 +242,15 @@ class ElangClient:
         cfg = self._wrap("model config", lambda: self._client().get_model_config(name))
         return int(cfg.config.max_batch_size if self.protocol == "grpc" else cfg.get("max_batch_size", 0))
 
+    def output_names(self, model: str | None = None) -> set[str]:
+        """The outputs ``model``'s loaded config declares (cached per model)."""
+        name = model or self.model
+        if name not in self._outputs:
+            cfg = self._wrap("model config", lambda: self._client().get_model_config(name))
+            outs = cfg.config.output if self.protocol == "grpc" else cfg.get("output", [])
+            self._outputs[name] = {o.name if self.protocol == "grpc" else o["name"] for o in outs}
+        return self._outputs[name]
+
     def model_parameters(self, model: str | None = None) -> dict[str, str]:
         """The ``parameters`` of the config the server has loaded for ``model`` (default: this client's)."""
         name = model or self.model
@@ -299,6 +311,8 @@ class ElangClient:
                 names += [c.EXIT, c.SCORE]
         else:
             names = [c.LOGITS]
+        if c.TRUNCATED in self.output_names():
+            names.append(c.TRUNCATED)
         outputs = [self._tc.InferRequestedOutput(n) for n in names]
         kwargs: dict = {"parameters": params} if params else {}
         if self.protocol == "grpc":
@@ -342,6 +356,8 @@ class ElangClient:
             p.logits = out[c.LOGITS][row]
             p.energy = float(out[c.ENERGY][row, 0])
             p.route = int(out[c.ROUTE][row, 0])
+            if out.get(c.TRUNCATED) is not None:
+                p.truncated = bool(out[c.TRUNCATED][row, 0])
             if c.EXIT in out:
                 p.exit = int(out[c.EXIT][row, 0])
                 p.score = float(out[c.SCORE][row, 0])
@@ -560,6 +576,7 @@ def stats_of(
         failures_by_kind=dict(Counter(p.error_kind or "error" for p in preds if not p.ok)),
         stage_names=tuple(stage_names),
         exit_layers=tuple(exit_layers),
+        truncated=None if all(p.truncated is None for p in ok) else sum(bool(p.truncated) for p in ok),
     )
 
 

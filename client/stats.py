@@ -46,6 +46,8 @@ class RoutingStats:
     # failed texts by why: overloaded / deadline / cancelled / unreachable / invalid / error
     failures_by_kind: dict[str, int] = field(default_factory=dict)
     exit_layers: tuple[int, ...] = ()  # multi-exit routers: the encoder layer of each route
+    # answered texts the answering stage cut at its max length (None: the server does not report it)
+    truncated: int | None = None
 
     @property
     def mean_exit_layer(self) -> float | None:
@@ -82,6 +84,7 @@ class RoutingStats:
         stage_names: tuple[str, ...] = STAGES,
         failures_by_kind: dict[str, int] | None = None,
         exit_layers: tuple[int, ...] = (),
+        truncated: int | None = None,
     ) -> RoutingStats:
         """Statistics of answered texts (parallel sequences) plus a count of failed ones."""
         r = np.asarray(routes, dtype=np.int64)
@@ -112,6 +115,7 @@ class RoutingStats:
             stage_names=stage_names,
             failures_by_kind=dict(failures_by_kind or ({"error": failed} if failed else {})),
             exit_layers=tuple(exit_layers),
+            truncated=truncated,
         )
 
     def stage_name(self, route: int) -> str:
@@ -128,6 +132,7 @@ class RoutingStats:
             "throughput_per_s": self.throughput,
             "wall_s": self.wall_s,
             "accuracy": self.accuracy,
+            "truncated": self.truncated,
             "energy_quantiles": {str(q): v for q, v in self.energy_quantiles.items()},
             "latency_ms": {f"p{q}": v for q, v in self.latency_ms.items()},
             "routes": {
@@ -158,6 +163,11 @@ class RoutingStats:
             ),
             f"throughput     {f(self.throughput, '{:.1f}')} texts/s over {self.wall_s:.2f} s",
             f"accuracy       {f(self.accuracy, '{:.2%}')}",
+            *(
+                [f"truncated      {self.truncated} texts cut at the answering model's max length"]
+                if self.truncated
+                else []
+            ),
             "energy         "
             + "  ".join(f"q{int(q * 100)}={f(v, '{:.3f}')}" for q, v in self.energy_quantiles.items()),
             "",

@@ -23,6 +23,9 @@ STAGES: tuple[str, ...] = (SWIFT_MODEL, SUPER_MODEL)
 TEXT = "TEXT"
 LABEL = "LABEL"
 LOGITS = "LOGITS"
+# Per row (BOOL): the answering stage cut the text at its max_length tokens (python-ort classifier
+# stages answer it; a router reports it when every stage does, parameter report_truncation).
+TRUNCATED = "TRUNCATED"
 ENERGY = "ENERGY"
 ROUTE = "ROUTE"
 # Multi-exit models: the layer whose exit answered, the exit policy's score, and the state one
@@ -91,6 +94,9 @@ PARAM_IO_BINDING = "io_binding"
 # The stage the router runs in its own process (a copy of a python-ort stage in the router's
 # version folder) instead of over BLS; "" = every stage over BLS.
 PARAM_INLINE_STAGE = "inline_stage"
+# "1": the router asks its stages for TRUNCATED and answers it. Set at load time, never written:
+# when the router's config declares TRUNCATED and every stage's config does.
+PARAM_REPORT_TRUNCATION = "report_truncation"
 # File next to an inline copy: the stage's config parameters.
 INLINE_STAGE_FILE = "stage.json"
 # How the router calls each stage (elang.core.execution): rows per call (the stage's max_batch_size,
@@ -148,6 +154,11 @@ def logits_output(num_labels: int) -> TensorSpec:
 def classifier_outputs(num_labels: int) -> list[TensorSpec]:
     """Outputs of `swift` and `super`: text in, logits out."""
     return [logits_output(num_labels)]
+
+
+def truncated_output() -> TensorSpec:
+    """TRUNCATED: per row, whether the text was cut at the stage's max_length tokens."""
+    return TensorSpec(TRUNCATED, "TYPE_BOOL", np.bool_, (1,))
 
 
 def router_outputs(num_labels: int) -> list[TensorSpec]:

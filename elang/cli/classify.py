@@ -61,10 +61,18 @@ def cmd_classify(args: argparse.Namespace) -> int:
         for p, text in zip(result.predictions, texts):
             if p.ok:
                 name = p.label_name or str(p.label)
-                print(f"{name}\troute={p.route}\tenergy={p.energy:.4f}\t{text[:80]}")
+                cut = "\ttruncated" if p.truncated else ""
+                print(f"{name}\troute={p.route}\tenergy={p.energy:.4f}{cut}\t{text[:80]}")
             else:
                 print(f"ERROR\tline {first_line + p.index}\t{p.error}\t{text[:80]}")
     print(json.dumps(result.stats.to_dict(), indent=2) if args.json else "\n" + result.stats.format_table())
+    if result.stats.truncated:
+        print(
+            f"{result.stats.truncated} of {result.stats.answered} texts were cut at the answering model's max "
+            "length and answered on their first tokens only (marked 'truncated'; a longer --max-length at "
+            "training and export keeps more)",
+            file=sys.stderr,
+        )
     if result.failed:
         where = f"their errors are in {args.output} (error field)" if args.output else "see the ERROR lines"
         print(f"{len(result.failed)} of {len(texts)} texts failed; {where}", file=sys.stderr)

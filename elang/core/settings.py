@@ -43,6 +43,7 @@ class RouterSettings:
     max_text_bytes: int = c.DEFAULT_MAX_TEXT_BYTES
     calibration_version: str = "uncalibrated"
     inline_stage: str = ""
+    report_truncation: bool = False  # ask the stages for TRUNCATED and answer it (c.PARAM_REPORT_TRUNCATION)
     stage_max_batch: Mapping[str, int] = field(default_factory=dict)  # missing stage: 64
     stage_inflight: Mapping[str, int] = field(default_factory=dict)  # missing: DEFAULT_STAGE_INFLIGHT
     stage_queue_rows: Mapping[str, int] = field(default_factory=dict)  # missing: DEFAULT_STAGE_QUEUE_ROWS
@@ -114,6 +115,7 @@ class RouterSettings:
                 max_text_bytes=int(params.get(c.PARAM_MAX_TEXT_BYTES, c.DEFAULT_MAX_TEXT_BYTES)),
                 calibration_version=params.get(c.PARAM_CALIBRATION_VERSION, "uncalibrated"),
                 inline_stage=params.get(c.PARAM_INLINE_STAGE, "").strip(),
+                report_truncation=params.get(c.PARAM_REPORT_TRUNCATION, "0") == "1",
                 stage_max_batch=parse_stage_map(params, c.PARAM_STAGE_MAX_BATCH, stages),
                 stage_inflight=parse_stage_map(params, c.PARAM_STAGE_INFLIGHT, stages),
                 stage_queue_rows=parse_stage_map(params, c.PARAM_STAGE_QUEUE_ROWS, stages),
@@ -149,6 +151,7 @@ class RouterSettings:
 
 _KNOWN = {
     c.PARAM_TASK,
+    c.PARAM_REPORT_TRUNCATION,
     c.PARAM_MAX_NEW_TOKENS,
     c.PARAM_EXIT_LAYERS,
     c.PARAM_STAGES,

@@ -115,6 +115,15 @@ def stage_max_batches(repository: Path, stages: tuple[str, ...]) -> dict[str, in
     return out
 
 
+def stages_declare(repository: Path, stages: tuple[str, ...], output: str) -> bool:
+    """Whether every stage's ``config.pbtxt`` in ``repository`` declares the output ``output``."""
+    for name in stages:
+        cfg = model_config(repository, name)
+        if cfg is None or output not in {o.name for o in cfg.output}:
+            return False
+    return True
+
+
 def stage_batch_limits(repository: Path, params: dict[str, str]) -> dict[str, str]:
     """``stage_max_batch`` from the stages' own config.pbtxt where the repository holds them.
 

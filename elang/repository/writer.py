@@ -43,6 +43,7 @@ from elang.repository.config import (  # noqa: F401 - RepositoryError and parse_
     render_config,
     set_parameters,
     stage_max_batches,
+    stages_declare,
 )
 from elang.runtimes.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
 from elang.tasks import get_task
@@ -64,6 +65,7 @@ _DTYPE = {
     "TYPE_FP32": mc.TYPE_FP32,
     "TYPE_INT64": mc.TYPE_INT64,
     "TYPE_INT32": mc.TYPE_INT32,
+    "TYPE_BOOL": mc.TYPE_BOOL,
 }
 
 
@@ -264,7 +266,7 @@ def _write_stage(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolderI
         cfg = mc.ModelConfig(name=name, backend="python")
         set_batching(cfg, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
         add_tensor(cfg.input, c.text_input())
-        for out in c.classifier_outputs(info.num_labels):
+        for out in (*c.classifier_outputs(info.num_labels), c.truncated_output()):
             add_tensor(cfg.output, out)
         set_instances(cfg, spec.instances)
         providers = "CUDAExecutionProvider,CPUExecutionProvider" if spec.gpu else "CPUExecutionProvider"
@@ -413,6 +415,19 @@ def copy_inline_stage(repo: Path, router: str, stage: str) -> None:
     replace_dir(Path(repo) / router / "1" / stage, fill)
 
 
+def _declare_truncation(cfg: mc.ModelConfig, repo: Path, stages: tuple[str, ...]) -> bool:
+    """A classifier router declares TRUNCATED exactly when every stage does; True if it changed."""
+    names = [o.name for o in cfg.output]
+    want = c.LOGITS in names and stages_declare(repo, stages, c.TRUNCATED)
+    if want == (c.TRUNCATED in names):
+        return False
+    if want:
+        add_tensor(cfg.output, c.truncated_output())
+    else:
+        del cfg.output[names.index(c.TRUNCATED)]
+    return True
+
+
 def _router_stages(cfg: mc.ModelConfig) -> tuple[str, ...]:
     return c.parse_stages(parameter(cfg, c.PARAM_STAGES) or None)
 
@@ -431,8 +446,10 @@ def refresh_routers(repo: Path, stage: str) -> list[str]:
         if stage not in stages:
             continue
         limits = format_stage_map(stage_max_batches(repo, stages))
-        if cfg.parameters[c.PARAM_STAGE_MAX_BATCH].string_value != limits:
-            cfg.parameters[c.PARAM_STAGE_MAX_BATCH].string_value = limits
+        changed = cfg.parameters[c.PARAM_STAGE_MAX_BATCH].string_value != limits
+        cfg.parameters[c.PARAM_STAGE_MAX_BATCH].string_value = limits
+        changed |= _declare_truncation(cfg, repo, stages)
+        if changed:
             write_text(cfg_path, render_config(cfg))
         if c.PARAM_INLINE_STAGE in cfg.parameters and cfg.parameters[c.PARAM_INLINE_STAGE].string_value == stage:
             copy_inline_stage(repo, router, stage)
@@ -502,6 +519,7 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...] = (), sta
     add_tensor(cfg.input, c.text_input())
     for out in task.router_outputs(len(labels)):
         add_tensor(cfg.output, out)
+    _declare_truncation(cfg, staging or repo, spec.stages)  # when every stage reports it (python-ort classifiers)
     set_instances(cfg, spec.instances)
     set_parameters(cfg, params)
 

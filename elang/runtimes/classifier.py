@@ -22,6 +22,8 @@ TOKENIZER_FILE = "tokenizer.json"
 ONNX_FILE = "model.onnx"
 # Tensor names of the tokenizer -> ONNX step (HF convention, also the native ensemble's).
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# The tokenizer's per-text flag: cut at max_length (never fed to the model).
+TRUNCATED_KEY = "truncated"
 
 
 def _pad_token(model_dir: Path, tokenizer) -> tuple[int, str]:  # noqa: ANN001 - tokenizers.Tokenizer
@@ -77,6 +79,7 @@ class TextTokenizer:
             "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64),
+            TRUNCATED_KEY: np.array([bool(e.overflowing) for e in encs], dtype=np.bool_),
         }
 
 
@@ -148,9 +151,16 @@ class OnnxTextClassifier:
         self.num_labels = last if isinstance(last, int) else None
 
     def __call__(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        return self.classify(texts, pairs)[0]
+
+    def classify(self, texts: list[str], pairs: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and, per text, whether it was cut at ``max_length`` tokens."""
         if not texts:
-            return np.zeros((0, self.num_labels or 0), dtype=np.float32)
+            return np.zeros((0, self.num_labels or 0), dtype=np.float32), np.zeros(0, dtype=np.bool_)
         feeds = self.tokenizer(texts, pairs)
+        return self._logits(texts, feeds), feeds[TRUNCATED_KEY]
+
+    def _logits(self, texts: list[str], feeds: dict[str, np.ndarray]) -> np.ndarray:
         if not self.length_bucket or len(texts) <= self.length_bucket:
             out = self.session.run(None, {n: feeds[n] for n in self.input_names})[0]
             return np.asarray(out, dtype=np.float32)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from elang import contract as c
-from elang.core.execution import Job
+from elang.core.execution import Job, StageOutput
 from elang.core.routing import LEARNED, POLICY_NAMES, STATELESS, energy
 from elang.core.texts import decode_texts
 from elang.runtimes.classifier import OnnxTextClassifier, classifier_options  # onnxruntime: serve extra
@@ -23,19 +23,29 @@ from elang.tasks.base import Task
 def classifier_outputs(job: Job, temperature: float) -> dict[str, np.ndarray]:
     """LABEL, LOGITS, ENERGY and ROUTE of a finished classifier job."""
     n = job.n
-    return {
+    out = {
         c.LABEL: np.argmax(job.logits, axis=1).astype(np.int64).reshape(n, 1),
         c.LOGITS: np.ascontiguousarray(job.logits, dtype=np.float32),
         c.ENERGY: energy(job.first_logits, temperature).astype(np.float32).reshape(n, 1),
         c.ROUTE: job.route.astype(np.int32).reshape(n, 1),
     }
+    if job.outputs and c.TRUNCATED in job.outputs:  # the answering stage's flag
+        out[c.TRUNCATED] = job.outputs[c.TRUNCATED].astype(np.bool_).reshape(n, 1)
+    return out
 
 
 def load_classifier_inline(folder: Path, params: Mapping[str, str], settings: Any) -> Callable[[Any], Any]:
     """A python-ort classifier stage's copy, run in the router's process."""
 
     classifier = OnnxTextClassifier(folder, **classifier_options(params))
-    return lambda texts: classifier(decode_texts(texts, settings.max_text_bytes))
+    if not settings.report_truncation:
+        return lambda texts: classifier(decode_texts(texts, settings.max_text_bytes))
+
+    def run(texts: Any) -> StageOutput:
+        logits, cut = classifier.classify(decode_texts(texts, settings.max_text_bytes))
+        return StageOutput(logits, outputs={c.TRUNCATED: cut.reshape(-1, 1)})
+
+    return run
 
 
 class ClassifyTask(Task):
@@ -61,6 +71,9 @@ class ClassifyTask(Task):
             raise ValueError(
                 f"the learned policy is fitted on one Swift/Super pair; {len(settings.stages)} stages given"
             )
+
+    def stage_call(self, settings: Any, model: str, inputs: Any) -> tuple[dict[str, np.ndarray], list[str]]:
+        return {c.TEXT: inputs}, [c.LOGITS, c.TRUNCATED] if settings.report_truncation else [c.LOGITS]
 
     def outputs(self, settings: Any, job: Job) -> dict[str, np.ndarray]:
         return classifier_outputs(job, settings.temperature)

@@ -1,4 +1,5 @@
-"""Triton adapter for `swift` and `super`: TEXT (BYTES) in, LOGITS (FP32) out.
+"""Triton adapter for `swift` and `super`: TEXT (BYTES) in, LOGITS (FP32) and TRUNCATED (BOOL: the
+text was cut at max_length tokens; answered only where the config declares it) out.
 
 All valid requests of a dynamic batch are tokenized and run through ONNX Runtime together
 (``elang.runtimes.classifier``); the request loop, errors and fault injection are ``StageAdapter``'s.
@@ -26,5 +27,8 @@ class TritonPythonModel(StageAdapter):
         self.classifier = OnnxTextClassifier(folder, **classifier_options(params))
 
     def compute(self, items: list[Any]) -> list[dict[str, np.ndarray]]:
-        logits = self.classifier([t for texts in items for t in texts])
-        return [{c.LOGITS: logits[rows].astype(np.float32)} for rows in split_rows([len(t) for t in items])]
+        logits, cut = self.classifier.classify([t for texts in items for t in texts])
+        return [
+            {c.LOGITS: logits[rows].astype(np.float32), c.TRUNCATED: cut[rows].reshape(-1, 1)}
+            for rows in split_rows([len(t) for t in items])
+        ]

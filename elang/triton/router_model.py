@@ -24,7 +24,7 @@ from elang.calibration.record import router_policy
 from elang.core.execution import CascadeExecutor, FailureKind, Job, StageCallError
 from elang.core.settings import RouterSettings
 from elang.core.texts import InputError
-from elang.repository.config import stage_batch_limits
+from elang.repository.config import stage_batch_limits, stages_declare
 from elang.repository.fingerprint import stale_message, stale_stages
 from elang.runtimes.inline import load_inline_stage
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
@@ -43,7 +43,13 @@ class TritonPythonModel:
         self.model_config = json.loads(args["model_config"])
         params = config_parameters(self.model_config)
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        params.update(stage_batch_limits(Path(args["model_repository"]).parent, params))
+        repository = Path(args["model_repository"]).parent
+        params.update(stage_batch_limits(repository, params))
+        declared = {o["name"] for o in self.model_config.get("output", [])}
+        reports = c.TRUNCATED in declared and stages_declare(
+            repository, c.parse_stages(params.get(c.PARAM_STAGES)), c.TRUNCATED
+        )
+        params[c.PARAM_REPORT_TRUNCATION] = "1" if reports else "0"
         self.settings = RouterSettings.from_parameters(params)
         self.task = self.settings.spec
         self.logger = pb_utils.Logger

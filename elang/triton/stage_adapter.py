@@ -49,6 +49,8 @@ class StageAdapter:
     def initialize(self, args: dict[str, Any]) -> None:
         self.model_config = json.loads(args["model_config"])
         self.name = args.get("model_name", self.model_config.get("name", self.kind))
+        # What the config declares: a computed output it lacks (an older repository's) is not sent.
+        self.output_names = {o["name"] for o in self.model_config.get("output", [])}
         params = config_parameters(self.model_config)
         self.max_text_bytes = int(params.get(c.PARAM_MAX_TEXT_BYTES, c.DEFAULT_MAX_TEXT_BYTES))
         self.logger = self.pb_utils.Logger
@@ -87,6 +89,10 @@ class StageAdapter:
                 responses[i] = error_response(pb, f"model failed: {exc}", invalid_arg=False)
             return responses
         for i, tensors in zip(good, outputs):
-            out = [pb.Tensor(name, np.ascontiguousarray(arr)) for name, arr in tensors.items()]
+            out = [
+                pb.Tensor(name, np.ascontiguousarray(arr))
+                for name, arr in tensors.items()
+                if not self.output_names or name in self.output_names
+            ]
             responses[i] = pb.InferenceResponse(output_tensors=out)
         return responses

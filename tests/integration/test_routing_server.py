@@ -104,3 +104,22 @@ def test_a_batch_size_over_the_routers_limit_is_split_into_requests(server):
     texts = [f"text number {i} is fine" for i in range(150)]
     result = client.classify(texts, batch_size=500)
     assert len(result.predictions) == 150 and all(p.ok for p in result.predictions)
+
+
+@pytest.mark.parametrize("threshold", ["-inf", "inf"])
+def test_texts_cut_at_max_length_are_marked_per_row(server, offline, threshold):
+    """TRUNCATED comes back per row from the stage that answered (the inline Swift or the Super over
+    BLS), equals the tokenizer's own count against max_length, and the stats count it."""
+    long_text = " ".join(["wonderful service but a long story"] * 200)
+    texts = ["short and fine", long_text, "also short", long_text + " again"]
+    tok = offline["super" if threshold == "-inf" else "swift"].tokenizer
+    want = [bool(n > tok.max_length) for n in tok.lengths(texts)]
+    assert want == [False, True, False, True]
+    res = ElangClient(server.grpc_url).classify(texts, batch_size=4, threshold=threshold)
+    assert [p.route for p in res.predictions] == [1 if threshold == "-inf" else 0] * 4
+    assert [p.truncated for p in res.predictions] == want
+    assert res.stats.truncated == 2 and "truncated      2 texts" in res.stats.format_table()
+    direct = ElangClient(server.grpc_url, model="swift").classify(texts, batch_size=4)
+    assert [p.truncated for p in direct.predictions] == [
+        bool(n > offline["swift"].tokenizer.max_length) for n in offline["swift"].tokenizer.lengths(texts)
+    ]

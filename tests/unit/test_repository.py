@@ -50,13 +50,17 @@ def test_python_ort_repository_follows_the_contract(tiny_repo):
             ("LOGITS", "TYPE_FP32", [3]),
             ("ENERGY", "TYPE_FP32", [1]),
             ("ROUTE", "TYPE_INT32", [1]),
+            ("TRUNCATED", "TYPE_BOOL", [1]),  # every stage reports it
         ],
     )
     assert router.parameters[c.PARAM_POLICY].string_value == "energy"
     assert float(router.parameters[c.PARAM_THRESHOLD].string_value) == pytest.approx(tiny_repo["threshold"])
     for stage in (c.SWIFT_MODEL, c.SUPER_MODEL):
         cfg = cfgs[stage]
-        assert _io(cfg) == ([("TEXT", "TYPE_STRING", [1])], [("LOGITS", "TYPE_FP32", [3])])
+        assert _io(cfg) == (
+            [("TEXT", "TYPE_STRING", [1])],
+            [("LOGITS", "TYPE_FP32", [3]), ("TRUNCATED", "TYPE_BOOL", [1])],
+        )
         assert cfg.HasField("dynamic_batching")
         version = tiny_repo["repo"] / stage / "1"
         assert (version / "model.onnx").is_file() and (version / "tokenizer.json").is_file()
@@ -77,6 +81,8 @@ def test_native_onnxruntime_variant(tiny_repo, tmp_path):
     assert set(cfgs) >= {"swift", "swift_tokenizer", "swift_onnx", "super", "super_onnx", "elang"}
     assert cfgs["swift_onnx"].platform == "onnxruntime_onnx"
     assert cfgs["super_onnx"].instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    # the native stages cannot say which texts they cut, so the router does not claim to
+    assert c.TRUNCATED not in [o.name for o in cfgs["elang"].output]
     ens = cfgs["swift"]
     assert ens.platform == "ensemble"
     tok_step, onnx_step = ens.ensemble_scheduling.step
