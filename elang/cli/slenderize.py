@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from elang.data import spec as dataspec
+from elang.data.datasets import QUICK_SIZES_ARG
 from elang.export.classify.train import trained_max_length
 from elang.export.pipeline import default_cache
 
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--unlabelled", type=int, default=0, help="texts no split uses, distilled as well (default 0: training texts)"
     )
     p.add_argument("--max-length", type=int, default=None, help="default: the checkpoint's training length")
-    p.add_argument("--quick", action="store_true", help="a first look: 1000/500/1000 rows, 256 texts, one epoch")
+    p.add_argument("--quick", action="store_true", help=f"a first look: {QUICK_SIZES_ARG} rows, 256 texts, one epoch")
     p.add_argument("--cache-dir", type=Path, default=None, help="default: $ELANG_CACHE or ~/.cache/elang")
     dataspec.add_arguments(p)
     p.set_defaults(func=cmd_slenderize)
@@ -37,7 +38,7 @@ def cmd_slenderize(args: argparse.Namespace) -> int:
     from elang.export.exits.slenderize import SlenderPlan, slenderize
 
     if args.quick:
-        args.sizes = args.sizes or "1000,500,1000"
+        args.sizes = args.sizes or QUICK_SIZES_ARG
         args.importance_texts, args.epochs = min(args.importance_texts, 256), 1
     plan = SlenderPlan(
         width=args.width,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from elang.cli import train_seq2seq
 from elang.data import spec as dataspec
+from elang.data.datasets import QUICK_SIZES_ARG
 from elang.export.classify.stage import export_stage, stage_max_length
 from elang.export.classify.tiny import sample_rows
 from elang.export.classify.train import PRESETS, Recipe, train_classifier, trained_max_length
@@ -91,7 +92,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="exit losses averaged (equal, Right Tool; default) or weighted by depth (PABEE)",
     )
-    p.add_argument("--quick", action="store_true", help="a first look: 1000/500/1000 rows, one epoch")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a first look: {QUICK_SIZES_ARG} rows (train,validation,test,calibration), one epoch",
+    )
     p.add_argument("--cache-dir", type=Path, default=None, help="default: $ELANG_CACHE or ~/.cache/elang")
     dataspec.add_arguments(p)
     p.set_defaults(func=cmd_train)
@@ -155,7 +160,7 @@ def exit_table(m: dict) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
 
     if args.quick and not args.sizes:
-        args.sizes = "1000,500,1000"
+        args.sizes = QUICK_SIZES_ARG
     recipe = recipe_from_args(args)
     splits, spec = dataspec.splits_for(args)
     print(f"data: {splits.describe()}")

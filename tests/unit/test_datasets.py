@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,13 @@ def test_default_corpus_splits():
     assert s.label_names == ["negative", "neutral", "positive"]
     assert len(s.train) == 300 and set(s.train.labels.tolist()) == {0, 1, 2}
     assert len(s.calibration) == 600  # six times validation, from the rows the splits leave unused
+
+
+def test_quick_splits_have_the_documented_sizes():
+    """--quick (train, slenderize, demo) uses 1000/500/1000/1000, what --help and the docs print."""
+    from elang.data.datasets import QUICK_SIZES, QUICK_SIZES_ARG, default_splits
+
+    s = default_splits(sizes=QUICK_SIZES)
+    assert (len(s.train), len(s.validation), len(s.test), len(s.calibration)) == (1000, 500, 1000, 1000)
+    assert QUICK_SIZES_ARG == "1000,500,1000,1000"
+    assert "1000/500/1000/1000" in (Path(__file__).resolve().parents[2] / "docs" / "EXPORT.md").read_text()
