@@ -50,6 +50,7 @@ class Seq2SeqScores:
     swift_texts: list[str]
     super_texts: list[str]
     swift_energies: np.ndarray  # [n, cap]
+    swift_margins: np.ndarray | None = None  # [n, cap] each token's probability margin (offline rules)
 
     @property
     def swift_correct(self) -> np.ndarray:
@@ -67,6 +68,7 @@ class Seq2SeqScores:
             [self.swift_texts[i] for i in pick],
             [self.super_texts[i] for i in pick],
             self.swift_energies[idx],
+            None if self.swift_margins is None else self.swift_margins[idx],
         )
 
     def routed_texts(self, escalate: np.ndarray) -> list[str]:
@@ -82,25 +84,26 @@ def stage_folder(repository: Path, stage: str) -> Path:
 
 def generate_all(
     folder: Path, inputs: list[str], cap: int, batch: int = 64, desc: str = "generate", progress: bool = True
-) -> tuple[list[str], np.ndarray]:
-    """Greedy outputs and token energies [n, cap] of every input, in order."""
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Greedy outputs, token energies [n, cap] and token margins [n, cap] of every input, in order."""
     from tqdm import tqdm
 
     gen = OnnxSeq2SeqGenerator(folder, max_new_tokens=cap)
     texts: list[str] = []
-    energies = []
+    energies, margins = [], []
     for i in tqdm(range(0, len(inputs), batch), desc=desc, unit="batch", disable=not progress):
-        out = gen(inputs[i : i + batch])
+        out = gen(inputs[i : i + batch], margins=True)
         texts += out.texts
         energies.append(pad_steps(out.energies, cap, np.nan))
-    return texts, np.concatenate(energies).astype(np.float32)
+        margins.append(pad_steps(out.margins, cap, np.nan))
+    return texts, np.concatenate(energies).astype(np.float32), np.concatenate(margins).astype(np.float32)
 
 
 def cached_scores(
     repository: Path, split: str, ds: Seq2SeqSet, fingerprint: str, cache_dir: Path, cap: int, progress: bool = True
 ) -> Seq2SeqScores:
     """Both stages' outputs on ``ds``, cached by the stages' files and the inputs."""
-    h = hashlib.sha256(f"{split}:{fingerprint}:{cap}:{len(ds)}".encode())
+    h = hashlib.sha256(f"{split}:{fingerprint}:{cap}:{len(ds)}:margins".encode())
     for stage in c.STAGES:
         for f in ONNX_FILES:
             h.update(_file_identity(stage_folder(repository, stage) / f))
@@ -109,11 +112,12 @@ def cached_scores(
     if path.is_file():
         d = json.loads(path.read_text())
         energies = np.array(d["swift_energies"], dtype=np.float32)
-        return Seq2SeqScores(ds.inputs, ds.references, d["swift_texts"], d["super_texts"], energies)
-    sw_texts, sw_e = generate_all(
+        margins = np.array(d["swift_margins"], dtype=np.float32)
+        return Seq2SeqScores(ds.inputs, ds.references, d["swift_texts"], d["super_texts"], energies, margins)
+    sw_texts, sw_e, sw_m = generate_all(
         stage_folder(repository, "swift"), ds.inputs, cap, desc=f"swift on {split}", progress=progress
     )
-    su_texts, _ = generate_all(
+    su_texts, _, _ = generate_all(
         stage_folder(repository, "super"), ds.inputs, cap, desc=f"super on {split}", progress=progress
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,9 +125,10 @@ def cached_scores(
         "swift_texts": sw_texts,
         "super_texts": su_texts,
         "swift_energies": np.where(np.isnan(sw_e), None, sw_e).tolist(),
+        "swift_margins": np.where(np.isnan(sw_m), None, sw_m).tolist(),
     }
     path.write_text(json.dumps(payload))
-    return Seq2SeqScores(ds.inputs, ds.references, sw_texts, su_texts, sw_e)
+    return Seq2SeqScores(ds.inputs, ds.references, sw_texts, su_texts, sw_e, sw_m)
 
 
 def measure_costs(repository: Path, inputs: list[str], cap: int, batch: int = 32, rounds: int = 3) -> dict[str, float]:
@@ -151,13 +156,61 @@ class AggregatorRow:
     share_within_half_point: float  # least Super share whose routed WER is within 0.5 pt of Super's
 
 
-def aggregator_table(scores: Seq2SeqScores, names: tuple[str, ...] = AGGREGATORS) -> list[AggregatorRow]:
+def sequence_features(energies: np.ndarray, margins: np.ndarray | None) -> np.ndarray:
+    """What the offline learned rule sees of one Swift generation: token-energy first, mean, max,
+    min, 0.5/0.9 quantiles, sum, the token count, and (when given) the margins' min, mean and first."""
+    e = np.asarray(energies, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        cols = [pol.score(e) for pol in SEQUENCE_POLICIES.values()]
+        cols += [np.nanmin(e, axis=1), (~np.isnan(e)).sum(axis=1).astype(np.float64)]
+        if margins is not None:
+            m = np.asarray(margins, dtype=np.float64)
+            cols += [np.nanmin(m, axis=1), np.nanmean(m, axis=1), m[:, 0]]
+    x = np.stack(cols, axis=1)
+    return np.where(np.isfinite(x), x, 0.0)
+
+
+def learned_scores(scores: Seq2SeqScores, folds: int = 2, seed: int = 0) -> np.ndarray:
+    """P(Super fixes Swift) from a logistic rule on :func:`sequence_features`, cross-fitted: each
+    fold is scored by a rule fitted on the others, so the curve is not read on the fit's own rows."""
+    from elang.core.routing import fit_logistic
+
+    x = sequence_features(scores.swift_energies, scores.swift_margins)
+    y = ~scores.swift_correct & scores.super_correct
+    fold = np.random.default_rng(seed).permutation(len(x)) % folds
+    out = np.zeros(len(x))
+    for k in range(folds):
+        train, test = fold != k, fold == k
+        w, b, mean, scale = fit_logistic(x[train], y[train])
+        out[test] = 1 / (1 + np.exp(-(((x[test] - mean) / scale) @ w + b)))
+    return out
+
+
+def _offline_rules(scores: Seq2SeqScores) -> list[tuple[str, np.ndarray]]:
+    """Rules the served router does not run, read on the same curve: the least token margin, the
+    learned rule on token features (cross-fitted) and the oracle (Swift wrong, Super right first)."""
+    rules = []
+    if scores.swift_margins is not None:
+        with np.errstate(all="ignore"):
+            rules.append(("min-margin (offline)", -np.nanmin(np.asarray(scores.swift_margins, np.float64), axis=1)))
+    if len(scores.inputs) >= 20:
+        rules.append(("learned (offline, 2-fold)", learned_scores(scores)))
+    oracle = (~scores.swift_correct & scores.super_correct).astype(np.float64)
+    rules.append(("oracle", oracle - 0.5 * (scores.swift_correct & ~scores.super_correct)))
+    return rules
+
+
+def aggregator_table(
+    scores: Seq2SeqScores, names: tuple[str, ...] = AGGREGATORS, offline: bool = True
+) -> list[AggregatorRow]:
+    """Each served aggregator's routing curve (and, with ``offline``, the offline rules' and the oracle's)."""
     sw, su = scores.swift_correct, scores.super_correct
+    rules = [(name, get_policy(name).score(scores.swift_energies)) for name in names]
+    if offline:
+        rules += _offline_rules(scores)
     rows = []
-    for name in names:
-        pol = get_policy(name)
-        s = pol.score(scores.swift_energies)
-        curve = routing_curve(s, sw, su, pol)
+    for name, s in rules:
+        curve = routing_curve(s, sw, su, _ABOVE)
         wer = 1 - curve.accuracy
         within = np.flatnonzero(wer <= (1 - su.mean()) + 0.005 + 1e-12)
         rows.append(
@@ -171,21 +224,8 @@ def aggregator_table(scores: Seq2SeqScores, names: tuple[str, ...] = AGGREGATORS
     return rows
 
 
-def table_markdown(rows: list[AggregatorRow], scores: Seq2SeqScores) -> str:
-    sw, su = scores.swift_correct.mean(), scores.super_correct.mean()
-    oracle = float((~scores.swift_correct & scores.super_correct).mean())
-    head = " / ".join(f"{int(f * 100)}%" for f in SHARES)
-    lines = [
-        f"Swift WER {100 * (1 - sw):.2f}%, Super WER {100 * (1 - su):.2f}%, oracle routing needs {100 * oracle:.1f}% "
-        f"on Super ({len(scores.inputs)} inputs).",
-        "",
-        f'| aggregator | AUROC "Swift wrong" | WER % at {head} Super | Super share within 0.5 pt of Super |',
-        "|---|---|---|---|",
-    ]
-    for r in rows:
-        wers = " / ".join(f"{100 * r.wer_at[f]:.2f}" for f in SHARES)
-        lines.append(f"| {r.name} | {r.auroc:.3f} | {wers} | {100 * r.share_within_half_point:.1f}% |")
-    return "\n".join(lines)
+# Every rule above escalates its highest scores first (the sequence policies all do).
+_ABOVE = get_policy("mean")
 
 
 def pick_aggregator(

@@ -328,22 +328,16 @@ class DeferralRule:
         return rule
 
 
-def fit_deferral_rule(
-    logits: np.ndarray,
-    lengths: np.ndarray | None,
-    swift_correct: np.ndarray,
-    next_correct: np.ndarray,
-    temperature: float = 1.0,
-    l2: float = 1e-2,
-    steps: int = 800,
-) -> DeferralRule:
-    """Fit a :class:`DeferralRule` on one split (L2-regularised, full-batch gradient descent with Adam)."""
-    z = _as_logits(logits)
-    x = deferral_features(z, temperature, lengths)
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 800
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """L2-regularised logistic regression on standardised ``x`` (full-batch gradient descent with
+    Adam): (weights, bias, feature mean, feature scale)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
     x = (x - mean) / scale
-    y = (~np.asarray(swift_correct, dtype=bool) & np.asarray(next_correct, dtype=bool)).astype(np.float64)
     w = np.zeros(x.shape[1])
     b = np.array(math.log((y.mean() + 1e-3) / (1 - y.mean() + 1e-3)))
     m = [np.zeros_like(w), np.zeros_like(b)]
@@ -355,7 +349,24 @@ def fit_deferral_rule(
             m[i] = 0.9 * m[i] + 0.1 * grad
             v[i] = 0.999 * v[i] + 0.001 * grad * grad
             param -= 0.05 * (m[i] / (1 - 0.9**t)) / (np.sqrt(v[i] / (1 - 0.999**t)) + 1e-8)
-    return DeferralRule(w, float(b), mean, scale, float(temperature), z.shape[1])
+    return w, float(b), mean, scale
+
+
+def fit_deferral_rule(
+    logits: np.ndarray,
+    lengths: np.ndarray | None,
+    swift_correct: np.ndarray,
+    next_correct: np.ndarray,
+    temperature: float = 1.0,
+    l2: float = 1e-2,
+    steps: int = 800,
+) -> DeferralRule:
+    """Fit a :class:`DeferralRule` on one split (:func:`fit_logistic`)."""
+    z = _as_logits(logits)
+    x = deferral_features(z, temperature, lengths)
+    y = ~np.asarray(swift_correct, dtype=bool) & np.asarray(next_correct, dtype=bool)
+    w, b, mean, scale = fit_logistic(x, y, l2, steps)
+    return DeferralRule(w, b, mean, scale, float(temperature), z.shape[1])
 
 
 @dataclass(frozen=True)

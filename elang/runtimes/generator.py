@@ -52,6 +52,9 @@ class Generation:
     energies: np.ndarray  # [rows, steps] float32, NaN after the row's last token
     lengths: np.ndarray  # [rows] int32 tokens generated (EOS included)
     texts: list[str]  # decoded, special tokens skipped
+    # [rows, steps] float32: top-1 minus top-2 probability of each chosen token, NaN after the row's
+    # last (offline routing studies; the stage does not answer it)
+    margins: np.ndarray | None = None
     step_logits: list[np.ndarray] | None = None  # per row [its steps, vocab] (parity checks only)
 
     def tensors(self, rows: slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:
@@ -67,6 +70,15 @@ class Generation:
             c.TOKEN_ENERGY: np.ascontiguousarray(self.energies[rows, :width]),
             c.NUM_TOKENS: lengths.reshape(-1, 1).astype(np.int32),
         }
+
+
+def token_margins(logits: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 softmax probability over the last axis."""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    top = np.partition(p, -2, axis=-1)[..., -2:] if p.shape[-1] > 1 else np.concatenate([0 * p, p], axis=-1)
+    return top[..., 1] - top[..., 0]
 
 
 def token_energies(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -141,9 +153,14 @@ class OnnxSeq2SeqGenerator:
         return self.target.decode([int(i) for i in ids], skip_special_tokens=True)
 
     def __call__(
-        self, texts: Sequence[str], max_new_tokens: Sequence[int] | int | None = None, keep_logits: bool = False
+        self,
+        texts: Sequence[str],
+        max_new_tokens: Sequence[int] | int | None = None,
+        keep_logits: bool = False,
+        margins: bool = False,
     ) -> Generation:
-        """Generate for ``texts``; ``max_new_tokens`` per row (or one for all) caps each row, at most the stage's cap."""
+        """Generate for ``texts``; ``max_new_tokens`` per row (or one for all) caps each row, at most the
+        stage's cap. ``margins``: also each token's probability margin (``Generation.margins``)."""
         n = len(texts)
         if n == 0:
             raise ValueError("no texts to generate from")
@@ -158,6 +175,7 @@ class OnnxSeq2SeqGenerator:
         width = int(caps.max())
         out_ids = np.full((n, width), self.pad_id, dtype=np.int64)
         energies = np.full((n, width), np.nan, dtype=np.float32)
+        margin = np.full((n, width), np.nan, dtype=np.float32) if margins else None
         lengths = np.zeros(n, dtype=np.int32)
         kept: list[list[np.ndarray]] | None = [[] for _ in range(n)] if keep_logits else None
         alive = np.arange(n)
@@ -174,6 +192,8 @@ class OnnxSeq2SeqGenerator:
             tok = step.argmax(axis=1).astype(np.int64)
             out_ids[alive, t] = tok
             energies[alive, t] = token_energies(step, self.temperature)
+            if margin is not None:
+                margin[alive, t] = token_margins(step)
             lengths[alive] = t + 1
             if kept is not None:
                 for r, row in enumerate(alive):
@@ -198,6 +218,7 @@ class OnnxSeq2SeqGenerator:
             energies[:, :steps],
             lengths,
             texts_out,
+            None if margin is None else margin[:, :steps],
             None if kept is None else [np.stack(k) for k in kept],
         )
 

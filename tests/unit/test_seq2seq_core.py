@@ -155,3 +155,30 @@ def test_auto_picks_the_aggregator_that_meets_the_target_with_least_super_not_th
     assert pick_aggregator(scores, Target("accuracy_drop", 0.5), None, names) == "max"
     # a share target: the better WER at that share (max: 15 of 20 wrong rows fixed at 20%; first: 19)
     assert pick_aggregator(scores, Target("super_fraction", 0.2), None, names) == "first"
+
+
+def test_offline_rules_read_margins_and_the_oracle_needs_only_the_words_the_super_fixes():
+    from elang.calibration.generate import Seq2SeqScores, aggregator_table
+    from elang.runtimes.generator import token_margins
+
+    assert token_margins(np.log(np.array([[0.7, 0.2, 0.1], [0.4, 0.4, 0.2]]))) == pytest.approx([0.5, 0.0])
+    rng = np.random.default_rng(0)
+    n = 200
+    swift_ok = rng.random(n) > 0.3
+    super_ok = swift_ok | (rng.random(n) > 0.5)  # the Super fixes about half of Swift's errors
+    energies = rng.normal(size=(n, 4)).astype(np.float32)
+    margins = np.where(swift_ok[:, None], 0.9, 0.1) + 0.05 * rng.random((n, 4))  # low margin: Swift wrong
+    scores = Seq2SeqScores(
+        [f"w{i}" for i in range(n)],
+        [["B"]] * n,
+        ["B" if ok else "A" for ok in swift_ok],
+        ["B" if ok else "C" for ok in super_ok],
+        energies,
+        margins.astype(np.float32),
+    )
+    rows = {r.name: r for r in aggregator_table(scores)}
+    fixes = float((~swift_ok & super_ok).mean())
+    assert rows["oracle"].share_within_half_point <= fixes + 1e-9  # never more than the fixable words
+    assert rows["min-margin (offline)"].auroc > 0.99  # the margin separates Swift's errors here
+    assert rows["learned (offline, 2-fold)"].auroc > 0.95  # cross-fitted on the margin features
+    assert rows["mean"].auroc < 0.7  # the energies are noise here
