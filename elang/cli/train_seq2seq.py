@@ -111,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
         f"PER {100 * m['validation_per']:.2f}%, test WER {100 * m['test_wer']:.2f}% PER {100 * m['test_per']:.2f}% "
         f"({m['train_seconds'] / 60:.1f} min, {m['epochs']} epochs)"
     )
+    if "test_wer_no_stress" in m:
+        print(
+            f"test with stress ignored (CMUdict's 39 phonemes, the form published G2P results use): "
+            f"WER {100 * m['test_wer_no_stress']:.2f}% PER {100 * m['test_per_no_stress']:.2f}%"
+        )
     if m.get("distilled_from"):
         print(
             f"distilled from {m['distilled_from']}: trained on its greedy outputs (their WER on the training words "

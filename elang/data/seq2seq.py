@@ -202,6 +202,18 @@ def error_rates(predictions: Sequence[str], references: Sequence[Sequence[str]])
     )
 
 
+def strip_stress(text: str) -> str:
+    """ARPAbet without stress: the digit ending a vowel (``AH0`` -> ``AH``) removed."""
+    return " ".join(t[:-1] if len(t) > 1 and t[-1] in "012" and t[-2].isalpha() else t for t in text.split())
+
+
+def stress_free_rates(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> ErrorRates:
+    """WER and PER with stress ignored (CMUdict's 39-phoneme set, no stress digits): the form in
+    which G2P results on CMUdict are commonly published."""
+    refs = [sorted({strip_stress(r) for r in rs}) for rs in references]
+    return error_rates([strip_stress(p) for p in predictions], refs)
+
+
 def wrong(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> np.ndarray:
     """Per input: True when its prediction matches no reference."""
     return np.array([p.split() not in [r.split() for r in refs] for p, refs in zip(predictions, references)])

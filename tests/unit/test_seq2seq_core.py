@@ -182,3 +182,13 @@ def test_offline_rules_read_margins_and_the_oracle_needs_only_the_words_the_supe
     assert rows["min-margin (offline)"].auroc > 0.99  # the margin separates Swift's errors here
     assert rows["learned (offline, 2-fold)"].auroc > 0.95  # cross-fitted on the margin features
     assert rows["mean"].auroc < 0.7  # the energies are noise here
+
+
+def test_stress_free_rates_drop_only_the_stress_digits():
+    from elang.data.seq2seq import error_rates, strip_stress, stress_free_rates
+
+    assert strip_stress("HH AH0 L OW1") == "HH AH L OW"
+    assert strip_stress("K2 T 10") == "K T 10"  # a trailing digit after a letter only
+    preds, refs = ["HH AH1 L OW1", "K AE1 T"], [["HH AH0 L OW1"], ["K AE1 T"]]
+    assert error_rates(preds, refs).wer == 0.5  # stress wrong on one word
+    assert stress_free_rates(preds, refs).wer == 0.0
