@@ -30,7 +30,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
         help="override the router threshold for these requests (write --threshold=-inf for minus infinity)",
     )
     add_input_options(p)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="texts per request (default 32; the router routes each row)"
+    )
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     p.add_argument("--output", type=Path, default=None, help="write predictions as JSONL here")

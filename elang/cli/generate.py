@@ -32,7 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_input_options(p)
     p.add_argument("--max-new-tokens", type=int, default=None, help="at most this many new tokens per input")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="inputs per request (default 32; the router routes each row)"
+    )
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
