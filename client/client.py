@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from elang import contract as c
+from elang.client.admin import ADMIN_KEY_ENV, admin_headers
 from elang.client.stats import RoutingStats
 from elang.core.routing import energy, get_policy
 from elang.core.texts import InputError, decode_texts, encode_texts
@@ -165,8 +166,17 @@ def _tritonclient(protocol: str):  # noqa: ANN202 - the tritonclient.grpc or .ht
 class ElangClient:
     """A client for one server. Thread-safe: each thread gets its own tritonclient connection."""
 
-    def __init__(self, url: str, protocol: str = "grpc", model: str = c.ROUTER_MODEL, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        protocol: str = "grpc",
+        model: str = c.ROUTER_MODEL,
+        timeout_s: float = 60.0,
+        admin_key: str | None = None,
+    ) -> None:
         self.url = url.removeprefix("http://").removeprefix("grpc://")
+        # The control API's secret (load, unload, index), else found as elang.client.admin finds it.
+        self._admin_key = admin_key
         self.protocol = protocol
         self.model = model
         self.timeout_s = float(timeout_s)
@@ -224,7 +234,8 @@ class ElangClient:
 
     def ready_models(self) -> list[str]:
         """Names of the models the server has loaded and ready."""
-        index = self._wrap("repository index", lambda: self._client().get_model_repository_index())
+        headers = self._admin_headers()
+        index = self._wrap("repository index", lambda: self._client().get_model_repository_index(headers=headers))
         if self.protocol == "grpc":
             return sorted(m.name for m in index.models if m.state == "READY")
         return sorted(m["name"] for m in index if m.get("state") == "READY")
@@ -275,11 +286,18 @@ class ElangClient:
         In-flight requests finish on the old instance; new ones use the new config.
         Returns :meth:`router_info` after the reload.
         """
+        headers = self._admin_headers()
         self._wrap(
-            "router reload (needs a server started with --model-control-mode=explicit)",
-            lambda: self._client().load_model(self.model if c.is_router(self.model) else c.ROUTER_MODEL),
+            "router reload (needs a server with model control 'explicit', as elang serve runs it, and the "
+            f"control API's secret: {ADMIN_KEY_ENV} or the file elang serve wrote)",
+            lambda: self._client().load_model(
+                self.model if c.is_router(self.model) else c.ROUTER_MODEL, headers=headers
+            ),
         )
         return self.router_info()
+
+    def _admin_headers(self) -> dict[str, str] | None:
+        return admin_headers(self.url, self._admin_key, self.protocol) or None
 
     def cascade(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
         """(stage names, exit layers) of this client's router; exit layers are () for a pair.

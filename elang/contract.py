@@ -50,7 +50,10 @@ ROUTE_SUPER = 1
 
 # Errors that mean "a queue was full or waited too long: retry later": Triton's queue-policy
 # refusals and the router's own ("stage 'super' is overloaded ...").
-OVERLOAD_ERROR = re.compile(r"maximum queue size|request timeout expired|overloaded|queue.*full", re.IGNORECASE)
+OVERLOAD_ERROR = re.compile(r"maximum queue size|overloaded|queue.*full", re.IGNORECASE)
+# A request that waited out its own timeout in a queue (Triton's "Request timeout expired"): the
+# model did not take it in time. Not overload: a hung stage looks exactly like this.
+DEADLINE_ERROR = re.compile(r"request timeout expired", re.IGNORECASE)
 
 
 def parse_stages(raw: str | None) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from elang.client.admin import RESTRICTABLE, RESTRICTED_APIS, new_key, remove_key_files, write_key_files
 from elang.ops.health import add_arguments, run
 from elang.ops.server import TritonServer
 from elang.ops.supervisor import Supervisor
@@ -31,18 +32,30 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-file", type=Path, default=None, help="server log (default: a temporary file)")
     p.add_argument("--log-verbose", type=int, default=0)
     p.add_argument(
-        "--allow-reload",
-        action="store_true",
-        help="model control 'explicit': `elang calibrate --reload-url` can reload the router without a restart, "
-        "and a dead stage is healed by reloading it alone",
+        "--model-control",
+        choices=("explicit", "none"),
+        default="explicit",
+        help="explicit (default): a dead stage is healed by reloading it alone, while the rest serves, and "
+        "`elang calibrate --reload-url` applies a calibration without a restart; none: the repository is fixed "
+        "and healing restarts the whole server",
+    )
+    p.add_argument("--allow-reload", action="store_true", help=argparse.SUPPRESS)  # the default since wave 3
+    p.add_argument(
+        "--restrict",
+        default=",".join(RESTRICTED_APIS),
+        help="Triton APIs only callers with the control secret may use, comma-separated (default "
+        f"{','.join(RESTRICTED_APIS)}; also: {', '.join(a for a in RESTRICTABLE if a not in RESTRICTED_APIS)}); "
+        "'none' leaves every API open to every client. The secret is new at every start and written, mode "
+        "0600, where elang's tools find it (docs/OPERATIONS.md)",
     )
     h = p.add_argument_group("healing")
     h.add_argument(
         "--heal",
         choices=("auto", "reload", "restart", "exit", "off"),
         default="auto",
-        help="what to do when the server is unhealthy: reload the failing models (needs --allow-reload), restart "
-        "the server, exit with code 3, or nothing; auto: reload with --allow-reload, else restart",
+        help="what to do when the server is unhealthy: reload the failing models in place (model control "
+        "explicit), restart the server, exit with code 3, or nothing; auto (default): reload, falling back to a "
+        "restart when the reload does not heal it (a restart alone with --model-control none)",
     )
     h.add_argument("--health-interval", type=float, default=5.0, help="seconds between deep checks (default 5)")
     h.add_argument("--health-failures", type=int, default=2, help="failed checks in a row before healing (default 2)")
@@ -60,8 +73,27 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _restricted(raw: str) -> tuple[str, ...]:
+    apis = tuple(a.strip() for a in raw.split(",") if a.strip())
+    if apis in ((), ("none",)):
+        return ()
+    unknown = [a for a in apis if a not in RESTRICTABLE]
+    if unknown:
+        raise SystemExit(
+            f"elang serve: --restrict {raw!r}: unknown {unknown}; Triton restricts {', '.join(RESTRICTABLE)}"
+        )
+    return apis
 
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    restricted = _restricted(args.restrict)
+    key = new_key() if restricted else None
+    if args.model_control == "explicit" and "model-repository" not in restricted:
+        print(
+            "elang serve: WARNING: model control is explicit and the model-repository API is open: any client can "
+            "load, unload or replace models (and run a model.py it uploads)",
+            file=sys.stderr,
+        )
     server = TritonServer(
         args.model_repository,
         host=args.host,
@@ -71,8 +103,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         startup_timeout_s=args.startup_timeout,
         log_path=args.log_file,
         log_verbose=args.log_verbose,
-        model_control="explicit" if args.allow_reload else "none",
+        model_control=args.model_control,
         exit_timeout_s=args.exit_timeout,
+        admin_key=key,
+        restricted_apis=restricted,
     )
     supervisor = Supervisor(
         server,
@@ -91,12 +125,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
+    key_files = write_key_files(key, [server.http_port, server.grpc_port]) if key else []
     print(f"Triton ready (pid {server.process.pid}), models from {args.model_repository}")
     print(f"  gRPC     {server.grpc_url}")
     print(f"  HTTP     http://{server.http_url}")
     print(f"  metrics  {server.metrics_url}")
     print(f"  log      {server.log_path}")
     print(f"  health   deep check every {args.health_interval:g} s, heal: {supervisor.heal}")
+    if key_files:
+        print(f"  control  {', '.join(restricted)} need the secret in {key_files[0].parent} (mode 0600)")
+    else:
+        print("  control  no API restricted (--restrict none)")
     print("Ctrl-C or SIGTERM stops it.", flush=True)
     supervisor.start()
     try:
@@ -110,6 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         supervisor.stop()
         code = server.stop()
+        remove_key_files(key_files, key or "")
         print(f"stopped (exit code {code})")
         for event in supervisor.events:
             print(f"  health event at {event.detected_s:.0f} s: {event.describe()}")

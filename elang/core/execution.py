@@ -64,11 +64,13 @@ class StageFailure:
 
 
 class StageCallError(RuntimeError):
-    """A stage call failed; ``overloaded`` when the stage refused it for a full queue."""
+    """A stage call failed; ``overloaded`` when the stage refused it for a full queue, ``deadline``
+    when it waited out its timeout in the stage's queue (a slow or hung stage)."""
 
-    def __init__(self, message: str, overloaded: bool = False) -> None:
+    def __init__(self, message: str, overloaded: bool = False, deadline: bool = False) -> None:
         super().__init__(message)
         self.overloaded = overloaded
+        self.deadline = deadline
 
 
 @dataclass(frozen=True)
@@ -647,6 +649,12 @@ def _failure(limits: StageLimits, exc: BaseException) -> StageFailure:
             FailureKind.DEADLINE,
             f"stage '{name}' gave no answer within stage_timeout_s={limits.timeout_s:g} s; "
             "the stage is slow, hung or busy",
+        )
+    if isinstance(exc, StageCallError) and exc.deadline:
+        return StageFailure(
+            name,
+            FailureKind.DEADLINE,
+            f"stage '{name}' did not take the call in time ({exc}); it is slow, hung or busy",
         )
     if isinstance(exc, StageCallError) and exc.overloaded:
         return StageFailure(name, FailureKind.OVERLOADED, f"stage '{name}' is overloaded ({exc}); retry later")

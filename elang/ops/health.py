@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from elang import contract as c
+from elang.client.admin import ADMIN_KEY_ENV, ADMIN_KEY_FILE_ENV, admin_headers
 from elang.repository.config import json_parameters
 
 PROBE_TEXT = "elang health check: is every stage answering?"
@@ -96,10 +97,14 @@ class HealthReport:
         return "\n".join(lines)
 
 
-def _http(url: str, body: dict | None = None, timeout_s: float = 5.0) -> tuple[int, dict | list | str]:
+def _http(
+    url: str, body: dict | None = None, timeout_s: float = 5.0, headers: dict[str, str] | None = None
+) -> tuple[int, dict | list | str]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
     req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             raw = resp.read().decode(errors="replace")
@@ -145,7 +150,9 @@ def _probe_body(config: dict) -> dict | None:
     return body
 
 
-def check_model(http_url: str, model: str, config: dict, timeout_s: float) -> ModelCheck | None:
+def check_model(
+    http_url: str, model: str, config: dict, timeout_s: float, headers: dict[str, str] | None = None
+) -> ModelCheck | None:
     body = _probe_body(config)
     if body is None:
         return None
@@ -154,7 +161,7 @@ def check_model(http_url: str, model: str, config: dict, timeout_s: float) -> Mo
     body["parameters"]["timeout"] = int(timeout_s * 0.5 * 1e6)
     t0 = time.monotonic()
     try:
-        status, out = _http(f"http://{http_url}/v2/models/{model}/infer", body, timeout_s)
+        status, out = _http(f"http://{http_url}/v2/models/{model}/infer", body, timeout_s, headers)
     except TimeoutError:
         return ModelCheck(model, "slow", time.monotonic() - t0, f"no answer within {timeout_s:g} s")
     except (urllib.error.URLError, OSError) as exc:
@@ -163,6 +170,8 @@ def check_model(http_url: str, model: str, config: dict, timeout_s: float) -> Mo
     if status == 200:
         return ModelCheck(model, "ok", dt)
     msg = out.get("error", str(out)) if isinstance(out, dict) else str(out)
+    if c.DEADLINE_ERROR.search(msg):  # waited out its deadline in a queue: a stage that does not answer
+        return ModelCheck(model, "slow", dt, msg)
     if c.OVERLOAD_ERROR.search(msg):
         return ModelCheck(model, "overloaded", dt, msg)
     if "stage_timeout_s" in msg or "timeout" in msg.lower():
@@ -170,14 +179,19 @@ def check_model(http_url: str, model: str, config: dict, timeout_s: float) -> Mo
     return ModelCheck(model, "broken", dt, msg)
 
 
-def deep_check(http_url: str, timeout_s: float = 10.0, slow_is_alive: bool = False) -> HealthReport:
-    """Check every ready text model of the server at ``http_url`` (HOST:PORT of its HTTP endpoint)."""
+def deep_check(
+    http_url: str, timeout_s: float = 10.0, slow_is_alive: bool = False, admin_key: str | None = None
+) -> HealthReport:
+    """Check the server at ``http_url`` (HOST:PORT of its HTTP endpoint): every model its repository
+    lists must be ready, and every text model answers a probe. ``admin_key``: the control API's
+    secret (default: found as ``elang.client.admin.find_admin_key`` finds it) for the index."""
     http_url = http_url.removeprefix("http://")
     report = HealthReport(live=False, slow_is_alive=slow_is_alive)
+    headers = admin_headers(http_url, admin_key, "http")
     try:
-        status, _ = _http(f"http://{http_url}/v2/health/live", timeout_s=timeout_s)
+        status, _ = _http(f"http://{http_url}/v2/health/live", timeout_s=timeout_s, headers=headers)
         report.live = status == 200
-        status, index = _http(f"http://{http_url}/v2/repository/index", {}, timeout_s)
+        status, index = _http(f"http://{http_url}/v2/repository/index", {}, timeout_s, headers)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         report.error = f"no server at http://{http_url}: {exc}"
         return report
@@ -185,22 +199,31 @@ def deep_check(http_url: str, timeout_s: float = 10.0, slow_is_alive: bool = Fal
         report.error = f"http://{http_url}/v2/health/live answered {status}"
         return report
     if status != 200 or not isinstance(index, list):
-        report.error = f"repository index failed ({status}): {index}"
+        hint = (
+            f"; the index is restricted: give the server's secret ({ADMIN_KEY_ENV}, {ADMIN_KEY_FILE_ENV} or "
+            "the file elang serve wrote for this port)"
+            if status == 403 and not headers
+            else ""
+        )
+        report.error = f"repository index failed ({status}): {index}{hint}"
         return report
     ready = [m["name"] for m in index if m.get("state") == "READY"]
-    not_ready = [f"{m['name']} ({m.get('state')}: {m.get('reason', '')})" for m in index if m.get("state") != "READY"]
+    # Every model the repository lists must be loaded: an unloaded router is a failure, not a skip.
+    report.checks = [
+        ModelCheck(m["name"], "broken", 0.0, f"not ready ({m.get('state') or 'not loaded'}: {m.get('reason', '')})")
+        for m in index
+        if m.get("state") != "READY"
+    ]
     configs = {}
     for name in ready:
-        status, cfg = _http(f"http://{http_url}/v2/models/{name}/config", timeout_s=timeout_s)
+        status, cfg = _http(f"http://{http_url}/v2/models/{name}/config", timeout_s=timeout_s, headers=headers)
         if status == 200 and isinstance(cfg, dict):
             configs[name] = cfg
     with ThreadPoolExecutor(max(1, len(configs))) as pool:
-        futures = [pool.submit(check_model, http_url, n, cfg, timeout_s) for n, cfg in configs.items()]
-        report.checks = [ch for f in futures if (ch := f.result()) is not None]
+        futures = [pool.submit(check_model, http_url, n, cfg, timeout_s, headers) for n, cfg in configs.items()]
+        report.checks += [ch for f in futures if (ch := f.result()) is not None]
     if not report.checks:
-        report.error = "no model takes TEXT and returns LOGITS or OUTPUT_TEXT" + (
-            f"; not ready: {', '.join(not_ready)}" if not_ready else ""
-        )
+        report.error = "no model takes TEXT and returns LOGITS or OUTPUT_TEXT"
     return report
 
 

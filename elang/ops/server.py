@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from elang.client.admin import ADMIN_HEADER, RESTRICTABLE, RESTRICTED_APIS, headers_for
+
 log = logging.getLogger(__name__)
 
 
@@ -107,6 +109,10 @@ class TritonServer:
     # also applies when a Python stub died, which otherwise stalls the shutdown.
     exit_timeout_s: int = 10
     extra_args: list[str] = field(default_factory=list)
+    # The secret the restricted APIs demand in the ADMIN_HEADER header (elang.client.admin); None:
+    # nothing restricted. Triton takes it only on its command line (never logged here).
+    admin_key: str | None = field(default=None, repr=False)
+    restricted_apis: tuple[str, ...] = RESTRICTED_APIS
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     @property
@@ -137,13 +143,35 @@ class TritonServer:
             f"--exit-timeout-secs={int(self.exit_timeout_s)}",
             f"--log-verbose={self.log_verbose}",
             *(["--model-control-mode=explicit", "--load-model=*"] if self.model_control == "explicit" else []),
+            *self._restriction_args(self.admin_key),
             *self.extra_args,
         ]
+
+    def _restriction_args(self, key: str | None) -> list[str]:
+        if not key or not self.restricted_apis:
+            return []
+        apis = ",".join(self.restricted_apis)
+        return [
+            f"--http-restricted-api={apis}:{ADMIN_HEADER}={key}",
+            f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={key}",
+        ]
+
+    def redacted_command(self) -> list[str]:
+        """``command()`` with the secret replaced, for logs."""
+        secret = self.admin_key
+        return [a.replace(secret, "<redacted>") if secret else a for a in self.command()]
+
+    def admin_headers(self, protocol: str = "http") -> dict[str, str]:
+        """The header the restricted APIs of this server demand on ``protocol`` ({} when none is)."""
+        return headers_for(self.admin_key if self.restricted_apis else None, protocol)
 
     def start(self) -> TritonServer:
         repo = Path(self.model_repository)
         if self.model_control not in ("none", "explicit"):
             raise ServerError(f"model_control must be 'none' or 'explicit', got {self.model_control!r}")
+        unknown = [a for a in self.restricted_apis if a not in RESTRICTABLE]
+        if unknown:
+            raise ServerError(f"cannot restrict {unknown}: Triton restricts {', '.join(RESTRICTABLE)}")
         if not repo.is_dir():
             raise ServerError(f"model repository {repo} does not exist")
         self.http_port = self.http_port or free_port(self.host)
@@ -154,7 +182,7 @@ class TritonServer:
             os.close(fd)
             self.log_path = Path(name)
         cmd = self.command()
-        log.info("starting %s", " ".join(cmd))
+        log.info("starting %s", " ".join(self.redacted_command()))
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
                 cmd,

@@ -76,7 +76,9 @@ class Supervisor:
         if heal == "auto":
             heal = "reload" if server.model_control == "explicit" else "restart"
         if heal == "reload" and server.model_control != "explicit":
-            raise ValueError("heal 'reload' needs a server with model control 'explicit' (elang serve --allow-reload)")
+            raise ValueError(
+                "heal 'reload' needs a server with model control 'explicit' (elang serve --model-control explicit, the default)"
+            )
         if interval_s <= 0 or failures < 1 or timeout_s <= 0:
             raise ValueError("interval_s and timeout_s must be > 0 and failures >= 1")
         self.server = server
@@ -102,7 +104,7 @@ class Supervisor:
         if self.server.process is None or self.server.process.poll() is not None:
             code = None if self.server.process is None else self.server.process.returncode
             return HealthReport(live=False, error=f"tritonserver exited (code {code})")
-        return deep_check(self.server.http_url, self.timeout_s)
+        return deep_check(self.server.http_url, self.timeout_s, admin_key=self.server.admin_key)
 
     def step(self) -> HealthReport:
         """One check, and a heal when ``failures`` checks in a row failed."""
@@ -197,6 +199,8 @@ class Supervisor:
                 body = json.dumps({"parameters": {"config": json.dumps(config)}}).encode()
                 req = urllib.request.Request(f"{base}/repository/models/{m}/load", data=body, method="POST")
                 req.add_header("Content-Type", "application/json")
+                for k, v in self.server.admin_headers("http").items():
+                    req.add_header(k, v)
                 with urllib.request.urlopen(req, timeout=120) as resp:
                     resp.read()
             return True

@@ -75,6 +75,12 @@ class ClassifyTask(Task):
     def stage_call(self, settings: Any, model: str, inputs: Any) -> tuple[dict[str, np.ndarray], list[str]]:
         return {c.TEXT: inputs}, [c.LOGITS, c.TRUNCATED] if settings.report_truncation else [c.LOGITS]
 
+    def stage_answer(self, settings: Any, outs: Any) -> np.ndarray | StageOutput:
+        # A whole classifier's extra outputs (TRUNCATED) are per-row results, never a carry for the next stage.
+        if len(outs) == 1:
+            return outs[c.LOGITS]
+        return StageOutput(outs[c.LOGITS], outputs={n: v for n, v in outs.items() if n != c.LOGITS})
+
     def outputs(self, settings: Any, job: Job) -> dict[str, np.ndarray]:
         return classifier_outputs(job, settings.temperature)
 

@@ -89,7 +89,9 @@ class TritonPythonModel:
         response = await request.async_exec()
         if response.has_error():
             msg = response.error().message()
-            raise StageCallError(msg, overloaded=bool(c.OVERLOAD_ERROR.search(msg)))
+            raise StageCallError(
+                msg, overloaded=bool(c.OVERLOAD_ERROR.search(msg)), deadline=bool(c.DEADLINE_ERROR.search(msg))
+            )
         outs = {n: pb_utils.get_output_tensor_by_name(response, n) for n in wanted}
         missing = [n for n, t in outs.items() if t is None]
         if missing:

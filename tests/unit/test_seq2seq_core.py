@@ -185,7 +185,7 @@ def test_offline_rules_read_margins_and_the_oracle_needs_only_the_words_the_supe
 
 
 def test_stress_free_rates_drop_only_the_stress_digits():
-    from elang.data.seq2seq import error_rates, strip_stress, stress_free_rates
+    from elang.data.seq2seq import error_rates, stress_free_rates, strip_stress
 
     assert strip_stress("HH AH0 L OW1") == "HH AH L OW"
     assert strip_stress("K2 T 10") == "K T 10"  # a trailing digit after a letter only
