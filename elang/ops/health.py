@@ -227,6 +227,30 @@ def deep_check(
     return report
 
 
+def reload_in_place(http_url: str, models: list[str], headers: dict[str, str] | None = None) -> str | None:
+    """Load each model again with its own config plus a fresh ``elang_reload`` parameter; None when
+    every load succeeded, else why not.
+
+    Triton loads new instances (new stubs) next to the old ones and then switches, so the model
+    never disappears (an unload then load would refuse its requests meanwhile). Needs model
+    control explicit and, where the model-repository API is restricted, its secret in ``headers``.
+    """
+    base = f"http://{http_url.removeprefix('http://')}/v2"
+    try:
+        for m in models:
+            status, config = _http(f"{base}/models/{m}/config", timeout_s=10, headers=headers)
+            if status != 200 or not isinstance(config, dict):
+                return f"config of {m} ({status}): {config}"
+            config.setdefault("parameters", {})["elang_reload"] = {"string_value": f"{time.time():.6f}"}
+            body = {"parameters": {"config": json.dumps(config)}}
+            status, out = _http(f"{base}/repository/models/{m}/load", body, timeout_s=120, headers=headers)
+            if status != 200:
+                return f"load of {m} ({status}): {out}"
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        return str(exc)
+    return None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default="127.0.0.1:8000", help="the server's HTTP HOST:PORT (default 127.0.0.1:8000)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds each model may take to answer (default 10)")
@@ -236,11 +260,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a model that answers too slowly still counts as alive (only errors fail the check)",
     )
     p.add_argument("--quiet", action="store_true", help="print only when unhealthy")
+    p.add_argument(
+        "--reload-failing",
+        action="store_true",
+        help="when a model fails the check and the server is alive, reload it in place (model control explicit; "
+        f"the control secret from {ADMIN_KEY_ENV} or {ADMIN_KEY_FILE_ENV}) and check again: exit 1 only when that "
+        "did not heal it. The Helm chart's liveness probe: a dead stage is healed without restarting the pod",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Exit code 0 when healthy, 1 when not (the Kubernetes exec probe contract)."""
     report = deep_check(args.url, args.timeout, args.slow_is_alive)
+    if getattr(args, "reload_failing", False) and not report.healthy and report.live and report.failing():
+        failing = report.failing()
+        why = reload_in_place(args.url, failing, admin_headers(args.url, None, "http"))
+        print(f"reloaded {', '.join(failing)} in place" if why is None else f"reload failed: {why}", file=sys.stderr)
+        report = deep_check(args.url, args.timeout, args.slow_is_alive)
     if not (args.quiet and report.healthy):
         print(report.summary(), file=sys.stdout if report.healthy else sys.stderr)
     return 0 if report.healthy else 1

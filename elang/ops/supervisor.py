@@ -22,16 +22,13 @@ one after it (the time to heal).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from elang.ops.health import HealthReport, deep_check
+from elang.ops.health import HealthReport, deep_check, reload_in_place
 from elang.ops.server import TritonServer
 
 log = logging.getLogger(__name__)
@@ -185,28 +182,11 @@ class Supervisor:
         return True
 
     def _reload(self, models: list[str]) -> bool:
-        """Reload each model in place: a load with its own config plus a fresh ``elang_reload`` parameter.
-
-        Triton loads new instances (new stubs) next to the old ones and then switches, so the
-        model never disappears (an unload then load would refuse its requests meanwhile).
-        """
-        base = f"http://{self.server.http_url}/v2"
-        try:
-            for m in models:
-                with urllib.request.urlopen(f"{base}/models/{m}/config", timeout=10) as resp:
-                    config = json.loads(resp.read())
-                config.setdefault("parameters", {})["elang_reload"] = {"string_value": f"{time.time():.6f}"}
-                body = json.dumps({"parameters": {"config": json.dumps(config)}}).encode()
-                req = urllib.request.Request(f"{base}/repository/models/{m}/load", data=body, method="POST")
-                req.add_header("Content-Type", "application/json")
-                for k, v in self.server.admin_headers("http").items():
-                    req.add_header(k, v)
-                with urllib.request.urlopen(req, timeout=120) as resp:
-                    resp.read()
-            return True
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            self.notify(f"elang serve: reload failed: {exc}")
-            return False
+        """Reload each model in place (``elang.ops.health.reload_in_place``)."""
+        why = reload_in_place(self.server.http_url, models, self.server.admin_headers("http"))
+        if why is not None:
+            self.notify(f"elang serve: reload failed: {why}")
+        return why is None
 
     def run(self) -> int | None:
         """Supervise until :meth:`stop` or a heal that exits; returns ``exit_code`` (None: stopped)."""

@@ -91,8 +91,12 @@ def test_defaults_are_safe():
     docs = _render(_values("values.yaml"))
     ctr = _container(docs)
     assert "command" not in ctr and ctr["args"][0] == "tritonserver"  # the image's ENTRYPOINT stays
-    assert "--model-control-mode=none" in ctr["args"]
-    assert not [a for a in ctr["args"] if a.startswith("--load-model")]
+    # Healing in place: explicit model control, every model loaded, the control API locked.
+    assert "--model-control-mode=explicit" in ctr["args"]
+    assert [a for a in ctr["args"] if a.startswith("--load-model")] == [
+        f"--load-model={m}" for m in ("elang", "super", "swift")
+    ]
+    assert "--reload-failing" in ctr["livenessProbe"]["exec"]["command"]
     assert {p["name"]: p["containerPort"] for p in ctr["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
     probe = ctr["livenessProbe"]["exec"]["command"]
     assert probe[:3] == ["python3", "-m", "elang.ops.health"] and "--url=127.0.0.1:8000" in probe
@@ -203,7 +207,7 @@ def test_the_pdb_never_blocks_a_drain():
 
 def test_object_store_credentials_reach_triton():
     gcs = _container(_render(_values("values-objectstore-gcs.yaml")))
-    env = {e["name"]: e["value"] for e in gcs["env"]}
+    env = {e["name"]: e.get("value") for e in gcs["env"]}
     mounts = {m["name"]: m for m in gcs["volumeMounts"]}
     key = env["GOOGLE_APPLICATION_CREDENTIALS"]
     assert key.startswith(mounts["gcs-credentials"]["mountPath"] + "/") and key.endswith("/key.json")
@@ -284,3 +288,59 @@ def test_every_container_runs_unprivileged_with_a_read_only_root(values_file):
         assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, ctr["name"]
         assert sc["capabilities"]["drop"] == ["ALL"], ctr["name"]
         assert "command" not in ctr or ctr["name"] == "fetch-model-repository"  # NVIDIA's entrypoint stays
+
+
+def test_the_control_api_is_locked_by_a_secret_that_no_manifest_shows():
+    """Triton gets the restricted-API flags with the value from the Secret through the environment:
+    the value is in the Secret alone, never in an argument, an env value or a ConfigMap."""
+    import base64
+
+    docs = _render(_values("values.yaml"))
+    (secret,) = docs["Secret"]
+    value = base64.b64decode(secret["data"]["admin-key"]).decode()
+    assert len(value) >= 32
+    ctr = _container(docs)
+    flags = [a for a in ctr["args"] if "restricted" in a]
+    assert flags == [
+        "--http-restricted-api=model-repository,logging,trace:elang-admin-key=$(ELANG_ADMIN_KEY)",
+        "--grpc-restricted-protocol=model-repository,logging,trace:elang-admin-key=$(ELANG_ADMIN_KEY)",
+    ]
+    env = {e["name"]: e for e in ctr["env"]}
+    assert env["ELANG_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": secret["metadata"]["name"],
+        "key": "admin-key",
+    }
+    for kind, items in docs.items():
+        if kind == "Secret":
+            continue
+        assert value not in json.dumps(items), kind  # no ConfigMap, argument list or annotation holds it
+    # A Secret the user manages: none is rendered, and the container reads that one.
+    values = _values("values.yaml")
+    values["server"]["controlSecret"]["existingSecret"] = "my-elang-control"
+    docs = _render(values)
+    assert "Secret" not in docs
+    assert {e["name"]: e for e in _container(docs)["env"]}["ELANG_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "my-elang-control"
+    )
+    # An open model-repository API with explicit model control is refused.
+    values["server"]["restrictedApis"] = ["logging"]
+    with pytest.raises(helm.HelmError, match="keep model-repository in server.restrictedApis"):
+        _render(values)
+    values["server"]["restrictedApis"] = ["model-repository", "everything"]
+    with pytest.raises(helm.HelmError, match='cannot restrict "everything"'):
+        _render(values)
+
+
+def test_the_pod_is_fenced_in():
+    docs = _render(_values("values.yaml"))
+    pod = docs["Deployment"][0]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["tmp"]["emptyDir"]["sizeLimit"] == "1Gi" and vols["dshm"]["emptyDir"]["sizeLimit"]
+    (policy,) = docs["NetworkPolicy"]
+    ports = [sorted(p["port"] for p in rule["ports"]) for rule in policy["spec"]["ingress"]]
+    assert ports == [["grpc", "http"], ["metrics"]]
+    values = _values("values.yaml")
+    values["networkPolicy"]["clients"] = [{"podSelector": {"matchLabels": {"app": "gateway"}}}]
+    (policy,) = _render(values)["NetworkPolicy"]
+    assert policy["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app": "gateway"}}}]

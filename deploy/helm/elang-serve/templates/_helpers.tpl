@@ -74,3 +74,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- toYaml $res -}}
 {{- end -}}
+
+{{/* The Secret holding the control API's secret, and its key. */}}
+{{- define "elang.controlSecretName" -}}
+{{- .Values.server.controlSecret.existingSecret | default (printf "%s-control" (include "elang.fullname" .)) -}}
+{{- end -}}
+
+{{/* Whether any API is restricted to the control secret. */}}
+{{- define "elang.restricted" -}}
+{{- if .Values.server.restrictedApis -}}true{{- end -}}
+{{- end -}}
