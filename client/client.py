@@ -8,6 +8,7 @@ Super-only baselines are measured.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -30,10 +31,13 @@ from elang.repository.config import json_parameters, parameters
 PROTOCOLS = ("grpc", "http")
 
 
-FAILURE_KINDS = ("overloaded", "deadline", "cancelled", "unreachable", "error")
+FAILURE_KINDS = ("overloaded", "deadline", "cancelled", "unreachable", "error", "interrupted")
 
 
 log = logging.getLogger(__name__)
+
+
+INTERRUPTED = "interrupted"  # a Prediction's error_kind: never sent, the run was stopped (Ctrl-C)
 
 
 class ClientError(RuntimeError):
@@ -128,6 +132,11 @@ class RoutedResult:
     @property
     def failed(self) -> list[Prediction]:
         return [p for p in self.predictions if not p.ok]
+
+    @property
+    def interrupted(self) -> int:
+        """Texts never sent because the run was interrupted (Ctrl-C)."""
+        return sum(p.error_kind == INTERRUPTED for p in self.predictions)
 
 
 @dataclass
@@ -462,11 +471,27 @@ class ElangClient:
 
             bar = tqdm(total=len(sendable), unit="text", desc=f"{what} via {self.model}")
         start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            for idx, fut in [(b, pool.submit(run, b)) for b in batches]:
+        pool = ThreadPoolExecutor(max_workers=concurrency)
+        futures = [(b, pool.submit(run, b)) for b in batches]
+        try:
+            for idx, fut in futures:
                 fut.result()
                 if bar is not None:
                     bar.update(len(idx))
+        except KeyboardInterrupt:
+            # Ctrl-C: nothing more is sent; requests in flight finish (each within the timeout), and
+            # every text not sent says so. The caller gets what was answered.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for idx, fut in futures:
+                if fut.cancelled():
+                    for i in idx:
+                        preds[i].error, preds[i].error_kind = "not sent: interrupted (Ctrl-C)", INTERRUPTED
+            for _, fut in futures:
+                if not fut.cancelled():
+                    with contextlib.suppress(BaseException):
+                        fut.result()
+        finally:
+            pool.shutdown(wait=True)
         wall = time.perf_counter() - start
         if bar is not None:
             bar.close()

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from elang.client.client import ElangClient
+from elang.client.client import INTERRUPTED, ElangClient
 from elang.client.inputs import add_input_options, guess_format, read_texts, threshold_arg
 
 
@@ -65,7 +65,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 name = p.label_name or str(p.label)
                 cut = "\ttruncated" if p.truncated else ""
                 print(f"{name}\troute={p.route}\tenergy={p.energy:.4f}{cut}\t{text[:80]}")
-            else:
+            elif p.error_kind != INTERRUPTED:  # the texts never sent are counted below, not listed
                 print(f"ERROR\tline {first_line + p.index}\t{p.error}\t{text[:80]}")
     print(json.dumps(result.stats.to_dict(), indent=2) if args.json else "\n" + result.stats.format_table())
     if result.stats.truncated:
@@ -75,6 +75,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
             "training and export keeps more)",
             file=sys.stderr,
         )
+    if result.interrupted:
+        answered = len(texts) - len(result.failed)
+        print(
+            f"interrupted: {answered} of {len(texts)} texts answered, {result.interrupted} not sent",
+            file=sys.stderr,
+        )
+        return 130
     if result.failed:
         where = f"their errors are in {args.output} (error field)" if args.output else "see the ERROR lines"
         print(f"{len(result.failed)} of {len(texts)} texts failed; {where}", file=sys.stderr)

@@ -123,3 +123,30 @@ def test_texts_cut_at_max_length_are_marked_per_row(server, offline, threshold):
     assert [p.truncated for p in direct.predictions] == [
         bool(n > offline["swift"].tokenizer.max_length) for n in offline["swift"].tokenizer.lengths(texts)
     ]
+
+
+def test_ctrl_c_on_classify_stops_sending_and_reports_what_was_answered(server, tmp_path):
+    """SIGINT: no more requests, the answered lines are printed, the rest counted as not sent, exit 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    texts = tmp_path / "many.txt"
+    texts.write_text("".join(f"text number {i} is fine\n" for i in range(20000)))
+    cmd = [sys.executable, "-m", "elang.cli", "classify", "--url", server.grpc_url, str(texts)]
+    proc = subprocess.Popen(
+        [*cmd, "--batch-size", "1", "--concurrency", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(6.0)  # the CLI starts (imports), checks the server and sends a while
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 10, "Ctrl-C did not stop the run promptly"
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    answered = [line for line in out.splitlines() if "\troute=" in line]
+    line = next(x for x in err.splitlines() if x.startswith("interrupted: "))
+    n_answered, n_not_sent = int(line.split()[1]), int(line.split("answered, ")[1].split()[0])
+    assert 0 < len(answered) == n_answered < 20000 and n_answered + n_not_sent <= 20000
+    assert "ERROR" not in out  # texts never sent are counted, not listed one by one
