@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from elang import contract as c
+from elang.client.admin import new_key
 from elang.client.client import ClientError, ElangClient
 from elang.client.stats import percentiles
 from elang.core.routing import escalates_above
@@ -109,7 +110,7 @@ def run_fault_bench(
     kill_every_s: float = 60.0,
     slow_s: float = 20.0,
     stage_timeout_s: float = 10.0,
-    heal: str = "reload",
+    heal: str = "auto",
     header: list[str] | None = None,
 ) -> int:
     """Run the fault benchmark; write faults.md and faults.json under ``report_dir``; 0 if nothing was lost."""
@@ -121,11 +122,16 @@ def run_fault_bench(
         repo = Path(tmp) / "repo"
         shutil.copytree(repository, repo)
         tune_repository(repo, fault_injection=True, stage_timeout_s=stage_timeout_s)
-        server = TritonServer(repo, model_control="explicit" if heal in ("reload", "auto") else "none")
+        # As plain `elang serve` runs it: model control explicit, the control API locked by a fresh
+        # secret, the supervisor with serve's defaults (check every 5 s, heal after 2 failures).
+        explicit = heal in ("reload", "auto")
+        server = TritonServer(
+            repo, model_control="explicit" if explicit else "none", admin_key=new_key() if explicit else None
+        )
         notes: list[str] = []
         faults = FaultLog()
         with server:
-            sup = Supervisor(server, heal=heal, interval_s=2.0, failures=2, timeout_s=10.0, notify=notes.append)
+            sup = Supervisor(server, heal=heal, notify=notes.append)
             sup.start()
             stop = threading.Event()
             lock = threading.Lock()

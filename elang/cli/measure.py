@@ -39,7 +39,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--kill-every", type=float, default=60.0, help="seconds between stub kills (default 60)")
     f.add_argument("--slow-s", type=float, default=20.0, help="how long the one slow Super call sleeps (default 20)")
     f.add_argument("--fault-stage-timeout", type=float, default=10.0, help="the routers' stage_timeout_s (default 10)")
-    f.add_argument("--heal", choices=("reload", "restart"), default="reload", help="how the supervisor heals")
+    f.add_argument(
+        "--heal",
+        choices=("auto", "reload", "restart"),
+        default="auto",
+        help="how the supervisor heals (default auto, as elang serve: reload in place, restart as the fallback)",
+    )
     p.add_argument("--report", type=Path, default=Path("bench-report"), help="folder for bench.md, .png, .json")
     dataspec.add_arguments(p, remembered=True)
     p.set_defaults(func=cmd_bench)
