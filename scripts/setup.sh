@@ -25,6 +25,23 @@ pick_python() {
   return 1
 }
 
+# The front door (elang serve, docs/OPERATIONS.md "Request size"): NGINX, from Debian's packages.
+install_nginx() {
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing nginx-light (the HTTP front door)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -q --no-install-recommends nginx-light >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends nginx-light >/dev/null 2>&1; }; } \
+      || echo "setup: could not install nginx-light; elang serve runs without a front door" >&2
+    # Debian starts its own nginx on port 80 after the install: elang serve runs its own.
+    nginx -s stop >/dev/null 2>&1 || true
+  else
+    echo "setup: nginx not found (sudo apt-get install nginx-light): elang serve runs without a front door" >&2
+  fi
+}
+install_nginx
+
 if [ ! -x .venv/bin/python ]; then
   py=$(pick_python)
   echo "setup: creating .venv with $py" >&2

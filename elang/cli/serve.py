@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from elang.client.admin import RESTRICTABLE, RESTRICTED_APIS, new_key, remove_key_files, write_key_files
+from elang.ops.frontdoor import DEFAULT_MAX_BODY_BYTES, FrontDoor, FrontDoorError
 from elang.ops.health import add_arguments, run
-from elang.ops.server import TritonServer
+from elang.ops.server import TritonServer, free_port
 from elang.ops.supervisor import Supervisor
 from elang.repository.writer import ServingKnobs, tune_repository
 
@@ -47,6 +48,21 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         f"{','.join(RESTRICTED_APIS)}; also: {', '.join(a for a in RESTRICTABLE if a not in RESTRICTED_APIS)}); "
         "'none' leaves every API open to every client. The secret is new at every start and written, mode "
         "0600, where elang's tools find it (docs/OPERATIONS.md)",
+    )
+    f = p.add_argument_group("front door")
+    f.add_argument(
+        "--front-door",
+        choices=("auto", "nginx", "off"),
+        default="auto",
+        help="NGINX on --host:--http-port in front of Triton's HTTP endpoint (then on 127.0.0.1), refusing "
+        "bodies over --max-body with a 413 (Triton 2.51 crashes on JSON bodies of about 4.19 MB); auto "
+        "(default): when nginx is installed; off: Triton serves HTTP itself",
+    )
+    f.add_argument(
+        "--max-body",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"bytes an HTTP request body may have at the front door (default {DEFAULT_MAX_BODY_BYTES})",
     )
     h = p.add_argument_group("healing")
     h.add_argument(
@@ -94,10 +110,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "load, unload or replace models (and run a model.py it uploads)",
             file=sys.stderr,
         )
+    door_wanted = args.front_door == "nginx" or (args.front_door == "auto" and FrontDoor.available())
+    if args.front_door == "auto" and not door_wanted:
+        print(
+            "elang serve: WARNING: no nginx, so no front door: an HTTP JSON body over about 4 MB crashes "
+            "Triton 2.51 (install nginx-light; docs/OPERATIONS.md, Request size)",
+            file=sys.stderr,
+        )
     server = TritonServer(
         args.model_repository,
         host=args.host,
-        http_port=args.http_port,
+        http_port=free_port("127.0.0.1") if door_wanted else args.http_port,
+        http_host="127.0.0.1" if door_wanted else None,
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         startup_timeout_s=args.startup_timeout,
@@ -125,10 +149,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
-    key_files = write_key_files(key, [server.http_port, server.grpc_port]) if key else []
+    door = None
+    if door_wanted:
+        try:
+            door = FrontDoor(args.host, args.http_port, server.http_url, args.max_body).start()
+        except FrontDoorError as exc:
+            server.stop()
+            print(f"elang serve: {exc}", file=sys.stderr)
+            return 2
+    public_http = f"{args.host}:{args.http_port}" if door else server.http_url
+    key_files = write_key_files(key, [args.http_port, server.grpc_port]) if key else []
     print(f"Triton ready (pid {server.process.pid}), models from {args.model_repository}")
     print(f"  gRPC     {server.grpc_url}")
-    print(f"  HTTP     http://{server.http_url}")
+    print(
+        f"  HTTP     http://{public_http}"
+        + (f" (front door: nginx, bodies up to {args.max_body} bytes; Triton on {server.http_url})" if door else "")
+    )
     print(f"  metrics  {server.metrics_url}")
     print(f"  log      {server.log_path}")
     print(f"  health   deep check every {args.health_interval:g} s, heal: {supervisor.heal}")
@@ -148,6 +184,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             time.sleep(0.2)
     finally:
         supervisor.stop()
+        if door is not None:
+            door.stop()
         code = server.stop()
         remove_key_files(key_files, key or "")
         print(f"stopped (exit code {code})")

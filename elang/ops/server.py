@@ -99,6 +99,8 @@ class TritonServer:
     http_port: int | None = None
     grpc_port: int | None = None
     metrics_port: int | None = None
+    # Where HTTP binds, when not ``host`` (behind a front door: 127.0.0.1 only).
+    http_host: str | None = None
     startup_timeout_s: float = 120.0
     log_path: Path | None = None
     log_verbose: int = 0
@@ -117,7 +119,7 @@ class TritonServer:
 
     @property
     def http_url(self) -> str:
-        return f"{self.host}:{self.http_port}"
+        return f"{self.http_host or self.host}:{self.http_port}"
 
     @property
     def grpc_url(self) -> str:
@@ -133,7 +135,7 @@ class TritonServer:
             str(root / "bin" / "tritonserver"),
             f"--model-repository={Path(self.model_repository).resolve()}",
             f"--backend-directory={prepare_backends()}",
-            f"--http-address={self.host}",
+            f"--http-address={self.http_host or self.host}",
             f"--http-port={self.http_port}",
             f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
@@ -174,7 +176,7 @@ class TritonServer:
             raise ServerError(f"cannot restrict {unknown}: Triton restricts {', '.join(RESTRICTABLE)}")
         if not repo.is_dir():
             raise ServerError(f"model repository {repo} does not exist")
-        self.http_port = self.http_port or free_port(self.host)
+        self.http_port = self.http_port or free_port(self.http_host or self.host)
         self.grpc_port = self.grpc_port or free_port(self.host)
         self.metrics_port = self.metrics_port or free_port(self.host)
         if self.log_path is None:

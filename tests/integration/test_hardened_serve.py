@@ -64,8 +64,31 @@ def _server_pid(serve_pid: int) -> int:
     raise AssertionError("no tritonserver under elang serve")
 
 
-def _load(url: str, stop: threading.Event, out: list, threshold: str) -> None:
-    client = ElangClient(url, timeout_s=30)
+def _json_post(http_url: str, path: str, size: int) -> tuple[int, str]:
+    """POST a JSON inference body of ``size`` bytes; (status, body) of the answer (the server may
+    answer before it has read the body: the rest is then not sent)."""
+    import http.client
+    import json
+
+    head = json.dumps({"inputs": [{"name": "TEXT", "shape": [1, 1], "datatype": "BYTES", "data": [""]}]})
+    body = (head[: -len('""]}]}')] + '"' + "a" * max(0, size - len(head)) + '"]}]}').encode()
+    host, port = http_url.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.putrequest("POST", path)
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    try:
+        for i in range(0, len(body), 1 << 20):
+            conn.send(body[i : i + (1 << 20)])
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused before the whole body went out
+    resp = conn.getresponse()
+    return resp.status, resp.read().decode(errors="replace")
+
+
+def _load(url: str, stop: threading.Event, out: list, threshold: str, protocol: str = "grpc") -> None:
+    client = ElangClient(url, protocol=protocol, timeout_s=30)
     i = 0
     while not stop.is_set():
         t0 = time.monotonic()
@@ -87,6 +110,9 @@ def _refused(fn) -> str:  # noqa: ANN001
 
 
 def test_elang_serve_defaults_lock_the_control_api_and_heal_a_dead_super_in_place(serve_repo, tmp_path):
+    from elang.ops.frontdoor import FrontDoor
+
+    assert FrontDoor.available(), "nginx is missing: scripts/setup.sh installs nginx-light (the front door)"
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
     log = tmp_path / "tritonserver.log"
     cmd = [sys.executable, "-m", "elang.cli", "serve", "--model-repository", str(serve_repo)]
@@ -125,8 +151,24 @@ def test_elang_serve_defaults_lock_the_control_api_and_heal_a_dead_super_in_plac
         assert ElangClient(grpc_url).reload_router()[c.PARAM_POLICY]
         assert ElangClient(http_url, protocol="http").ready_models() == ["elang", "super", "swift"]
 
-        # --- a dead Super stub under load: healed in place, Swift-only never fails -----------------
+        # --- the front door: bodies that would crash Triton get a clear 413; nobody else notices ---
         pid = _server_pid(proc.pid)
+        stop, swift = threading.Event(), []
+        load = [threading.Thread(target=_load, args=(grpc_url, stop, swift, "inf"), daemon=True) for _ in range(2)]
+        load += [threading.Thread(target=_load, args=(http_url, stop, swift, "inf", "http"), daemon=True)]
+        for th in load:
+            th.start()
+        for mb in (5, 50):
+            status, body = _json_post(http_url, f"/v2/models/{c.ROUTER_MODEL}/infer", mb * 1_000_000)
+            assert status == 413 and "front door" in body and "gRPC" in body, (mb, status, body[:200])
+        time.sleep(1.0)
+        stop.set()
+        for th in load:
+            th.join(30)
+        assert swift and all(e[0] == "ok" for e in swift), [e for e in swift if e[0] != "ok"][:3]
+        assert _server_pid(proc.pid) == pid and proc.poll() is None
+
+        # --- a dead Super stub under load: healed in place, Swift-only never fails -----------------
         stop = threading.Event()
         swift: list = []
         escalated: list = []
@@ -167,6 +209,7 @@ def test_elang_serve_defaults_lock_the_control_api_and_heal_a_dead_super_in_plac
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
+    assert "front door: nginx" in out, out  # the default when nginx is installed (scripts/setup.sh installs it)
     assert "reload of" in out and "restart" not in out.split("health event", 1)[-1], out
     assert secret not in out and secret not in log.read_text()  # never printed or logged
     assert not key_file(ports["http"]).exists() and not key_file(ports["grpc"]).exists()  # removed at stop

@@ -47,10 +47,14 @@ def _render(values: dict) -> dict[str, list[dict]]:
     return docs
 
 
-def _container(docs) -> dict:
+def _container(docs, name: str = "tritonserver") -> dict:
     (dep,) = docs["Deployment"]
-    (ctr,) = dep["spec"]["template"]["spec"]["containers"]
+    (ctr,) = [x for x in dep["spec"]["template"]["spec"]["containers"] if x["name"] == name]
     return ctr
+
+
+def _dashboards(docs) -> list[dict]:
+    return [cm for cm in docs.get("ConfigMap", []) if cm["metadata"]["labels"].get("grafana_dashboard") == "1"]
 
 
 @pytest.mark.parametrize("values_file", VALUE_FILES)
@@ -68,7 +72,7 @@ def test_rendered_manifests_validate(values_file):
     assert {"Deployment", "Service", "PodDisruptionBudget"} <= set(docs)
     for kind, items in docs.items():
         for doc in items:
-            if kind == "ConfigMap":  # the dashboard: its JSON is checked below
+            if kind == "ConfigMap" and doc["metadata"]["labels"].get("grafana_dashboard") == "1":  # its JSON
                 json.loads(next(iter(doc["data"].values())))
             if kind == "ServiceMonitor":  # a CRD: no bundled schema; checked below
                 assert doc["apiVersion"] == "monitoring.coreos.com/v1"
@@ -97,9 +101,12 @@ def test_defaults_are_safe():
         f"--load-model={m}" for m in ("elang", "super", "swift")
     ]
     assert "--reload-failing" in ctr["livenessProbe"]["exec"]["command"]
-    assert {p["name"]: p["containerPort"] for p in ctr["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert {p["name"]: p["containerPort"] for p in ctr["ports"]} == {"grpc": 8001, "metrics": 8002}
+    # HTTP enters through the front door (NGINX); Triton's own HTTP listens on loopback only
+    assert {p["name"]: p["containerPort"] for p in _container(docs, "front-door")["ports"]} == {"http": 8000}
+    assert "--http-address=127.0.0.1" in ctr["args"] and "--http-port=8010" in ctr["args"]
     probe = ctr["livenessProbe"]["exec"]["command"]
-    assert probe[:3] == ["python3", "-m", "elang.ops.health"] and "--url=127.0.0.1:8000" in probe
+    assert probe[:3] == ["python3", "-m", "elang.ops.health"] and "--url=127.0.0.1:8010" in probe
     assert ctr["livenessProbe"]["timeoutSeconds"] > 10 and "--exit-timeout-secs=10" in ctr["args"]
     assert ctr["readinessProbe"]["httpGet"]["path"] == ctr["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
     sc = ctr["securityContext"]
@@ -183,7 +190,7 @@ def test_the_liveness_probe_command_is_the_health_check():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(cmd[3:])
-    assert (args.url, args.timeout, args.slow_is_alive, args.quiet) == ("127.0.0.1:8000", 10.0, True, True)
+    assert (args.url, args.timeout, args.slow_is_alive, args.quiet) == ("127.0.0.1:8010", 10.0, True, True)
     values["probes"]["liveness"]["deep"] = False
     assert _container(_render(values))["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
 
@@ -272,10 +279,9 @@ def test_dashboard_queries_use_the_metrics_the_router_exports():
     assert {"elang_super_fraction", "elang_swift_energy", "elang_calibration_info"} <= names
     assert names <= exported, names - exported
     docs = _render(_values("values-autoscaling.yaml"))
-    (cm,) = docs["ConfigMap"]
-    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    (cm,) = _dashboards(docs)
     assert json.loads(cm["data"]["elang-router.json"])["uid"] == "elang-serve-router"
-    assert "ConfigMap" not in _render(_values("values.yaml"))
+    assert not _dashboards(_render(_values("values.yaml")))
 
 
 @pytest.mark.parametrize("values_file", VALUE_FILES)
@@ -287,7 +293,8 @@ def test_every_container_runs_unprivileged_with_a_read_only_root(values_file):
         sc = ctr["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, ctr["name"]
         assert sc["capabilities"]["drop"] == ["ALL"], ctr["name"]
-        assert "command" not in ctr or ctr["name"] == "fetch-model-repository"  # NVIDIA's entrypoint stays
+        # NVIDIA's entrypoint stays (the fetcher and the NGINX front door are other images)
+        assert "command" not in ctr or ctr["name"] in ("fetch-model-repository", "front-door")
 
 
 def test_the_control_api_is_locked_by_a_secret_that_no_manifest_shows():
@@ -344,3 +351,20 @@ def test_the_pod_is_fenced_in():
     values["networkPolicy"]["clients"] = [{"podSelector": {"matchLabels": {"app": "gateway"}}}]
     (policy,) = _render(values)["NetworkPolicy"]
     assert policy["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app": "gateway"}}}]
+
+
+def test_the_front_door_sidecar_runs_the_configuration_elang_serve_writes():
+    from elang.ops.frontdoor import nginx_config
+
+    docs = _render(_values("values.yaml"))
+    (cm,) = [x for x in docs["ConfigMap"] if x["metadata"]["name"].endswith("-frontdoor")]
+    want = nginx_config("8000", "127.0.0.1:8010", 3145728, "/tmp", "/tmp/nginx.pid", "/dev/stderr")
+    assert cm["data"]["nginx.conf"].split() == want.split()
+    door = _container(docs, "front-door")
+    assert door["command"] == ["nginx", "-c", "/etc/elang-frontdoor/nginx.conf"]
+    assert {m["mountPath"] for m in door["volumeMounts"]} == {"/tmp", "/etc/elang-frontdoor"}
+    values = _values("values.yaml")
+    values["frontDoor"]["enabled"] = False
+    docs = _render(values)
+    assert [x["name"] for x in docs["Deployment"][0]["spec"]["template"]["spec"]["containers"]] == ["tritonserver"]
+    assert "--http-port=8000" in _container(docs)["args"]
