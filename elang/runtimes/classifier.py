@@ -24,6 +24,11 @@ ONNX_FILE = "model.onnx"
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # The tokenizer's per-text flag: cut at max_length (never fed to the model).
 TRUNCATED_KEY = "truncated"
+# Characters per token of max_length a text keeps before it is tokenized: English averages 4-5
+# characters a token, so the first max_length tokens lie far inside the cut, and a text of a MiB
+# costs what one of a few KiB does (one request cannot hold a stage for seconds). A text cut here
+# is reported truncated.
+CHARS_PER_TOKEN = 64
 
 
 def _pad_token(model_dir: Path, tokenizer) -> tuple[int, str]:  # noqa: ANN001 - tokenizers.Tokenizer
@@ -74,12 +79,19 @@ class TextTokenizer:
         return np.array([sum(e.attention_mask) for e in encs], dtype=np.int64)
 
     def __call__(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
+        cap = self.max_length * CHARS_PER_TOKEN
+        cut = np.array([len(t) > cap for t in texts], dtype=np.bool_)
+        if pairs is not None:
+            cut |= np.array([len(p) > cap for p in pairs], dtype=np.bool_)
+        if cut.any():
+            texts = [t[:cap] for t in texts]
+            pairs = None if pairs is None else [p[:cap] for p in pairs]
         encs = self.tokenizer.encode_batch(texts if pairs is None else list(zip(texts, pairs, strict=True)))
         return {
             "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64),
-            TRUNCATED_KEY: np.array([bool(e.overflowing) for e in encs], dtype=np.bool_),
+            TRUNCATED_KEY: cut | np.array([bool(e.overflowing) for e in encs], dtype=np.bool_),
         }
 
 

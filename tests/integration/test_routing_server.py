@@ -150,3 +150,25 @@ def test_ctrl_c_on_classify_stops_sending_and_reports_what_was_answered(server, 
     n_answered, n_not_sent = int(line.split()[1]), int(line.split("answered, ")[1].split()[0])
     assert 0 < len(answered) == n_answered < 20000 and n_answered + n_not_sent <= 20000
     assert "ERROR" not in out  # texts never sent are counted, not listed one by one
+
+
+def test_a_request_of_huge_texts_does_not_hold_the_swift_for_seconds(server):
+    """4 texts of 1 MiB each (within the limits) are cut before tokenizing: answered, marked
+    truncated, and small requests beside it are not held up (it took 12-14 s before the cut)."""
+    import threading
+    import time
+
+    huge = ["wonderful " * 100_000] * 4  # 1,000,000 bytes each
+    big: dict = {}
+    th = threading.Thread(target=lambda: big.update(r=ElangClient(server.grpc_url).classify(huge, batch_size=4)))
+    th.start()
+    client = ElangClient(server.grpc_url)
+    waits = []
+    while th.is_alive() or len(waits) < 5:
+        t0 = time.monotonic()
+        client.infer_batch(["a small text"], "inf")
+        waits.append(time.monotonic() - t0)
+    th.join(60)
+    res = big["r"]
+    assert res.stats.answered == 4 and all(p.truncated for p in res.predictions)
+    assert max(waits) < 2.0, waits

@@ -43,3 +43,18 @@ def test_truncation_is_counted_with_the_lengths_percentiles():
     assert truncation_summary([10, 20], 128).startswith("0 of 2 texts (0.0%)") and "--max-length" not in \
         truncation_summary([10, 20], 128)  # fmt: skip
     assert "no texts" in truncation_summary([], 64)
+
+
+def test_a_huge_text_is_cut_before_tokenizing_and_reported_truncated(tiny_repo):
+    """One MiB text costs what a few KiB do: cut at CHARS_PER_TOKEN x max_length characters first;
+    ordinary texts tokenize exactly as before, and the cut one is marked truncated."""
+    from elang.runtimes.classifier import CHARS_PER_TOKEN, TRUNCATED_KEY, TextTokenizer
+
+    tok = TextTokenizer(tiny_repo["work"] / "swift", max_length=32)
+    normal = ["a short text", "the service was good " * 20]
+    huge = "wonderful " * 110_000  # 1.1 MB
+    plain = tok.tokenizer.encode_batch(normal)
+    out = tok([*normal, huge])
+    assert [list(r) for r in out["input_ids"][:2]] == [e.ids for e in plain]
+    assert out[TRUNCATED_KEY].tolist() == [False, True, True]
+    assert out["input_ids"][2].tolist() == tok([huge[: 32 * CHARS_PER_TOKEN]])["input_ids"][0].tolist()
