@@ -248,3 +248,41 @@ def test_health_sees_an_unloaded_router_and_a_hung_super_under_a_queue_policy(se
         time.sleep(1.0)
         report = deep_check(srv.http_url, admin_key=srv.admin_key)
         assert not report.healthy and c.ROUTER_MODEL in report.failing(), report.summary()
+
+
+def test_a_killed_server_is_restarted_by_elang_serve_and_leaves_no_orphan_or_shared_memory(serve_repo, tmp_path):
+    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    cmd = [sys.executable, "-m", "elang.cli", "serve", "--model-repository", str(serve_repo)]
+    cmd += [f"--{k}-port={v}" for k, v in ports.items()]
+    cmd += ["--health-interval", "1", "--log-file", str(tmp_path / "tritonserver.log")]
+    shm_before_start = set(os.listdir("/dev/shm"))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    http_url = f"127.0.0.1:{ports['http']}"
+    try:
+        deadline = time.monotonic() + 120
+        while not (key_file(ports["http"]).is_file() and deep_check(http_url).healthy):
+            assert proc.poll() is None and time.monotonic() < deadline, "elang serve did not come up"
+            time.sleep(0.3)
+        pid = _server_pid(proc.pid)
+        stubs = [p for p, _ in stub_processes(pid).values()]
+        assert stubs
+        ours = set(os.listdir("/dev/shm")) - shm_before_start  # this server's regions
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while True:
+            assert time.monotonic() < deadline, "not restarted within 90 s"
+            time.sleep(0.5)
+            try:
+                new = _server_pid(proc.pid)
+            except AssertionError:
+                continue
+            if new != pid and deep_check(http_url).healthy:
+                break
+        assert not [p for p in stubs if Path(f"/proc/{p}").exists()], "orphaned stubs of the killed server"
+        left = ours & set(os.listdir("/dev/shm"))
+        assert not left, f"shared memory of the killed server left behind: {sorted(left)}"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert "restart" in out, out
