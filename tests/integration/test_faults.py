@@ -169,6 +169,7 @@ def test_a_cancelled_request_costs_super_nothing(fault_server, fault_repo):
     try:
         sleeper = _sleep_super(fault_server.grpc_url, 3.0)
         before = _metric(fault_server, "nv_inference_count", model="super")
+        rows_before = _metric(fault_server, "elang_stage_rows_total", stage="super")
         client = ElangClient(fault_server.grpc_url, timeout_s=30)
         first = threading.Thread(target=client.infer_batch, args=([TEXTS[0]], "-inf"), daemon=True)
         first.start()  # takes the router's only slot to Super, and waits behind the sleeper
@@ -182,6 +183,8 @@ def test_a_cancelled_request_costs_super_nothing(fault_server, fault_repo):
         time.sleep(1.0)  # the router answers the cancelled request and sends its metrics
         # Super ran the sleeper's text and the first request's (counted when done), never the 5 cancelled ones.
         assert _metric(fault_server, "nv_inference_count", model="super") - before == 2
+        # The router sent Super the first request's row only: the cancelled rows were withdrawn.
+        assert _metric(fault_server, "elang_stage_rows_total", stage="super") - rows_before == 1
         assert _metric(fault_server, "elang_failed_rows_total", stage="super", reason="cancelled") >= 5
     finally:
         _retune(fault_server, fault_repo, stage_inflight=2, stage_timeout_s=2.0)
