@@ -228,6 +228,23 @@ def aggregator_table(
 _ABOVE = get_policy("mean")
 
 
+def table_markdown(rows: list[AggregatorRow], scores: Seq2SeqScores) -> str:
+    sw, su = scores.swift_correct.mean(), scores.super_correct.mean()
+    oracle = float((~scores.swift_correct & scores.super_correct).mean())
+    head = " / ".join(f"{int(f * 100)}%" for f in SHARES)
+    lines = [
+        f"Swift WER {100 * (1 - sw):.2f}%, Super WER {100 * (1 - su):.2f}%, oracle routing needs {100 * oracle:.1f}% "
+        f"on Super ({len(scores.inputs)} inputs).",
+        "",
+        f'| rule | AUROC "Swift wrong" | WER % at {head} Super | Super share within 0.5 pt of Super |',
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        wers = " / ".join(f"{100 * r.wer_at[f]:.2f}" for f in SHARES)
+        lines.append(f"| {r.name} | {r.auroc:.3f} | {wers} | {100 * r.share_within_half_point:.1f}% |")
+    return "\n".join(lines)
+
+
 def pick_aggregator(
     fit: Seq2SeqScores, target: Target, cost_ratio: float | None, names: tuple[str, ...] = AGGREGATORS
 ) -> str:
