@@ -472,8 +472,10 @@ class ElangClient:
             bar = tqdm(total=len(sendable), unit="text", desc=f"{what} via {self.model}")
         start = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=concurrency)
-        futures = [(b, pool.submit(run, b)) for b in batches]
+        futures: list = []
         try:
+            for b in batches:
+                futures.append((b, pool.submit(run, b)))
             for idx, fut in futures:
                 fut.result()
                 if bar is not None:
@@ -482,16 +484,17 @@ class ElangClient:
             # Ctrl-C: nothing more is sent; requests in flight finish (each within the timeout), and
             # every text not sent says so. The caller gets what was answered.
             pool.shutdown(wait=False, cancel_futures=True)
-            for idx, fut in futures:
-                if fut.cancelled():
-                    for i in idx:
+            started = {id(b) for b, fut in futures if not fut.cancelled()}
+            for b in batches:
+                if id(b) not in started:
+                    for i in b:
                         preds[i].error, preds[i].error_kind = "not sent: interrupted (Ctrl-C)", INTERRUPTED
             for _, fut in futures:
                 if not fut.cancelled():
                     with contextlib.suppress(BaseException):
                         fut.result()
         finally:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)
         wall = time.perf_counter() - start
         if bar is not None:
             bar.close()

@@ -67,3 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     ) as exc:
         print(f"elang {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling: a line, not a traceback
+        print(f"elang {args.command}: interrupted", file=sys.stderr)
+        return 130

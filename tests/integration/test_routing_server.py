@@ -138,7 +138,7 @@ def test_ctrl_c_on_classify_stops_sending_and_reports_what_was_answered(server, 
     proc = subprocess.Popen(
         [*cmd, "--batch-size", "1", "--concurrency", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    time.sleep(6.0)  # the CLI starts (imports), checks the server and sends a while
+    time.sleep(10.0)  # the CLI starts (imports), checks the server and sends a while
     proc.send_signal(signal.SIGINT)
     t0 = time.monotonic()
     out, err = proc.communicate(timeout=60)
