@@ -37,7 +37,7 @@ def run_g2p_demo(
             trained[role] = train_seq2seq(recipe, splits, cache)
         m = trained[role].metrics
         print(
-            f"{role}: {recipe.name} test WER {m['test_wer']:.2%} PER {m['test_per']:.2%} ({trained[role].checkpoint})"
+            f"{role}: {m.get('recipe', {}).get('name', recipe.name)} test WER {m['test_wer']:.2%} PER {m['test_per']:.2%} ({trained[role].checkpoint})"
         )
     repo = Path(work) / "g2p-repository"
     stamp = Path(work) / "g2p-repository.json"
