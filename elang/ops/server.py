@@ -10,6 +10,7 @@ Used by ``elang serve``, the tests and the benchmarks.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import re
@@ -186,11 +187,12 @@ class TritonServer:
         log.info("starting %s", " ".join(self.redacted_command()))
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _EXEC_DYING_WITH_PARENT, *cmd],
+                cmd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=server_environment(),
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         try:
             self.wait_ready()
@@ -373,20 +375,16 @@ def stub_processes(server_pid: int, model: str | None = None) -> dict[str, tuple
     return out
 
 
-# The server is started through this one-liner, which sets PR_SET_PDEATHSIG (Linux: SIGTERM it
-# when the process that started it dies; kept across exec) and then execs tritonserver in place,
-# same PID. The server runs in a session of its own (so that stop() can kill its stubs with it),
-# which also takes it out of its parent's process group: without this, an `elang serve` killed
-# with SIGKILL would leave a server running and holding its ports. Linux ties this to the thread
-# that started the server, so start it from one that outlives it (the main thread, or the
-# supervisor's, which runs until the server is stopped). Not a preexec_fn: that forces a plain
-# fork(), whose atfork handlers deadlock in a process with live gRPC channels (tritonclient's);
-# without one, Python spawns with vfork and runs no handler.
-_EXEC_DYING_WITH_PARENT = (
-    "import ctypes, os, signal, sys\n"
-    "try:\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
-    "except (OSError, AttributeError):\n"
-    "    pass\n"
-    "os.execv(sys.argv[1], sys.argv[1:])\n"
-)
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies (Linux).
+
+    The server runs in a session of its own (so that stop() can kill its stubs with it), which
+    also takes it out of its parent's process group: without this, an `elang serve` killed
+    with SIGKILL would leave a server running and holding its ports. Linux ties this to the
+    thread that started the server, so start it from one that outlives it (the main thread, or
+    the supervisor's, which runs until the server is stopped).
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
