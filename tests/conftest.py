@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Tests fork tritonserver (subprocess with a preexec_fn) from a process that holds tritonclient
+# gRPC channels; gRPC's fork handlers can deadlock that fork. The tests never use gRPC in a child.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import pytest
 
