@@ -158,8 +158,8 @@ def test_gpu_and_autoscaling_values():
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "avg_time_queue_us"
     assert "replicas" not in auto["Deployment"][0]["spec"]  # the HPA owns the replica count
     actr = _container(auto)
-    assert "--model-repository=s3://my-models/elang/python-ort" in actr["args"]
-    assert actr["envFrom"][0]["secretRef"]["name"] == "elang-s3-credentials"
+    assert "--model-repository=/models/python-ort" in actr["args"]
+    assert "envFrom" not in actr  # the S3 credentials reach the fetch container only
 
 
 @pytest.mark.parametrize(
@@ -212,24 +212,74 @@ def test_the_pdb_never_blocks_a_drain():
     assert _pdb(_values("values-autoscaling.yaml"))["minAvailable"] == 1  # minReplicas 2
 
 
-def test_object_store_credentials_reach_triton():
-    gcs = _container(_render(_values("values-objectstore-gcs.yaml")))
+def _pod(docs) -> dict:
+    return docs["Deployment"][0]["spec"]["template"]["spec"]
+
+
+def _secret_refs(ctr: dict) -> set[str]:
+    refs = {e["secretRef"]["name"] for e in ctr.get("envFrom", []) if "secretRef" in e}
+    refs |= {e["valueFrom"]["secretKeyRef"]["name"] for e in ctr.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+    return refs
+
+
+@pytest.mark.parametrize(
+    "values_file, secret, command",
+    [
+        ("values-autoscaling.yaml", "elang-s3-credentials", "aws s3 sync --only-show-errors s3://my-models/elang/python-ort /models/python-ort"),
+        ("values-objectstore-gcs.yaml", None, "gcloud storage rsync --recursive gs://my-models/elang/python-ort /models/python-ort"),
+        ("values-objectstore-azure.yaml", "elang-azure-credentials", "--source models --pattern 'elang/python-ort/*' --destination /models/.download && mv /models/.download/elang/python-ort /models/python-ort"),
+    ],
+)
+def test_object_store_credentials_reach_only_the_fetch_container(values_file, secret, command):
+    docs = _render(_values(values_file))
+    pod = _pod(docs)
+    (fetch,) = [c for c in pod["initContainers"] if c["name"] == "fetch-model-repository"]
+    assert command in " ".join(fetch["command"])
+    server = _container(docs)
+    assert "--model-repository=/models/python-ort" in server["args"]
+    assert {m["name"]: m.get("readOnly") for m in server["volumeMounts"]}["model-repository"] is True
+    # Triton's environment, and so every Python stub's, holds no credential of the bucket
+    assert "envFrom" not in server
+    assert not {"GOOGLE_APPLICATION_CREDENTIALS", "AWS_ACCESS_KEY_ID"} & {e["name"] for e in server["env"]}
+    assert "gcs-credentials" not in {m["name"] for m in server["volumeMounts"]}
+    assert _secret_refs(server) <= {"prod-elang-serve-control"}
+    if secret:
+        assert _secret_refs(fetch) == {secret}
+    else:  # gs: the key file, mounted in the fetch container only
+        env = {e["name"]: e["value"] for e in fetch["env"]}
+        mounts = {m["name"]: m for m in fetch["volumeMounts"]}
+        assert env["CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE"] == mounts["gcs-credentials"]["mountPath"] + "/key.json"
+        assert mounts["gcs-credentials"]["readOnly"] is True
+        vols = {v["name"]: v for v in pod["volumes"]}
+        assert vols["gcs-credentials"]["secret"]["secretName"] == "elang-gcs-key"
+    assert {v["name"]: v for v in pod["volumes"]}["model-repository"]["emptyDir"]["sizeLimit"] == "4Gi"
+
+
+def test_an_object_store_triton_reads_itself_gets_the_credentials_and_refuses_knobs():
+    values = _values("values-objectstore-gcs.yaml")
+    values["modelRepository"]["objectStore"]["fetch"] = False
+    docs = _render(values)
+    gcs = _container(docs)
     env = {e["name"]: e.get("value") for e in gcs["env"]}
     mounts = {m["name"]: m for m in gcs["volumeMounts"]}
     key = env["GOOGLE_APPLICATION_CREDENTIALS"]
     assert key.startswith(mounts["gcs-credentials"]["mountPath"] + "/") and key.endswith("/key.json")
-    assert mounts["gcs-credentials"]["readOnly"] is True
     assert "--model-repository=gs://my-models/elang/python-ort" in gcs["args"]
-    docs = _render(_values("values-objectstore-gcs.yaml"))
-    vols = {v["name"]: v for v in docs["Deployment"][0]["spec"]["template"]["spec"]["volumes"]}
-    assert vols["gcs-credentials"]["secret"]["secretName"] == "elang-gcs-key"
-    azure = _container(_render(_values("values-objectstore-azure.yaml")))
-    assert azure["envFrom"] == [{"secretRef": {"name": "elang-azure-credentials"}}]
-    assert "--model-repository=as://myaccount/models/elang/python-ort" in azure["args"]
-    bad = _values("values-objectstore-azure.yaml")
-    bad["modelRepository"]["objectStore"]["uri"] = "ftp://x"
-    with pytest.raises(helm.HelmError, match="must start with s3://, gs:// or as://"):
-        _render(bad)
+    assert "initContainers" not in _pod(docs)
+    azure = _values("values-objectstore-azure.yaml")
+    azure["modelRepository"]["objectStore"]["fetch"] = False
+    server = _container(_render(azure))
+    assert server["envFrom"] == [{"secretRef": {"name": "elang-azure-credentials"}}]
+    assert "--model-repository=as://myaccount/models/elang/python-ort" in server["args"]
+    # Knobs need a local copy: said, not ignored
+    values["serving"] = {"maxQueueSize": 8}
+    with pytest.raises(helm.HelmError, match="need a local copy of the repository"):
+        _render(values)
+    for uri, match in (("ftp://x", "must start with s3://, gs:// or as://"), ("as://account", "as://ACCOUNT/CONTAINER")):
+        bad = _values("values-objectstore-azure.yaml")
+        bad["modelRepository"]["objectStore"]["uri"] = uri
+        with pytest.raises(helm.HelmError, match=re.escape(match)):
+            _render(bad)
 
 
 def test_a_repository_baked_into_the_image_is_served_where_the_image_serves_it():
@@ -264,11 +314,13 @@ def test_serving_knobs_render_into_the_prepare_step_and_parse():
         "--stage-timeout-s": "30",
     }
     assert "--model-repository=/prepared/repository" in _container(docs)["args"]
-    # Knobs with a bucket Triton reads itself cannot be applied: said, not ignored.
+    # A fetched bucket is a local copy: its knobs are applied too
     values = _values("values-autoscaling.yaml")
     values["serving"] = {"maxQueueSize": 8}
-    with pytest.raises(helm.HelmError, match="need a local copy of the repository"):
-        _render(values)
+    docs = _render(values)
+    names = [c["name"] for c in _pod(docs)["initContainers"]]
+    assert names == ["fetch-model-repository", "prepare-model-repository"]
+    assert "--max-queue-size=8" in _pod(docs)["initContainers"][1]["args"]
 
 
 def test_dashboard_queries_use_the_metrics_the_router_exports():

@@ -26,7 +26,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Where the repository of the selected runtime is as shipped. */}}
 {{- define "elang.sourcePath" -}}
 {{- $src := .Values.modelRepository.source -}}
-{{- if eq $src "objectStore" -}}
+{{- if and (eq $src "objectStore") (not (include "elang.fetchesBucket" .)) -}}
 {{- required "modelRepository.objectStore.uri is required when source is objectStore" .Values.modelRepository.objectStore.uri | trimSuffix "/" -}}/{{ .Values.runtime }}
 {{- else if eq $src "image" -}}
 {{- .Values.modelRepository.image.path | trimSuffix "/" -}}
@@ -83,4 +83,37 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Whether any API is restricted to the control secret. */}}
 {{- define "elang.restricted" -}}
 {{- if .Values.server.restrictedApis -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when an init container copies the bucket (source objectStore, objectStore.fetch): the
+credentials then reach that container only, never Triton or its Python stubs. */}}
+{{- define "elang.fetchesBucket" -}}
+{{- if and (eq .Values.modelRepository.source "objectStore") .Values.modelRepository.objectStore.fetch -}}true{{- end -}}
+{{- end -}}
+
+{{/* The bucket's scheme: s3, gs or as. */}}
+{{- define "elang.bucketScheme" -}}
+{{- regexFind "^(s3|gs|as)" .Values.modelRepository.objectStore.uri -}}
+{{- end -}}
+
+{{/* The fetch container's command: the runtime's folder of the bucket into mountPath/runtime. */}}
+{{- define "elang.fetchCommand" -}}
+{{- $store := .Values.modelRepository.objectStore -}}
+{{- $src := printf "%s/%s" ($store.uri | trimSuffix "/") .Values.runtime -}}
+{{- $dest := printf "%s/%s" (.Values.modelRepository.mountPath | trimSuffix "/") .Values.runtime -}}
+{{- $scheme := include "elang.bucketScheme" . -}}
+{{- if $store.fetchCommand -}}
+{{- toYaml $store.fetchCommand -}}
+{{- else if eq $scheme "s3" -}}
+{{- toYaml (list "aws" "s3" "sync" "--only-show-errors" $src $dest) -}}
+{{- else if eq $scheme "gs" -}}
+{{- toYaml (list "sh" "-c" (printf "mkdir -p %s && gcloud storage rsync --recursive %s %s" $dest $src $dest)) -}}
+{{- else -}}
+{{- /* as://account/container/prefix: az keeps the blob path under the destination */ -}}
+{{- $parts := splitList "/" (trimPrefix "as://" ($store.uri | trimSuffix "/")) -}}
+{{- $container := index $parts 1 -}}
+{{- $prefix := join "/" (append (rest (rest $parts)) .Values.runtime) -}}
+{{- $stage := printf "%s/.download" (.Values.modelRepository.mountPath | trimSuffix "/") -}}
+{{- toYaml (list "sh" "-c" (printf "az storage blob download-batch --only-show-errors --source %s --pattern '%s/*' --destination %s && mv %s/%s %s && rm -rf %s" $container $prefix $stage $stage $prefix $dest $stage)) -}}
+{{- end -}}
 {{- end -}}
