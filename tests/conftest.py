@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 # Tests fork tritonserver (subprocess with a preexec_fn) from a process that holds tritonclient
-# gRPC channels; gRPC's fork handlers can deadlock that fork. The tests never use gRPC in a child.
+# gRPC channels; gRPC's fork handlers can deadlock that fork (elang/__init__.py sets the same
+# for every elang process; here it also covers a test that imports grpc before elang).
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import pytest

@@ -138,7 +138,19 @@ def test_ctrl_c_on_classify_stops_sending_and_reports_what_was_answered(server, 
     proc = subprocess.Popen(
         [*cmd, "--batch-size", "1", "--concurrency", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    time.sleep(10.0)  # the CLI starts (imports), checks the server and sends a while
+    # Interrupt once the CLI is sending (the router's count grows), not after a fixed sleep: on a
+    # loaded machine the CLI's imports alone can outlast one, and a SIGINT inside them tests nothing.
+    import tritonclient.grpc as grpcclient
+
+    stats = grpcclient.InferenceServerClient(server.grpc_url)
+
+    def count() -> int:
+        return int(stats.get_inference_statistics("elang").model_stats[0].inference_count)
+
+    before, deadline = count(), time.monotonic() + 120
+    while count() < before + 20 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None and count() >= before + 20, "the CLI never started sending"
     proc.send_signal(signal.SIGINT)
     t0 = time.monotonic()
     out, err = proc.communicate(timeout=60)
