@@ -41,6 +41,9 @@ MASK = "MASK"
 OUTPUT_TEXT = "OUTPUT_TEXT"
 TOKEN_IDS = "TOKEN_IDS"
 TOKEN_ENERGY = "TOKEN_ENERGY"
+# Each generated token's probability margin (top-1 minus top-2 softmax probability), what the
+# min-margin policy scores; stages answer it where their config declares it.
+TOKEN_MARGIN = "TOKEN_MARGIN"
 NUM_TOKENS = "NUM_TOKENS"
 MAX_NEW_TOKENS = "MAX_NEW_TOKENS"
 
@@ -100,6 +103,8 @@ PARAM_INLINE_STAGE = "inline_stage"
 # "1": the router asks its stages for TRUNCATED and answers it. Set at load time, never written:
 # when the router's config declares TRUNCATED and every stage's config does.
 PARAM_REPORT_TRUNCATION = "report_truncation"
+# Set by a generating router at load: "1" when every stage declares TOKEN_MARGIN (asked for then).
+PARAM_STAGE_MARGINS = "stage_margins"
 # File next to an inline copy: the stage's config parameters.
 INLINE_STAGE_FILE = "stage.json"
 # How the router calls each stage (elang.core.execution): rows per call (the stage's max_batch_size,
@@ -209,8 +214,7 @@ def generator_inputs() -> list[TensorSpec]:
     return [text_input(), TensorSpec(MAX_NEW_TOKENS, "TYPE_INT32", np.int32, (1,))]
 
 
-def generator_outputs() -> list[TensorSpec]:
-    """Outputs of a generating stage (a seq2seq `swift` or `super`)."""
+def _generated() -> list[TensorSpec]:
     return [
         TensorSpec(OUTPUT_TEXT, "TYPE_STRING", np.object_, (1,)),
         TensorSpec(TOKEN_IDS, "TYPE_INT64", np.int64, (-1,)),
@@ -219,11 +223,16 @@ def generator_outputs() -> list[TensorSpec]:
     ]
 
 
+def generator_outputs() -> list[TensorSpec]:
+    """Outputs of a generating stage (a seq2seq `swift` or `super`)."""
+    return [*_generated(), TensorSpec(TOKEN_MARGIN, "TYPE_FP32", np.float32, (-1,))]
+
+
 def generate_router_outputs() -> list[TensorSpec]:
     """Outputs of a generating `elang` router: the answering stage's outputs, ENERGY (the policy's
     aggregate of Swift's token energies, what the threshold was compared with) and ROUTE."""
     return [
-        *generator_outputs(),
+        *_generated(),
         TensorSpec(ENERGY, "TYPE_FP32", np.float32, (1,)),
         TensorSpec(ROUTE, "TYPE_INT32", np.int32, (1,)),
     ]

@@ -30,14 +30,26 @@ from elang.calibration.classify import _file_identity, split_for_fitting
 from elang.calibration.record import Record
 from elang.calibration.record import apply_record as apply_common
 from elang.calibration.thresholds import Target, TargetError, auroc, choose, routing_curve
-from elang.core.routing import SEQUENCE_POLICIES, get_policy
+from elang.core.routing import SEQUENCE_POLICIES, get_policy, stack_tokens
 from elang.data.seq2seq import Seq2SeqSet, error_rates, wrong
 from elang.runtimes.generator import ONNX_FILES, OnnxSeq2SeqGenerator
 from elang.tasks.generate import pad_steps
 
 log = logging.getLogger(__name__)
 
-AGGREGATORS = tuple(SEQUENCE_POLICIES)
+AGGREGATORS = tuple(SEQUENCE_POLICIES)  # every served rule (min-margin needs the stages' TOKEN_MARGIN)
+
+
+def _needs_margins(name: str) -> bool:
+    return bool(getattr(get_policy(name), "needs_margins", False))
+
+
+def served_aggregators(repository: Path, stages: tuple[str, ...] = ("swift", "super")) -> tuple[str, ...]:
+    """The rules the repository's router can serve: min-margin only where every stage declares TOKEN_MARGIN."""
+    from elang.repository.config import stages_declare
+
+    margins = stages_declare(Path(repository), stages, c.TOKEN_MARGIN)
+    return tuple(n for n in AGGREGATORS if margins or not _needs_margins(n))
 SHARES = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -50,7 +62,16 @@ class Seq2SeqScores:
     swift_texts: list[str]
     super_texts: list[str]
     swift_energies: np.ndarray  # [n, cap]
-    swift_margins: np.ndarray | None = None  # [n, cap] each token's probability margin (offline rules)
+    swift_margins: np.ndarray | None = None  # [n, cap] each token's probability margin
+
+    @property
+    def swift_tokens(self) -> np.ndarray:
+        """[n, cap, 2]: what a sequence policy scores (``elang.core.routing.token_channels``)."""
+        return stack_tokens(self.swift_energies, self.swift_margins)
+
+    def rules(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """``names`` less those these scores cannot feed (min-margin without margins)."""
+        return tuple(n for n in names if self.swift_margins is not None or not _needs_margins(n))
 
     @property
     def swift_correct(self) -> np.ndarray:
@@ -161,7 +182,7 @@ def sequence_features(energies: np.ndarray, margins: np.ndarray | None) -> np.nd
     min, 0.5/0.9 quantiles, sum, the token count, and (when given) the margins' min, mean and first."""
     e = np.asarray(energies, dtype=np.float64)
     with np.errstate(all="ignore"):
-        cols = [pol.score(e) for pol in SEQUENCE_POLICIES.values()]
+        cols = [pol.score(e) for name, pol in SEQUENCE_POLICIES.items() if not _needs_margins(name)]
         cols += [np.nanmin(e, axis=1), (~np.isnan(e)).sum(axis=1).astype(np.float64)]
         if margins is not None:
             m = np.asarray(margins, dtype=np.float64)
@@ -187,12 +208,9 @@ def learned_scores(scores: Seq2SeqScores, folds: int = 2, seed: int = 0) -> np.n
 
 
 def _offline_rules(scores: Seq2SeqScores) -> list[tuple[str, np.ndarray]]:
-    """Rules the served router does not run, read on the same curve: the least token margin, the
-    learned rule on token features (cross-fitted) and the oracle (Swift wrong, Super right first)."""
+    """Rules the served router does not run, read on the same curve: the learned rule on token
+    features (cross-fitted) and the oracle (Swift wrong, Super right first)."""
     rules = []
-    if scores.swift_margins is not None:
-        with np.errstate(all="ignore"):
-            rules.append(("min-margin (offline)", -np.nanmin(np.asarray(scores.swift_margins, np.float64), axis=1)))
     if len(scores.inputs) >= 20:
         rules.append(("learned (offline, 2-fold)", learned_scores(scores)))
     oracle = (~scores.swift_correct & scores.super_correct).astype(np.float64)
@@ -205,7 +223,7 @@ def aggregator_table(
 ) -> list[AggregatorRow]:
     """Each served aggregator's routing curve (and, with ``offline``, the offline rules' and the oracle's)."""
     sw, su = scores.swift_correct, scores.super_correct
-    rules = [(name, get_policy(name).score(scores.swift_energies)) for name in names]
+    rules = [(name, get_policy(name).score(scores.swift_tokens)) for name in scores.rules(names)]
     if offline:
         rules += _offline_rules(scores)
     rows = []
@@ -257,9 +275,9 @@ def pick_aggregator(
     """
     sw, su = fit.swift_correct, fit.super_correct
     best: tuple[float, float, str] | None = None
-    for name in names:
+    for name in fit.rules(names):
         pol = get_policy(name)
-        s = pol.score(fit.swift_energies)
+        s = pol.score(fit.swift_tokens)
         curve = routing_curve(s, sw, su, pol)
         try:
             ch = choose(curve, target, pol, float(su.mean()), cost_ratio)
@@ -307,6 +325,7 @@ def calibrate(
     cost_ratio: float | None = None,
     fingerprint: str = "",
     seed: int = 0,
+    names: tuple[str, ...] = AGGREGATORS,
 ) -> tuple[Seq2SeqRecord, list[AggregatorRow]]:
     """Pick the aggregator (``auto``: :func:`pick_aggregator` on the fit third) and the threshold to ``target``."""
     target.validate()
@@ -316,15 +335,20 @@ def calibrate(
     fit_idx, hold_idx = split_for_fitting(n, seed=seed)
     fit, hold = scores.take(fit_idx), scores.take(hold_idx)
     if criterion == "auto":
-        criterion = pick_aggregator(fit, target, cost_ratio)
+        criterion = pick_aggregator(fit, target, cost_ratio, names)
     pol = get_policy(criterion)
     if not pol.sequence:
         raise ValueError(f"a generating router routes on an aggregate of token energies, not {criterion!r}")
-    s = pol.score(hold.swift_energies)
+    if criterion not in names and criterion in SEQUENCE_POLICIES:
+        raise ValueError(
+            f"criterion {criterion} scores token margins (TOKEN_MARGIN), which this repository's stages do "
+            "not answer: export them again with this version of elang"
+        )
+    s = pol.score(hold.swift_tokens)
     sw, su = hold.swift_correct, hold.super_correct
     curve = routing_curve(s, sw, su, pol)
     choice = choose(curve, target, pol, float(su.mean()), cost_ratio, confidence, sw, su)
-    rows = aggregator_table(scores)
+    rows = aggregator_table(scores, names)
     stamp = datetime.now(timezone.utc)
     lb, relative = choice.lower_bound, target.kind == "accuracy_drop"
     record = Seq2SeqRecord(
@@ -354,7 +378,7 @@ def calibrate(
 def evaluate(record: Seq2SeqRecord, scores: Seq2SeqScores) -> dict:
     """How the record's threshold lands on another split: share, WER and PER, against Super and Swift."""
     pol = get_policy(record.criterion)
-    esc = pol.escalate(pol.score(scores.swift_energies), record.threshold)
+    esc = pol.escalate(pol.score(scores.swift_tokens), record.threshold)
     routed = error_rates(scores.routed_texts(esc), scores.references)
     sup = error_rates(scores.super_texts, scores.references)
     swi = error_rates(scores.swift_texts, scores.references)

@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         None if args.no_margin else args.confidence,
         ratio,
         splits.fingerprint,
+        names=sc.served_aggregators(Path(args.repository), settings.stages),
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             f"Swift {100 * ev['swift_wer']:.2f}% / {100 * ev['swift_per']:.2f}%)",
             "",
             "aggregators on test:",
-            sc.table_markdown(sc.aggregator_table(test), test),
+            sc.table_markdown(sc.aggregator_table(test, sc.served_aggregators(Path(args.repository), settings.stages)), test),
         ]
     text = "\n".join(lines)
     print(text)

@@ -103,7 +103,8 @@ class StageOutput:
     A segment of a multi-exit encoder returns its exit's logits and the hidden state
     (``{"HIDDEN": [rows, L, H], "MASK": [rows, L]}``); the next stage is called with the carry
     of the escalated rows instead of their texts. A generating stage returns its token
-    energies as ``logits`` ([rows, steps], NaN-padded to the router's cap) and its text and
+    energies and margins as ``logits`` ([rows, steps, 2], NaN-padded to the router's cap:
+    ``elang.core.routing.token_channels``) and its text and
     token ids as ``outputs``; the answering stage's outputs are the request's answer. Arrays
     of two or more dimensions are padded with zeros along axis 1 when rows of several requests
     go out in one call.
@@ -574,7 +575,7 @@ def _checked(out: Any, rows: int, labels: int | None) -> StageOutput:
     carry = out.carry if isinstance(out, StageOutput) else None
     outputs = out.outputs if isinstance(out, StageOutput) else None
     arr = np.asarray(out.logits if isinstance(out, StageOutput) else out, dtype=np.float32)
-    if arr.ndim != 2 or arr.shape[0] != rows:
+    if arr.ndim not in (2, 3) or arr.shape[0] != rows:  # 3: a generating stage's [rows, steps, 2]
         raise StageCallError(f"returned logits of shape {list(arr.shape)} for {rows} rows")
     if labels is not None and arr.shape[1] != labels:
         raise StageCallError(f"returned {arr.shape[1]} labels where the first stage returned {labels}")

@@ -178,27 +178,62 @@ POLICIES: dict[str, Policy] = {
 STATELESS = ("energy", "softmax", "entropy")
 
 
-# Seq2seq: a generating stage returns each token's energy ([rows, steps], NaN after a row's last
-# token) where a classifier returns logits, and these policies aggregate them into one score per
+# Seq2seq: a generating stage returns each token's energy and probability margin where a
+# classifier returns logits: [rows, steps, 2] (channel 0 the energy, 1 the margin; NaN after a
+# row's last token, and a margin channel of NaN where the stage answers none). A bare
+# [rows, steps] array is token energies alone. These policies aggregate them into one score per
 # row; a higher aggregate is less sure, so all escalate above the threshold. Token energies are
 # computed at the stage's temperature, so the policy's own temperature is not used.
-def _token_energies(energies: np.ndarray) -> np.ndarray:
-    e = np.asarray(energies, dtype=np.float64)
-    if e.ndim != 2 or e.shape[1] == 0:
-        raise ValueError(f"token energies must have shape [rows, steps >= 1], got {e.shape}")
-    return e
+def token_channels(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(energies [rows, steps], margins [rows, steps] or None) of a generating stage's answer."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 3 and v.shape[2] == 2 and v.shape[1] > 0:
+        return v[..., 0], v[..., 1]
+    if v.ndim == 2 and v.shape[1] > 0:
+        return v, None
+    raise ValueError(f"token scores must have shape [rows, steps >= 1] or [rows, steps >= 1, 2], got {v.shape}")
+
+
+def stack_tokens(energies: np.ndarray, margins: np.ndarray | None) -> np.ndarray:
+    """[rows, steps, 2] of token energies and margins (NaN margins when there are none)."""
+    e = np.asarray(energies, dtype=np.float32)
+    m = np.full_like(e, np.nan) if margins is None else np.asarray(margins, dtype=np.float32)
+    if m.shape != e.shape:
+        raise ValueError(f"token margins of shape {list(m.shape)} for energies of shape {list(e.shape)}")
+    return np.stack([e, m], axis=-1)
+
+
+def _token_energies(values: np.ndarray) -> np.ndarray:
+    return token_channels(values)[0]
+
+
+def _per_row(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    out = np.full(len(x), np.nan)
+    has = ~np.all(np.isnan(x), axis=1)  # a row without tokens scores NaN (and escalates)
+    if has.any():
+        out[has] = fn(x[has])
+    return out
 
 
 def _nan_safe(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray, float], np.ndarray]:
     def score(energies: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-        e = _token_energies(energies)
-        out = np.full(len(e), np.nan)
-        has = ~np.all(np.isnan(e), axis=1)  # a row without tokens scores NaN (and escalates)
-        if has.any():
-            out[has] = fn(e[has])
-        return out
+        return _per_row(fn, _token_energies(energies))
 
     return score
+
+
+MIN_MARGIN = "min-margin"
+
+
+def _least_margin(values: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """1 - the least token probability margin: 0 when every token was sure, up to 1."""
+    _, margins = token_channels(values)
+    if margins is None or np.isnan(margins).all():
+        raise ValueError(
+            f"the {MIN_MARGIN} policy scores each token's probability margin (TOKEN_MARGIN), and the "
+            "scores given hold token energies only: export the stages with this version of elang"
+        )
+    return _per_row(lambda m: 1.0 - np.nanmin(m, axis=1), margins)
 
 
 @dataclass(frozen=True)
@@ -206,6 +241,7 @@ class SequencePolicy(Policy):
     """A policy over a generated sequence's token energies (see ``SEQUENCE_POLICIES``)."""
 
     sequence: ClassVar[bool] = True
+    needs_margins: bool = False  # scores TOKEN_MARGIN, which every stage must then answer
 
 
 def quantile_policy(q: float) -> SequencePolicy:
@@ -238,6 +274,13 @@ SEQUENCE_POLICIES: dict[str, Policy] = {
         quantile_policy(0.5),
         quantile_policy(0.8),
         quantile_policy(0.9),
+        SequencePolicy(
+            MIN_MARGIN,
+            _least_margin,
+            True,
+            "escalate when 1 - the least token probability margin (top-1 minus top-2) > threshold",
+            needs_margins=True,
+        ),
     )
 }
 

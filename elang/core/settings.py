@@ -44,6 +44,9 @@ class RouterSettings:
     calibration_version: str = "uncalibrated"
     inline_stage: str = ""
     report_truncation: bool = False  # ask the stages for TRUNCATED and answer it (c.PARAM_REPORT_TRUNCATION)
+    # generate: whether every stage declares TOKEN_MARGIN (c.PARAM_STAGE_MARGINS, found by the
+    # router at load); None where nobody looked (settings read from a config offline)
+    stage_margins: bool | None = None
     stage_max_batch: Mapping[str, int] = field(default_factory=dict)  # missing stage: 64
     stage_inflight: Mapping[str, int] = field(default_factory=dict)  # missing: DEFAULT_STAGE_INFLIGHT
     stage_queue_rows: Mapping[str, int] = field(default_factory=dict)  # missing: DEFAULT_STAGE_QUEUE_ROWS
@@ -116,6 +119,7 @@ class RouterSettings:
                 calibration_version=params.get(c.PARAM_CALIBRATION_VERSION, "uncalibrated"),
                 inline_stage=params.get(c.PARAM_INLINE_STAGE, "").strip(),
                 report_truncation=params.get(c.PARAM_REPORT_TRUNCATION, "0") == "1",
+                stage_margins=None if c.PARAM_STAGE_MARGINS not in params else params[c.PARAM_STAGE_MARGINS] == "1",
                 stage_max_batch=parse_stage_map(params, c.PARAM_STAGE_MAX_BATCH, stages),
                 stage_inflight=parse_stage_map(params, c.PARAM_STAGE_INFLIGHT, stages),
                 stage_queue_rows=parse_stage_map(params, c.PARAM_STAGE_QUEUE_ROWS, stages),
@@ -152,6 +156,7 @@ class RouterSettings:
 _KNOWN = {
     c.PARAM_TASK,
     c.PARAM_REPORT_TRUNCATION,
+    c.PARAM_STAGE_MARGINS,
     c.PARAM_MAX_NEW_TOKENS,
     c.PARAM_EXIT_LAYERS,
     c.PARAM_STAGES,

@@ -510,8 +510,9 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...] = (), sta
     }
     params.update({k: v for k, v in optional.items() if v != ""})
     params.update(spec.extra_parameters)
-    try:  # refuse settings the router would refuse at load time
-        RouterSettings.from_parameters({k: str(v) for k, v in params.items()})
+    try:  # refuse settings the router would refuse at load time (it looks at the stages' outputs too)
+        found = {c.PARAM_STAGE_MARGINS: "1" if stages_declare(staging or repo, spec.stages, c.TOKEN_MARGIN) else "0"}
+        RouterSettings.from_parameters({**{k: str(v) for k, v in params.items()}, **found})
     except ValueError as exc:
         raise RepositoryError(str(exc)) from None
     cfg = mc.ModelConfig(name=spec.name, backend="python")

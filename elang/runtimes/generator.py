@@ -53,23 +53,27 @@ class Generation:
     lengths: np.ndarray  # [rows] int32 tokens generated (EOS included)
     texts: list[str]  # decoded, special tokens skipped
     # [rows, steps] float32: top-1 minus top-2 probability of each chosen token, NaN after the row's
-    # last (offline routing studies; the stage does not answer it)
+    # last (TOKEN_MARGIN: what the min-margin policy scores; computed when asked)
     margins: np.ndarray | None = None
     step_logits: list[np.ndarray] | None = None  # per row [its steps, vocab] (parity checks only)
 
     def tensors(self, rows: slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:
         """A generating stage's output tensors for ``rows``, cut to their longest answer:
-        OUTPUT_TEXT (UTF-8 bytes), TOKEN_IDS, TOKEN_ENERGY and NUM_TOKENS."""
+        OUTPUT_TEXT (UTF-8 bytes), TOKEN_IDS, TOKEN_ENERGY, NUM_TOKENS and, when computed,
+        TOKEN_MARGIN."""
 
         lengths = self.lengths[rows]
         width = max(1, int(lengths.max(initial=0)))
         texts = np.asarray(self.texts, dtype=np.object_)[rows]
-        return {
+        out = {
             c.OUTPUT_TEXT: np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_).reshape(-1, 1),
             c.TOKEN_IDS: np.ascontiguousarray(self.token_ids[rows, :width]),
             c.TOKEN_ENERGY: np.ascontiguousarray(self.energies[rows, :width]),
             c.NUM_TOKENS: lengths.reshape(-1, 1).astype(np.int32),
         }
+        if self.margins is not None:
+            out[c.TOKEN_MARGIN] = np.ascontiguousarray(self.margins[rows, :width])
+        return out
 
 
 def token_margins(logits: np.ndarray) -> np.ndarray:

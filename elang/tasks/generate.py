@@ -1,9 +1,11 @@
 """``generate``: seq2seq stages (T5 and kin), routed on an aggregate of the Swift's token energies.
 
 Each stage takes TEXT and an optional per-row MAX_NEW_TOKENS and answers OUTPUT_TEXT,
-TOKEN_IDS, TOKEN_ENERGY and NUM_TOKENS; the router answers those of the stage that answered,
-ENERGY (the Swift's aggregate, the routed score) and ROUTE. The executor's "logits" of a row
-are its token energies, padded with NaN to the router's ``max_new_tokens``.
+TOKEN_IDS, TOKEN_ENERGY, NUM_TOKENS and TOKEN_MARGIN (where its config declares it); the router
+answers those of the stage that answered (TOKEN_MARGIN aside), ENERGY (the Swift's aggregate,
+the routed score) and ROUTE. The executor's "logits" of a row are its token energies and
+margins, [steps, 2], padded with NaN to the router's ``max_new_tokens``
+(``elang.core.routing.token_channels``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from elang import contract as c
 from elang.core.execution import Job, StageOutput
-from elang.core.routing import SEQUENCE_POLICIES, is_sequence_policy
+from elang.core.routing import SEQUENCE_POLICIES, get_policy, is_sequence_policy, stack_tokens
 from elang.core.texts import InputError, decode_texts
 from elang.runtimes.generator import OnnxSeq2SeqGenerator, generator_options  # onnxruntime: serve extra
 from elang.tasks.base import Task
@@ -65,7 +67,7 @@ class GenerateTask(Task):
         return is_sequence_policy(policy)
 
     def policy_kind(self) -> str:
-        return "an aggregate of token energies (first, mean, max, sum, quantile:Q)"
+        return "an aggregate of token energies (first, mean, max, sum, quantile:Q) or min-margin"
 
     def validate(self, settings: Any) -> None:
         super().validate(settings)
@@ -73,18 +75,29 @@ class GenerateTask(Task):
             raise ValueError(
                 f"a generate router needs max_new_tokens >= 1 (got {settings.max_new_tokens}) and no exit_layers"
             )
+        if getattr(get_policy(settings.policy), "needs_margins", False) and settings.stage_margins is False:
+            raise ValueError(
+                f"policy {settings.policy} scores each token's probability margin, and not every stage's "
+                f"config declares {c.TOKEN_MARGIN} (stages {', '.join(settings.stages)}): export the stages "
+                "again with this version of elang, or calibrate another policy"
+            )
 
     def job_inputs(self, settings: Any, params: Mapping[str, Any], rows: int) -> dict[str, np.ndarray] | None:
         return {c.MAX_NEW_TOKENS: np.full(rows, request_max_new_tokens(settings, params), np.int32)}
 
     def stage_call(self, settings: Any, model: str, inputs: Any) -> tuple[dict[str, np.ndarray], list[str]]:
         caps = np.asarray(inputs[c.MAX_NEW_TOKENS], dtype=np.int32).reshape(-1, 1)
-        return {c.TEXT: inputs[c.TEXT], c.MAX_NEW_TOKENS: caps}, [t.name for t in c.generator_outputs()]
+        names = [t.name for t in c.generator_outputs() if t.name != c.TOKEN_MARGIN or settings.stage_margins]
+        return {c.TEXT: inputs[c.TEXT], c.MAX_NEW_TOKENS: caps}, names
 
     def stage_answer(self, settings: Any, outs: Mapping[str, np.ndarray]) -> StageOutput:
         cap = settings.max_new_tokens
+        margins = outs.get(c.TOKEN_MARGIN)
         return StageOutput(
-            pad_steps(outs[c.TOKEN_ENERGY], cap, np.nan).astype(np.float32),
+            stack_tokens(
+                pad_steps(outs[c.TOKEN_ENERGY], cap, np.nan),
+                None if margins is None else pad_steps(margins, cap, np.nan),
+            ),
             outputs={
                 c.OUTPUT_TEXT: np.asarray(outs[c.OUTPUT_TEXT], dtype=np.object_).reshape(-1),
                 c.TOKEN_IDS: pad_steps(outs[c.TOKEN_IDS], cap, 0).astype(np.int64),
@@ -103,7 +116,7 @@ class GenerateTask(Task):
         return {
             c.OUTPUT_TEXT: texts.reshape(n, 1),
             c.TOKEN_IDS: np.ascontiguousarray(np.asarray(outs[c.TOKEN_IDS], dtype=np.int64)[:, :width]),
-            c.TOKEN_ENERGY: np.ascontiguousarray(job.logits[:, :width], dtype=np.float32),
+            c.TOKEN_ENERGY: np.ascontiguousarray(job.logits[:, :width, 0], dtype=np.float32),
             c.NUM_TOKENS: lengths,
             c.ENERGY: job.scores.astype(np.float32).reshape(n, 1),
             c.ROUTE: job.route.astype(np.int32).reshape(n, 1),
@@ -122,6 +135,6 @@ class GenerateTask(Task):
             caps = np.minimum(
                 np.asarray(inputs[c.MAX_NEW_TOKENS], dtype=np.int64).reshape(-1), generator.max_new_tokens
             )
-            return self.stage_answer(settings, generator(texts, caps).tensors())
+            return self.stage_answer(settings, generator(texts, caps, margins=bool(settings.stage_margins)).tensors())
 
         return generate

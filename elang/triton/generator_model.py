@@ -1,5 +1,6 @@
 """Triton adapter for a generating stage (a seq2seq `swift` or `super`): TEXT (and an optional
-per-row MAX_NEW_TOKENS) in; OUTPUT_TEXT, TOKEN_IDS, TOKEN_ENERGY and NUM_TOKENS out.
+per-row MAX_NEW_TOKENS) in; OUTPUT_TEXT, TOKEN_IDS, TOKEN_ENERGY, NUM_TOKENS and (where the config
+declares it) TOKEN_MARGIN out.
 
 All valid requests of a dynamic batch generate together (``elang.runtimes.generator``); the request
 loop, errors and fault injection are ``StageAdapter``'s.
@@ -32,7 +33,11 @@ class TritonPythonModel(StageAdapter):
         return rows, _caps(request, len(rows), self.generator.max_new_tokens)
 
     def compute(self, items: list[Any]) -> list[dict[str, np.ndarray]]:
-        gen = self.generator([t for texts, _ in items for t in texts], np.concatenate([cap for _, cap in items]))
+        gen = self.generator(
+            [t for texts, _ in items for t in texts],
+            np.concatenate([cap for _, cap in items]),
+            margins=c.TOKEN_MARGIN in self.output_names,
+        )
         return [gen.tensors(rows) for rows in split_rows([len(cap) for _, cap in items])]
 
 

@@ -50,6 +50,9 @@ class TritonPythonModel:
             repository, c.parse_stages(params.get(c.PARAM_STAGES)), c.TRUNCATED
         )
         params[c.PARAM_REPORT_TRUNCATION] = "1" if reports else "0"
+        params[c.PARAM_STAGE_MARGINS] = (
+            "1" if stages_declare(repository, c.parse_stages(params.get(c.PARAM_STAGES)), c.TOKEN_MARGIN) else "0"
+        )
         self.settings = RouterSettings.from_parameters(params)
         self.task = self.settings.spec
         self.logger = pb_utils.Logger

@@ -403,3 +403,37 @@ def test_the_router_runs_the_swift_inline_and_answers_as_over_bls(g2p, server, t
     assert 0 < sum(p.route for p in inline.predictions) < len(words)
     assert [p.output for p in inline.predictions] == [p.output for p in bls.predictions]
     np.testing.assert_allclose([p.energy for p in inline.predictions], [p.energy for p in bls.predictions], atol=1e-5)
+
+
+def test_a_min_margin_router_routes_each_row_on_its_least_token_margin(g2p, tmp_path):
+    """The margin rule is served: the stages answer TOKEN_MARGIN, the router scores 1 - the least
+    margin of Swift's tokens, and routes each row of a request as the offline cascade does."""
+    from elang.repository.generate import write_generate_router
+    from elang.repository.writer import RouterSpec
+
+    words = g2p["splits"].test.inputs[:24]
+    sw = _gen(g2p, "swift")(words, margins=True)
+    score = get_policy("min-margin").score(np.stack([sw.energies, sw.margins], axis=-1))
+    assert np.allclose(score, 1 - np.nanmin(sw.margins, axis=1))
+    repo = tmp_path / "repo"
+    shutil.copytree(g2p["repo"], repo)
+    write_generate_router(repo, RouterSpec(policy="min-margin", threshold="0.5", max_new_tokens=16))
+    srv = TritonServer(repo, startup_timeout_s=180)
+    srv.start()
+    try:
+        client = ElangClient(srv.grpc_url, timeout_s=30)
+        for threshold in (np.inf, -np.inf, float(np.median(score))):
+            res = client.generate(words, batch_size=7, threshold=threshold)
+            assert [p.route for p in res.predictions] == (score > threshold).astype(int).tolist(), threshold
+            np.testing.assert_allclose([p.energy for p in res.predictions], score, atol=1e-5)
+        assert 0 < sum(p.route for p in res.predictions) < len(words)
+    finally:
+        srv.stop()
+    # Stages that answer no margins (an older export) cannot serve it: refused when written
+    cfg_path = repo / "swift" / "config.pbtxt"
+    cfg = parse_config(cfg_path.read_text())
+    names = [o.name for o in cfg.output]
+    del cfg.output[names.index(c.TOKEN_MARGIN)]
+    cfg_path.write_text(render_config(cfg))
+    with pytest.raises(RepositoryError, match="TOKEN_MARGIN"):
+        write_generate_router(repo, RouterSpec(policy="min-margin", threshold="0.5", max_new_tokens=16))

@@ -3,6 +3,8 @@ aggregators of the routing core, and the generating router's settings and output
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -119,7 +121,26 @@ def test_stage_calls_and_answers_of_a_generate_router():
             c.NUM_TOKENS: np.array([[2], [3]], dtype=np.int32),
         },
     )
-    assert out.logits.shape == (2, 6) and np.isnan(out.logits[0, 2:]).all()
+    # [rows, cap, 2]: energies, and NaN margins from a stage that answers none
+    assert out.logits.shape == (2, 6, 2) and np.isnan(out.logits[0, 2:, 0]).all() and np.isnan(out.logits[..., 1]).all()
+    assert c.TOKEN_MARGIN not in wanted  # not asked of stages that may not declare it
+    _, asked = s.spec.stage_call(replace(s, stage_margins=True), "swift", {c.TEXT: texts, c.MAX_NEW_TOKENS: np.array([6, 2])})
+    assert c.TOKEN_MARGIN in asked
+    with_margins = s.spec.stage_answer(
+        s,
+        {
+            c.OUTPUT_TEXT: np.array([[b"K"], [b"L M"]], dtype=np.object_),
+            c.TOKEN_IDS: np.array([[5, 1, 0], [6, 7, 1]]),
+            c.TOKEN_ENERGY: np.array([[-1.0, -2.0, NAN], [-1.0, -1.0, -1.0]], dtype=np.float32),
+            c.TOKEN_MARGIN: np.array([[0.9, 0.2, NAN], [0.5, 0.6, 0.7]], dtype=np.float32),
+            c.NUM_TOKENS: np.array([[2], [3]], dtype=np.int32),
+        },
+    )
+    min_margin = get_policy("min-margin").score(with_margins.logits)
+    assert np.allclose(min_margin, [0.8, 0.5])  # 1 - the least margin
+    assert np.allclose(get_policy("mean").score(with_margins.logits), [-1.5, -1.0])  # energies untouched
+    with pytest.raises(ValueError, match="TOKEN_MARGIN"):
+        get_policy("min-margin").score(out.logits)  # a stage without margins: said, not guessed
     job = Job(texts, [-2.0], inputs={c.MAX_NEW_TOKENS: np.array([6, 2])})
     job.logits, job.outputs, job.route, job.scores = out.logits, out.outputs, np.array([0, 1]), np.array([-1.5, -1.0])
     res = s.spec.outputs(s, job)
@@ -157,7 +178,7 @@ def test_auto_picks_the_aggregator_that_meets_the_target_with_least_super_not_th
     assert pick_aggregator(scores, Target("super_fraction", 0.2), None, names) == "first"
 
 
-def test_offline_rules_read_margins_and_the_oracle_needs_only_the_words_the_super_fixes():
+def test_the_margin_rule_and_the_offline_rules_read_margins_and_the_oracle_needs_only_the_words_the_super_fixes():
     from elang.calibration.generate import Seq2SeqScores, aggregator_table
     from elang.runtimes.generator import token_margins
 
@@ -179,9 +200,12 @@ def test_offline_rules_read_margins_and_the_oracle_needs_only_the_words_the_supe
     rows = {r.name: r for r in aggregator_table(scores)}
     fixes = float((~swift_ok & super_ok).mean())
     assert rows["oracle"].share_within_half_point <= fixes + 1e-9  # never more than the fixable words
-    assert rows["min-margin (offline)"].auroc > 0.99  # the margin separates Swift's errors here
+    assert rows["min-margin"].auroc > 0.99  # the served margin rule separates Swift's errors here
     assert rows["learned (offline, 2-fold)"].auroc > 0.95  # cross-fitted on the margin features
     assert rows["mean"].auroc < 0.7  # the energies are noise here
+    # scores without margins (an older stage's) offer no margin rule rather than failing
+    bare = Seq2SeqScores(scores.inputs, scores.references, scores.swift_texts, scores.super_texts, energies)
+    assert "min-margin" not in {r.name for r in aggregator_table(bare)}
 
 
 def test_stress_free_rates_drop_only_the_stress_digits():
