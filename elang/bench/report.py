@@ -9,28 +9,81 @@ import numpy as np
 from elang.bench.load import FULL_DEPTH, NO_ESCALATION, LoadResult, ideal_speedup
 
 
+# Within this many points of the fp32 Super's accuracy a system counts as "at the Super's accuracy".
+EQUAL_ACCURACY = 0.005
+
+
+def super_only_systems(results: dict[tuple[str, int], LoadResult], conc: int) -> dict[str, LoadResult]:
+    """The static Super-only variants measured at ``conc``: ``super`` (fp32) and ``super_*``
+    (``super_int8``, ...): what a user could serve instead of the cascade."""
+    return {n: r for (n, cc), r in results.items() if cc == conc and (n == "super" or n.startswith("super_"))}
+
+
+def fastest_super_only(results: dict[tuple[str, int], LoadResult], conc: int) -> tuple[str, LoadResult] | None:
+    """The headline's baseline: the static Super-only variant with the highest throughput."""
+    variants = super_only_systems(results, conc)
+    if not variants:
+        return None
+    name = max(variants, key=lambda n: variants[n].throughput)
+    return name, variants[name]
+
+
+def _is_cascade(name: str) -> bool:
+    return (name == "elang" or name.startswith("elang_")) and FULL_DEPTH not in name
+
+
+def headline(results: dict[tuple[str, int], LoadResult], conc: int) -> str | None:
+    """The fastest cascade within ``EQUAL_ACCURACY`` of the fp32 Super, against the fastest
+    static Super-only variant (named), with its fp32 ratio beside it."""
+    sup, best = results.get(("super", conc)), fastest_super_only(results, conc)
+    if sup is None or best is None:
+        return None
+    base_name, base = best
+    cascades = {n: r for (n, cc), r in results.items() if cc == conc and _is_cascade(n)}
+    fair = {n: r for n, r in cascades.items() if r.accuracy >= sup.accuracy - EQUAL_ACCURACY - 1e-12}
+    if not fair:
+        return (
+            f"concurrency {conc}: headline: no cascade is within {100 * EQUAL_ACCURACY:.1f} pt of the fp32 "
+            f"Super's accuracy ({sup.accuracy:.2%}); the fastest Super-only is {base_name} ({base.throughput:.1f} texts/s)"
+        )
+    name = max(fair, key=lambda n: fair[n].throughput)
+    r = fair[name]
+    return (
+        f"concurrency {conc}: headline: {name} {r.throughput / base.throughput:.2f}x the fastest Super-only "
+        f"({base_name}, {base.throughput:.1f} texts/s, accuracy {base.accuracy:.2%}) at accuracy {r.accuracy:.2%} "
+        f"({100 * (r.accuracy - sup.accuracy):+.2f} pt vs the fp32 Super); {r.throughput / sup.throughput:.2f}x the fp32 Super"
+    )
+
+
 def bench_markdown(
     results: dict[tuple[str, int], LoadResult], concurrencies: tuple[int, ...], router: str = "elang"
 ) -> tuple[str, list[str]]:
-    """The results table and the summary lines (speed-up, ideal bound, router overhead)."""
+    """The results table and the summary lines (the headline against the fastest static
+    Super-only, speed-up, ideal bound, router overhead)."""
     lines = [
         "| concurrency | system | texts/s | p50 ms | p95 ms | p99 ms | accuracy | Super fraction | mean exit layer "
-        "| speed-up vs Super | failed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| speed-up vs Super | vs fastest Super-only | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     summary = []
     for conc in concurrencies:
         sup = results.get(("super", conc))
+        best = fastest_super_only(results, conc)
         for (name, cc), r in results.items():
             if cc != conc:
                 continue
             lat = r.latency_ms()
             speed = r.throughput / sup.throughput if sup else float("nan")
+            vs_best = r.throughput / best[1].throughput if best else float("nan")
             layer = "-" if r.mean_exit_layer is None else f"{r.mean_exit_layer:.2f}"
             lines.append(
                 f"| {conc} | {name} | {r.throughput:.1f} | {lat[50]:.1f} | {lat[95]:.1f} | {lat[99]:.1f} | "
-                f"{r.accuracy:.2%} | {r.super_fraction:.1%} | {layer} | {speed:.2f}x | {r.failed + r.timed_out} |"
+                f"{r.accuracy:.2%} | {r.super_fraction:.1%} | {layer} | {speed:.2f}x | {vs_best:.2f}x | "
+                f"{r.failed + r.timed_out} |"
             )
+        line = headline(results, conc)
+        if line and len(super_only_systems(results, conc)) > 1:  # with one variant it is the fp32 line below
+            summary.append(line)
         for (name, cc), r in results.items():
             if cc == conc and r.per is not None:
                 summary.append(f"concurrency {conc}: {name} WER {1 - r.accuracy:.2%} PER {r.per:.2%}")

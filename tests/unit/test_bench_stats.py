@@ -51,6 +51,27 @@ def test_report_ratios():
     # c_swift / c_super = 10 / 100 = 0.1; bound = 1 / (0.1 + 0.2) = 3.33x; measured 3.33x -> 100%
     assert any("ideal bound 1/(0.100 + 0.200) = 3.33x; measured/ideal 100%" in s for s in summary)
     assert any("router overhead" in s and "+10.0%" in s for s in summary)
+    assert not any("headline" in s for s in summary)  # one Super-only variant: the fp32 line says it
+
+
+def test_the_headline_is_against_the_fastest_super_only_variant_at_equal_accuracy():
+    ok, sure = [True] * 100, [True] * 99 + [False]
+    results = {
+        ("swift", 8): _r("swift", 8, 100, 1.0, correct=[True] * 80 + [False] * 20),
+        ("super", 8): _r("super", 8, 100, 10.0, routes=[1] * 100, correct=ok),  # 10/s, 100%
+        ("super_int8", 8): _r("super_int8", 8, 100, 5.0, routes=[1] * 100, correct=sure),  # 20/s, 99%
+        ("elang", 8): _r("elang", 8, 100, 2.5, routes=[1] * 20 + [0] * 80, correct=sure),  # 40/s, 99%: -1 pt
+        ("elang_super_int8", 8): _r("elang_super_int8", 8, 100, 4.0, correct=[True] * 100),  # 25/s, 100%
+    }
+    table, summary = bench_markdown(results, (8,))
+    (line,) = [s for s in summary if "headline" in s]
+    # elang is faster but 1 pt below the fp32 Super; elang_super_int8 is at its accuracy: 25/20
+    assert "elang_super_int8 1.25x the fastest Super-only (super_int8, 20.0 texts/s" in line
+    assert "2.50x the fp32 Super" in line
+    assert "| 8 | elang | 40.0 |" in table and "| 4.00x | 2.00x |" in table  # both ratios in the table
+    results.pop(("elang_super_int8", 8))
+    (line,) = [s for s in bench_markdown(results, (8,))[1] if "headline" in s]
+    assert "no cascade is within 0.5 pt" in line and "super_int8" in line
 
 
 def test_rss_trend_ignores_warm_up_and_sees_a_leak():
