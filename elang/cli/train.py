@@ -200,8 +200,17 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         default="python-ort",
         help="python-ort runs here; onnxruntime/tensorrt write configs for the NGC container",
     )
-    p.add_argument("--quantize", choices=("int8",), default=None, help="dynamic int8 quantization")
-    p.add_argument("--quantize-exclude", choices=("ffn-output", "none"), default="ffn-output")
+    p.add_argument(
+        "--quantize",
+        choices=("int8", "int8-static"),
+        default=None,
+        help="int8: dynamic (weights int8, activation ranges at run time); int8-static: QDQ with "
+        "activation ranges calibrated on the calibration split's texts (validation's without one)",
+    )
+    p.add_argument("--quantize-exclude", choices=("ffn-output", "none"), default="ffn-output",
+                   help="ffn-output (default): keep the FFN output MatMuls in fp32; none: quantize every MatMul")  # fmt: skip
+    p.add_argument("--calibration-method", choices=("minmax", "percentile", "entropy"), default="minmax",
+                   help="int8-static: how activation ranges are read from the calibration texts (default minmax)")  # fmt: skip
     p.add_argument("--optimize", choices=("none", "basic", "extended", "all"), default="none")
     p.add_argument(
         "--max-length",
@@ -265,6 +274,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         quantize=args.quantize,
         quantize_exclude=args.quantize_exclude,
+        calibration_method=args.calibration_method,
         optimize=args.optimize,
         max_length=args.max_length,
         gpu=args.gpu,

@@ -154,6 +154,78 @@ def quantize_int8(src: Path, dst: Path, exclude: str = "ffn-output", per_channel
     return nodes
 
 
+QUANTIZE_MODES = ("int8", "int8-static")  # dynamic (weights int8, activations at run time), static QDQ
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+STATIC_CALIBRATION_TEXTS = 512  # texts whose activations set the static ranges
+
+
+def quantize_int8_static(
+    src: Path,
+    dst: Path,
+    model_dir: Path,
+    texts: list[str],
+    max_length: int,
+    exclude: str = "ffn-output",
+    method: str = "minmax",
+    per_channel: bool = True,
+    batch: int = 16,
+    pairs: list[str] | None = None,
+) -> list[str]:
+    """Static int8 QDQ quantization of ``src`` into ``dst``, the activation ranges calibrated on
+    ``texts`` (tokenized as served, from ``model_dir``); returns the node names left in fp32.
+
+    Only MatMuls are quantized (weights int8 per output channel, activations uint8 with fixed
+    ranges: ONNX Runtime's U8S8 kernels, VNNI/AMX where the CPU has them); LayerNorm, softmax,
+    GELU and the adds stay fp32. ``exclude``: ``ffn-output`` keeps the FFN output MatMuls in
+    fp32 (their inputs, after GELU, have the widest range), ``none`` quantizes every MatMul.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static
+
+    from elang.runtimes.classifier import TextTokenizer
+
+    if exclude not in ("ffn-output", "none"):
+        raise ExportError(f"unknown quantization exclusion {exclude!r}; choose ffn-output or none")
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}  # fmt: skip
+    if method not in methods:
+        raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
+    if not texts:
+        raise ExportError("static int8 quantization needs calibration texts")
+    import onnx
+
+    names = {i.name for i in onnx.load(str(src), load_external_data=False).graph.input}
+    tok = TextTokenizer(model_dir, max_length)
+    texts = texts[:STATIC_CALIBRATION_TEXTS]
+    feeds = []
+    for k in range(0, len(texts), batch):
+        enc = tok(texts[k : k + batch], None if pairs is None else pairs[k : k + batch])
+        feeds.append({n: v for n, v in enc.items() if n in names})
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(feeds)
+
+        def get_next(self) -> dict | None:
+            return next(self.items, None)
+
+    nodes = ffn_output_matmuls(src) if exclude == "ffn-output" else []
+    quantize_static(
+        str(src),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        per_channel=per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=nodes or None,
+        calibrate_method=methods[method],
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+    )
+    return nodes
+
+
 def optimize_graph(src: Path, dst: Path, level: str) -> None:
     """Write ONNX Runtime's offline-optimized graph (``basic``/``extended``/``all``) to ``dst``.
 

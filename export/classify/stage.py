@@ -26,7 +26,10 @@ from elang.export.classify.onnx import (
     compare_models,
     export_checkpoint,
     optimize_graph,
+    QUANTIZE_MODES,
+    STATIC_CALIBRATION_TEXTS,
     quantize_int8,
+    quantize_int8_static,
 )
 from elang.repository.config import check_family, parameters
 from elang.repository.writer import (
@@ -211,6 +214,7 @@ def export_stage(
     runtime: str = "python-ort",
     quantize: str | None = None,
     quantize_exclude: str = "ffn-output",
+    calibration_method: str = "minmax",
     optimize: str = "none",
     max_length: int | None = None,
     gpu: bool = False,
@@ -232,8 +236,8 @@ def export_stage(
     name = name or role
     if name != role and (role != c.SUPER_MODEL or name in c.STAGES or not name.isidentifier()):
         raise RepositoryError(f"--name {name!r}: only a super may take another name, a plain identifier")
-    if quantize not in (None, "int8"):
-        raise RepositoryError(f"unknown quantization {quantize!r}; only int8 is supported")
+    if quantize not in (None, *QUANTIZE_MODES):
+        raise RepositoryError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
     max_length = stage_max_length(checkpoint, max_length)
     repository = Path(repository)
     check_family(repository, get_task(c.TASK_CLASSIFY))
@@ -264,13 +268,24 @@ def export_stage(
             _copy_folder_with(fp32, Path(tmp) / "optimized.onnx", opt)
             final = opt
             report.transforms.append({"name": f"graph optimization {optimize}"})
-        if quantize == "int8":
+        if quantize in QUANTIZE_MODES:
             q = Path(tmp) / "int8"
-            kept = quantize_int8(final / ONNX_FILE, Path(tmp) / "int8.onnx", quantize_exclude)
+            if quantize == "int8":
+                kept = quantize_int8(final / ONNX_FILE, Path(tmp) / "int8.onnx", quantize_exclude)
+                what = "int8"
+            else:  # static: ranges from the calibration split's texts (validation's when none is given)
+                cal = splits.calibration if splits is not None and splits.calibration is not None else None
+                cal_texts = cal.texts if cal is not None and len(cal.texts) else texts
+                cal_pairs = cal.pairs if cal is not None and len(cal.texts) else pairs
+                kept = quantize_int8_static(
+                    final / ONNX_FILE, Path(tmp) / "int8.onnx", final, cal_texts, max_length,
+                    quantize_exclude, calibration_method, pairs=cal_pairs,
+                )  # fmt: skip
+                what = f"int8 static QDQ ({calibration_method}, {min(len(cal_texts), STATIC_CALIBRATION_TEXTS)} texts)"
             _copy_folder_with(final, Path(tmp) / "int8.onnx", q)
             cmp = compare_models(fp32, q, texts, labels, max_length)
             report.transforms.append(
-                {"name": f"int8 (fp32 kept: {len(kept)} FFN output MatMuls)", "fp32_nodes": len(kept), **asdict(cmp)}
+                {"name": f"{what} (fp32 kept: {len(kept)} FFN output MatMuls)", "fp32_nodes": len(kept), **asdict(cmp)}
             )
             final = q
         for t in report.transforms:

@@ -74,6 +74,29 @@ def test_int8_quantized_export_within_tolerance(checkpoints, tmp_path):
     assert any("int8" in line and "accuracy" in line for line in report.lines())
 
 
+def test_int8_static_export_is_qdq_calibrated_on_the_calibration_split_within_tolerance(checkpoints, tmp_path):
+    import onnx
+
+    from elang.repository.writer import parse_config
+
+    splits = make_splits(_labelled_csv(tmp_path), sizes=(30, 60, 10, 20))
+    assert splits.calibration is not None and len(splits.calibration.texts) == 20
+    repo = tmp_path / "repo"
+    report = export_stage(checkpoints["super"], "super", repo, splits=splits, quantize="int8-static")
+    (t,) = report.transforms
+    assert t["name"].startswith("int8 static QDQ (minmax, 20 texts)")  # the calibration split's texts
+    # The same stated tolerance as the dynamic int8 export (tiny random weights)
+    assert t["texts"] == 60 and t["argmax_agreement"] >= 0.85
+    assert t["max_abs_diff"] <= 0.25 * t["logit_scale"] and t["fp32_nodes"] == TINY_SUPER.layers
+    graph = onnx.load(str(repo / "super" / "1" / "model.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ: activations quantized with fixed ranges
+    assert "DynamicQuantizeLinear" not in ops
+    assert parse_config((repo / "super" / "config.pbtxt").read_text()).name == "super"
+    with pytest.raises(RepositoryError, match="choose one of int8, int8-static"):
+        export_stage(checkpoints["super"], "super", repo, splits=splits, quantize="int4")
+
+
 @pytest.mark.parametrize("runtime", ["onnxruntime", "tensorrt"])
 def test_native_runtimes_write_parseable_configs(checkpoints, tmp_path, runtime):
     repo = tmp_path / "repo"
