@@ -170,9 +170,10 @@ def quantize_int8_static(
     per_channel: bool = True,
     batch: int = 16,
     pairs: list[str] | None = None,
-) -> list[str]:
+) -> tuple[list[str], int]:
     """Static int8 QDQ quantization of ``src`` into ``dst``, the activation ranges calibrated on
-    ``texts`` (tokenized as served, from ``model_dir``); returns the node names left in fp32.
+    ``texts`` (tokenized as served, from ``model_dir``); returns the node names left in fp32 and
+    how many texts set the ranges.
 
     Only MatMuls are quantized (weights int8 per output channel, activations uint8 with fixed
     ranges: ONNX Runtime's U8S8 kernels, VNNI/AMX where the CPU has them); LayerNorm, softmax,
@@ -195,8 +196,12 @@ def quantize_int8_static(
     import onnx
 
     names = {i.name for i in onnx.load(str(src), load_external_data=False).graph.input}
-    tok = TextTokenizer(model_dir, max_length)
+    # Every batch padded to max_length: the histogram methods need one shape across batches.
+    tok = TextTokenizer(model_dir, max_length, pad_to_max_length=True)
     texts = texts[:STATIC_CALIBRATION_TEXTS]
+    batch = max(1, min(batch, len(texts)))
+    if method != "minmax":  # the histogram methods need one shape across batches: whole batches only
+        texts = texts[: len(texts) // batch * batch]
     feeds = []
     for k in range(0, len(texts), batch):
         enc = tok(texts[k : k + batch], None if pairs is None else pairs[k : k + batch])
@@ -210,6 +215,13 @@ def quantize_int8_static(
             return next(self.items, None)
 
     nodes = ffn_output_matmuls(src) if exclude == "ffn-output" else []
+    # ONNX Runtime's pre-processing (shape inference, graph clean-up) before QDQ insertion, as its
+    # quantization guide asks; node names are kept, so the exclusions still apply.
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepped = Path(dst).with_name(Path(dst).stem + "-pre.onnx")
+    quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)  # ONNX shape inference + clean-up
+    src = prepped
     quantize_static(
         str(src),
         str(dst),
@@ -223,7 +235,8 @@ def quantize_int8_static(
         calibrate_method=methods[method],
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
     )
-    return nodes
+    prepped.unlink(missing_ok=True)
+    return nodes, len(texts)
 
 
 def optimize_graph(src: Path, dst: Path, level: str) -> None:

@@ -27,7 +27,6 @@ from elang.export.classify.onnx import (
     export_checkpoint,
     optimize_graph,
     QUANTIZE_MODES,
-    STATIC_CALIBRATION_TEXTS,
     quantize_int8,
     quantize_int8_static,
 )
@@ -277,11 +276,11 @@ def export_stage(
                 cal = splits.calibration if splits is not None and splits.calibration is not None else None
                 cal_texts = cal.texts if cal is not None and len(cal.texts) else texts
                 cal_pairs = cal.pairs if cal is not None and len(cal.texts) else pairs
-                kept = quantize_int8_static(
+                kept, used = quantize_int8_static(
                     final / ONNX_FILE, Path(tmp) / "int8.onnx", final, cal_texts, max_length,
                     quantize_exclude, calibration_method, pairs=cal_pairs,
                 )  # fmt: skip
-                what = f"int8 static QDQ ({calibration_method}, {min(len(cal_texts), STATIC_CALIBRATION_TEXTS)} texts)"
+                what = f"int8 static QDQ ({calibration_method}, {used} texts)"
             _copy_folder_with(final, Path(tmp) / "int8.onnx", q)
             cmp = compare_models(fp32, q, texts, labels, max_length)
             report.transforms.append(
