@@ -8,7 +8,6 @@ import numpy as np
 
 from elang.bench.load import FULL_DEPTH, NO_ESCALATION, LoadResult, ideal_speedup
 
-
 # Within this many points of the fp32 Super's accuracy a system counts as "at the Super's accuracy".
 EQUAL_ACCURACY = 0.005
 

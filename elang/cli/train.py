@@ -235,6 +235,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--max-batch-size", type=int, default=64)
     s.add_argument("--max-queue-delay-us", type=int, default=500, help="dynamic batching delay")
     s.add_argument("--length-bucket", type=int, default=0, help="rows per length-sorted sub-batch (0: off)")
+    s.add_argument("--engine", choices=("onnxruntime", "openvino"), default="onnxruntime",
+                   help="python-ort: what runs model.onnx (openvino: Intel's, fp32 or bf16)")  # fmt: skip
+    s.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16 (engine openvino): AMX/AVX512-BF16 where the CPU has them, fp32 elsewhere")  # fmt: skip
     s.add_argument(
         "--ort-spinning",
         action="store_true",
@@ -287,6 +291,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             "max_queue_delay_us": args.max_queue_delay_us,
             "length_bucket": args.length_bucket,
             "ort_spinning": args.ort_spinning,
+            "engine": args.engine,
+            "precision": args.precision,
             "max_queue_size": args.max_queue_size,
             "queue_timeout_s": args.queue_timeout_s,
         },

@@ -114,7 +114,9 @@ def check_configs(repos: dict[str, Path], log: CheckLog) -> None:
             if name in c.STAGES and runtime == "python-ort":
                 if not params.get("providers", "").startswith("CUDAExecutionProvider"):
                     raise AssertionError(f"{runtime}/{name}: providers {params.get('providers')!r}, not CUDA first")
-            if cfg.platform in ("onnxruntime_onnx", "tensorrt_plan") and not any(g.kind == g.KIND_GPU for g in cfg.instance_group):
+            if cfg.platform in ("onnxruntime_onnx", "tensorrt_plan") and not any(
+                g.kind == g.KIND_GPU for g in cfg.instance_group
+            ):
                 raise AssertionError(f"{runtime}/{name}: no GPU instance group")
         log.passed(f"{runtime}: every config parses, with GPU instances (the CUDA provider first in Python)")
 
@@ -163,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cards = [] if args.cpu else gpu_names()
     gpu = bool(cards)
-    print(f"GPU: {', '.join(cards)}" if gpu else "no NVIDIA GPU here (nvidia-smi lists none): checking what a CPU can check")
+    print(
+        f"GPU: {', '.join(cards)}"
+        if gpu
+        else "no NVIDIA GPU here (nvidia-smi lists none): checking what a CPU can check"
+    )
     log = CheckLog()
     if args.work.exists():
         shutil.rmtree(args.work)

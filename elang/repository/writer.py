@@ -99,6 +99,8 @@ class ClassifierSpec:
     max_queue_size: int | None = None  # None or 0: unbounded (no queue policy with a 0 timeout)
     queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S  # 0: none
     fault_injection: bool = False  # honour elang_fault_sleep_s (fault tests and benchmarks only)
+    engine: str = "onnxruntime"  # python-ort: onnxruntime or openvino (elang.runtimes.openvino)
+    precision: str = "fp32"  # bf16: openvino only
 
 
 @dataclass
@@ -245,6 +247,14 @@ def write_classifier(repo: Path, name: str, spec: ClassifierSpec) -> ModelFolder
     """Write stage ``name`` (TEXT -> LOGITS) into ``repo`` for ``spec.runtime``."""
     if spec.runtime not in RUNTIMES:
         raise RepositoryError(f"unknown runtime {spec.runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    from elang.runtimes.openvino import check_engine
+
+    try:
+        check_engine(spec.engine, spec.precision)
+    except ValueError as exc:
+        raise RepositoryError(f"{name}: {exc}") from None
+    if spec.engine != "onnxruntime" and spec.runtime != "python-ort":
+        raise RepositoryError(f"{name}: engine {spec.engine} runs in python-ort stages, not runtime {spec.runtime}")
     spec.source = Path(spec.source)
     info = inspect_model_folder(spec.source)
     with staged_repository(repo) as staging:  # a running server sees the old stage or the new one
@@ -279,6 +289,8 @@ def _write_stage(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolderI
                 c.PARAM_LENGTH_BUCKET: spec.length_bucket,
                 c.PARAM_ORT_SPINNING: int(spec.ort_spinning),
                 c.PARAM_FAULT_INJECTION: int(spec.fault_injection),
+                c.PARAM_ENGINE: spec.engine,
+                c.PARAM_PRECISION: spec.precision,
             },
         )
         version = write_model(repo, cfg, "elang.triton.classifier_model.TritonPythonModel")

@@ -96,13 +96,25 @@ class TextTokenizer:
 
 
 def make_session(  # noqa: ANN201
-    onnx_path: str | Path, intra_op_threads: int = 0, providers: list[str] | None = None, spinning: bool = False
+    onnx_path: str | Path,
+    intra_op_threads: int = 0,
+    providers: list[str] | None = None,
+    spinning: bool = False,
+    engine: str = "onnxruntime",
+    precision: str = "fp32",
 ):
-    """An onnxruntime InferenceSession with the given thread count and providers (CPU default).
+    """An onnxruntime InferenceSession with the given thread count and providers (CPU default),
+    or, with ``engine="openvino"``, an ``OpenVinoSession`` at ``precision`` (fp32 or bf16) that
+    answers the same calls (``elang.runtimes.openvino``).
 
     ``spinning=False`` (the default) makes idle intra-op threads sleep instead of busy-waiting:
     models that share CPU cores (Swift and Super in one server) otherwise slow each other down.
     """
+    from elang.runtimes.openvino import OpenVinoSession, check_engine
+
+    check_engine(engine, precision)
+    if engine == "openvino":
+        return OpenVinoSession(onnx_path, precision, intra_op_threads)
     import onnxruntime as ort
 
     onnx_path = Path(onnx_path)
@@ -132,6 +144,8 @@ def classifier_options(params: dict[str, str]) -> dict:
             "providers": [p for p in params.get("providers", "").split(",") if p] or None,
             "length_bucket": int(params.get(c.PARAM_LENGTH_BUCKET, 0)),
             "spinning": params.get(c.PARAM_ORT_SPINNING, "0") == "1",
+            "engine": params.get(c.PARAM_ENGINE) or "onnxruntime",
+            "precision": params.get(c.PARAM_PRECISION) or "fp32",
         }
     except ValueError as exc:
         raise ValueError(f"classifier config parameters: {exc}") from None
@@ -148,11 +162,13 @@ class OnnxTextClassifier:
         providers: list[str] | None = None,
         length_bucket: int = 0,
         spinning: bool = False,
+        engine: str = "onnxruntime",
+        precision: str = "fp32",
     ) -> None:
         model_dir = Path(model_dir)
         self.length_bucket = int(length_bucket)
         self.tokenizer = TextTokenizer(model_dir, max_length)
-        self.session = make_session(model_dir / ONNX_FILE, intra_op_threads, providers, spinning)
+        self.session = make_session(model_dir / ONNX_FILE, intra_op_threads, providers, spinning, engine, precision)
         self.input_names = [i.name for i in self.session.get_inputs()]
         unknown = [n for n in self.input_names if n not in TOKEN_INPUTS]
         if unknown:

@@ -180,8 +180,13 @@ def quantize_int8_static(
     GELU and the adds stay fp32. ``exclude``: ``ffn-output`` keeps the FFN output MatMuls in
     fp32 (their inputs, after GELU, have the widest range), ``none`` quantizes every MatMul.
     """
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from elang.runtimes.classifier import TextTokenizer
 
@@ -279,11 +284,18 @@ class AgreementReport:
 
 
 def compare_models(
-    reference_dir: Path, candidate_dir: Path, texts: list[str], labels: np.ndarray | None, max_length: int = 128
+    reference_dir: Path,
+    candidate_dir: Path,
+    texts: list[str],
+    labels: np.ndarray | None,
+    max_length: int = 128,
+    engine: str = "onnxruntime",
+    precision: str = "fp32",
 ) -> AgreementReport:
-    """Run two ONNX model folders on the same texts and compare their answers."""
+    """Run two ONNX model folders on the same texts and compare their answers (the candidate on
+    ``engine`` at ``precision``: what the stage will serve)."""
     ref_model = OnnxTextClassifier(reference_dir, max_length=max_length)
-    new_model = OnnxTextClassifier(candidate_dir, max_length=max_length)
+    new_model = OnnxTextClassifier(candidate_dir, max_length=max_length, engine=engine, precision=precision)
     ref, new = logits_in_batches(ref_model, texts), logits_in_batches(new_model, texts)
     acc = (lambda lg: float(np.mean(lg.argmax(1) == labels))) if labels is not None else (lambda lg: None)
     return AgreementReport(

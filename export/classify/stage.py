@@ -23,10 +23,10 @@ from elang.core.texts import truncation_summary
 from elang.data.datasets import Splits
 from elang.export.classify.onnx import (
     DEFAULT_ATOL,
+    QUANTIZE_MODES,
     compare_models,
     export_checkpoint,
     optimize_graph,
-    QUANTIZE_MODES,
     quantize_int8,
     quantize_int8_static,
 )
@@ -43,6 +43,7 @@ from elang.repository.writer import (
     write_router,
 )
 from elang.runtimes.classifier import ONNX_FILE, OnnxTextClassifier, TextTokenizer
+from elang.runtimes.openvino import check_engine
 from elang.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,14 @@ def export_stage(
     name = name or role
     if name != role and (role != c.SUPER_MODEL or name in c.STAGES or not name.isidentifier()):
         raise RepositoryError(f"--name {name!r}: only a super may take another name, a plain identifier")
+    engine = (serving or {}).get("engine", "onnxruntime")
+    precision = (serving or {}).get("precision", "fp32")
+    try:
+        check_engine(engine, precision)
+    except ValueError as exc:
+        raise RepositoryError(f"{name or role}: {exc}") from None
+    if engine != "onnxruntime" and runtime != "python-ort":
+        raise RepositoryError(f"{name or role}: engine {engine} runs in python-ort stages, not runtime {runtime}")
     if quantize not in (None, *QUANTIZE_MODES):
         raise RepositoryError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
     max_length = stage_max_length(checkpoint, max_length)
@@ -287,6 +296,9 @@ def export_stage(
                 {"name": f"{what} (fp32 kept: {len(kept)} FFN output MatMuls)", "fp32_nodes": len(kept), **asdict(cmp)}
             )
             final = q
+        if (engine, precision) != ("onnxruntime", "fp32"):  # what is served, against ONNX Runtime's fp32
+            cmp = compare_models(fp32, final, texts, labels, max_length, engine, precision)
+            report.transforms.append({"name": f"engine {engine} {precision}", **asdict(cmp)})
         for t in report.transforms:
             if "texts" not in t:  # graph optimization: compare with fp32 too
                 t.update(asdict(compare_models(fp32, final, texts[:PARITY_TEXTS], None, max_length)))
