@@ -196,9 +196,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repository", type=Path, required=True)
     p.add_argument(
         "--runtime",
-        choices=("python-ort", "onnxruntime", "tensorrt", "python-ensemble"),
+        choices=("python-ort", "onnxruntime", "tensorrt", "openvino", "python-ensemble"),
         default="python-ort",
-        help="python-ort runs here; onnxruntime/tensorrt write configs for the NGC container",
+        help="python-ort runs here; onnxruntime/tensorrt/openvino write configs for the NGC container's backends",
     )
     p.add_argument(
         "--quantize",

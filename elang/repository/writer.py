@@ -50,7 +50,7 @@ from elang.tasks import get_task
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("python-ort", "onnxruntime", "tensorrt", "python-ensemble")
+RUNTIMES = ("python-ort", "onnxruntime", "tensorrt", "openvino", "python-ensemble")
 # Files copied from a model folder next to the model (the ONNX file is handled apart).
 SIDE_FILES = (
     TOKENIZER_FILE,
@@ -249,8 +249,8 @@ def write_classifier(repo: Path, name: str, spec: ClassifierSpec) -> ModelFolder
         raise RepositoryError(f"unknown runtime {spec.runtime!r}; choose one of {', '.join(RUNTIMES)}")
     from elang.runtimes.openvino import check_engine
 
-    try:
-        check_engine(spec.engine, spec.precision)
+    try:  # the native openvino runtime is OpenVINO itself: any precision it takes
+        check_engine("openvino" if spec.runtime == "openvino" else spec.engine, spec.precision)
     except ValueError as exc:
         raise RepositoryError(f"{name}: {exc}") from None
     if spec.engine != "onnxruntime" and spec.runtime != "python-ort":
@@ -318,6 +318,8 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
         onnx_cfg = mc.ModelConfig(name=onnx_name, platform="onnxruntime_onnx")
     elif spec.runtime == "tensorrt":
         onnx_cfg = mc.ModelConfig(name=onnx_name, platform="tensorrt_plan", default_model_filename=TRT_PLAN)
+    elif spec.runtime == "openvino":  # the NGC image's OpenVINO backend reads the ONNX file itself
+        onnx_cfg = mc.ModelConfig(name=onnx_name, backend="openvino", default_model_filename=ONNX_FILE)
     else:
         onnx_cfg = mc.ModelConfig(name=onnx_name, backend="python")
     set_batching(onnx_cfg, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
@@ -325,7 +327,12 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
         add_tensor(onnx_cfg.input, t)
     add_tensor(onnx_cfg.output, c.TensorSpec(info.output_name, "TYPE_FP32", float, (info.num_labels,)))
     set_instances(onnx_cfg, spec.instances, gpu=spec.gpu or spec.runtime == "tensorrt")
-    if spec.intra_op_threads:  # the onnxruntime backend's own parameter name
+    if spec.runtime == "openvino":  # the backend hands these to OpenVINO's compile_model
+        ov = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": {"fp32": "f32"}.get(spec.precision, spec.precision)}
+        if spec.intra_op_threads:
+            ov["INFERENCE_NUM_THREADS"] = spec.intra_op_threads
+        set_parameters(onnx_cfg, ov)
+    elif spec.intra_op_threads:  # the onnxruntime backend's own parameter name
         set_parameters(onnx_cfg, {"intra_op_thread_count": spec.intra_op_threads})
     adapter = None
     if spec.runtime == "python-ensemble":

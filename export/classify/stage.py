@@ -238,8 +238,8 @@ def export_stage(
         raise RepositoryError(f"--name {name!r}: only a super may take another name, a plain identifier")
     engine = (serving or {}).get("engine", "onnxruntime")
     precision = (serving or {}).get("precision", "fp32")
-    try:
-        check_engine(engine, precision)
+    try:  # runtime openvino: the NGC image's OpenVINO backend, at any precision it takes
+        check_engine("openvino" if runtime == "openvino" else engine, precision)
     except ValueError as exc:
         raise RepositoryError(f"{name or role}: {exc}") from None
     if engine != "onnxruntime" and runtime != "python-ort":
@@ -296,9 +296,10 @@ def export_stage(
                 {"name": f"{what} (fp32 kept: {len(kept)} FFN output MatMuls)", "fp32_nodes": len(kept), **asdict(cmp)}
             )
             final = q
-        if (engine, precision) != ("onnxruntime", "fp32"):  # what is served, against ONNX Runtime's fp32
-            cmp = compare_models(fp32, final, texts, labels, max_length, engine, precision)
-            report.transforms.append({"name": f"engine {engine} {precision}", **asdict(cmp)})
+        served = "openvino" if runtime == "openvino" else engine
+        if (served, precision) != ("onnxruntime", "fp32"):  # what is served, against ONNX Runtime's fp32
+            cmp = compare_models(fp32, final, texts, labels, max_length, served, precision)
+            report.transforms.append({"name": f"engine {served} {precision}", **asdict(cmp)})
         for t in report.transforms:
             if "texts" not in t:  # graph optimization: compare with fp32 too
                 t.update(asdict(compare_models(fp32, final, texts[:PARITY_TEXTS], None, max_length)))

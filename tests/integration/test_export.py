@@ -97,6 +97,21 @@ def test_int8_static_export_is_qdq_calibrated_on_the_calibration_split_within_to
         export_stage(checkpoints["super"], "super", repo, splits=splits, quantize="int4")
 
 
+def test_the_native_openvino_runtime_writes_the_ngc_backend_config_at_bf16(checkpoints, tmp_path):
+    repo = tmp_path / "repo"
+    report = export_stage(
+        checkpoints["swift"], "swift", repo, sample_texts=SAMPLE, runtime="openvino", serving={"precision": "bf16"}
+    )
+    assert report.transforms[-1]["name"] == "engine openvino bf16"  # what the backend will run, compared
+    assert {"swift", "swift_tokenizer", "swift_onnx", "elang"} <= set(model_names(repo))
+    cfg = parse_config((repo / "swift_onnx" / "config.pbtxt").read_text())
+    assert (cfg.backend, cfg.platform, cfg.default_model_filename) == ("openvino", "", "model.onnx")
+    params = {k: v.string_value for k, v in cfg.parameters.items()}
+    assert params == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16"}
+    assert (repo / "swift_onnx" / "1" / "model.onnx").is_file()
+    assert {t.name for t in cfg.input} <= {"input_ids", "attention_mask", "token_type_ids"}
+
+
 @pytest.mark.parametrize("runtime", ["onnxruntime", "tensorrt"])
 def test_native_runtimes_write_parseable_configs(checkpoints, tmp_path, runtime):
     repo = tmp_path / "repo"
