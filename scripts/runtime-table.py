@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from elang.calibration.classify import stage_cost
+from elang.calibration.classify import served_engine, stage_classifier, stage_cost
 from elang.data import spec as dataspec
-from elang.repository.config import model_config, parameters
-from elang.runtimes.classifier import OnnxTextClassifier, logits_in_batches
+from elang.repository.config import model_config
+from elang.runtimes.classifier import logits_in_batches
 
 
 def main() -> int:
@@ -38,23 +38,25 @@ def main() -> int:
     print(f"data: {spec.describe() if spec else 'default'}; {n} test texts", file=sys.stderr)
     rows, logits = [], {}
     for stage in args.stages:
-        cfg = model_config(args.repository, stage)
-        if cfg is None:
+        if model_config(args.repository, stage) is None:
             raise SystemExit(f"{args.repository} has no model {stage!r}")
-        max_length = int(parameters(cfg).get("max_length", 128))
-        folder = args.repository / stage / "1"
-        logits[stage] = logits_in_batches(OnnxTextClassifier(folder, max_length=max_length), texts)
+        logits[stage] = logits_in_batches(stage_classifier(args.repository, stage), texts)
         ms1 = stage_cost(args.repository, stage, texts, batch=1)
         ms32 = stage_cost(args.repository, stage, texts, batch=32)
         rows.append((stage, ms1, ms32, float(np.mean(logits[stage].argmax(1) == labels))))
-        print(f"{stage}: {ms1:.2f} / {ms32:.2f} ms per text", file=sys.stderr)
+        engine = "/".join(served_engine(args.repository, stage))
+        print(f"{stage} ({engine}): {ms1:.2f} / {ms32:.2f} ms per text", file=sys.stderr)
     ref = args.reference or args.stages[0]
-    print(f"| stage | ms/text batch 1 | ms/text batch 32 | speed vs {ref} (batch 32) | test accuracy | agreement with {ref} |")
+    print(
+        f"| stage (engine/precision) | ms/text batch 1 | ms/text batch 32 | speed vs {ref} (batch 32) | test accuracy | agreement with {ref} |"
+    )
     print("|---|---|---|---|---|---|")
     base = dict((r[0], r) for r in rows)[ref]
     for stage, ms1, ms32, acc in rows:
         agree = float(np.mean(logits[stage].argmax(1) == logits[ref].argmax(1)))
-        print(f"| {stage} | {ms1:.2f} | {ms32:.2f} | {base[2] / ms32:.2f}x | {acc:.2%} | {agree:.2%} |")
+        print(
+            f"| {stage} ({'/'.join(served_engine(args.repository, stage))}) | {ms1:.2f} | {ms32:.2f} | {base[2] / ms32:.2f}x | {acc:.2%} | {agree:.2%} |"
+        )
     return 0
 
 

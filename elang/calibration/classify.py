@@ -109,14 +109,41 @@ def _stage_dir(repository: Path, stage: str) -> tuple[Path, int]:
     return version, max_length
 
 
+def served_engine(repository: Path, stage: str) -> tuple[str, str]:
+    """(engine, precision) the served ``stage`` runs: a python-ort stage's parameters, or the
+    native OpenVINO backend's precision hint; (onnxruntime, fp32) otherwise."""
+    repository = Path(repository)
+    params = parse_config((repository / stage / "config.pbtxt").read_text()).parameters
+    if c.PARAM_ENGINE in params:
+        prec = params[c.PARAM_PRECISION].string_value if c.PARAM_PRECISION in params else "fp32"
+        return params[c.PARAM_ENGINE].string_value or "onnxruntime", prec or "fp32"
+    onnx_cfg = repository / f"{stage}_onnx" / "config.pbtxt"
+    if onnx_cfg.is_file():
+        cfg = parse_config(onnx_cfg.read_text())
+        if cfg.backend == "openvino":
+            hint = (
+                cfg.parameters["INFERENCE_PRECISION_HINT"].string_value
+                if "INFERENCE_PRECISION_HINT" in cfg.parameters
+                else "f32"
+            )
+            return "openvino", {"f32": "fp32"}.get(hint, hint)
+    return "onnxruntime", "fp32"
+
+
+def stage_classifier(repository: Path, stage: str) -> OnnxTextClassifier:
+    """The stage as it is served (its max_length, engine and precision), run offline."""
+    folder, max_length = _stage_dir(Path(repository), stage)
+    engine, precision = served_engine(repository, stage)
+    return OnnxTextClassifier(folder, max_length=max_length, engine=engine, precision=precision)
+
+
 def stage_logits(folder_or_repo: Path, stage: str, texts: list[str], url: str | None = None) -> np.ndarray:
     """One stage's logits for ``texts``: offline with ONNX Runtime, or through the server at ``url``."""
     if url:
         res = ElangClient(url, model=stage, timeout_s=600).classify(texts, progress=True, raise_on_error=True)
         return np.stack([p.logits for p in res.predictions]).astype(np.float32)
 
-    folder, max_length = _stage_dir(Path(folder_or_repo), stage)
-    return logits_in_batches(OnnxTextClassifier(folder, max_length=max_length), texts)
+    return logits_in_batches(stage_classifier(Path(folder_or_repo), stage), texts)
 
 
 def collect_scores(
@@ -128,11 +155,11 @@ def collect_scores(
 
 
 def stage_cost(repository: Path, stage: str, texts: list[str], batch: int = 32, rounds: int = 3) -> float:
-    """Milliseconds per text of one stage offline (ONNX Runtime, batches of ``batch``), best of ``rounds``."""
+    """Milliseconds per text of one stage offline, as served (its engine and precision; batches of
+    ``batch``), best of ``rounds``."""
 
     sample = texts[: batch * 8]
-    folder, max_length = _stage_dir(Path(repository), stage)
-    model = OnnxTextClassifier(folder, max_length=max_length)
+    model = stage_classifier(Path(repository), stage)
     model(sample[:batch])  # warm-up
     best = float("inf")
     for _ in range(rounds):
@@ -593,6 +620,7 @@ def cached_stage_logits(
     if not url:
         folder, max_length = _stage_dir(repository, stage)
         h.update(str(max_length).encode())
+        h.update("/".join(served_engine(repository, stage)).encode())  # bf16 scores are not fp32's
         for onnx in sorted(folder.glob("*.onnx")):
             h.update(_file_identity(onnx))
     path = Path(cache_dir) / "scores" / f"{stage}-{split_name}-{h.hexdigest()[:16]}.npy"

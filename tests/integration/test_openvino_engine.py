@@ -38,6 +38,11 @@ def test_a_bf16_openvino_stage_serves_exactly_what_openvino_answers(tmp_path):
         for name, prec in (("swift", "fp32"), ("super", "bf16"))
     }  # fmt: skip
     fp32 = OnnxTextClassifier(repo / "super" / "1", max_length=int(params["max_length"]))(texts)
+    # calibrate and its cost measurement read the stage as served: OpenVINO at bf16, not ORT fp32
+    from elang.calibration.classify import served_engine, stage_logits
+
+    assert served_engine(repo, "super") == ("openvino", "bf16") and served_engine(repo, "swift") == ("openvino", "fp32")
+    np.testing.assert_allclose(stage_logits(repo, "super", texts), offline["super"], atol=1e-5)
     assert not np.allclose(offline["super"], fp32, atol=1e-6)  # bf16 really ran: not fp32's answer
     with TritonServer(repo, startup_timeout_s=180) as srv:
         for name in ("swift", "super"):
