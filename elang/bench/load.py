@@ -222,12 +222,15 @@ def bench_configs(url: str, sweep: str | None, only: str | None = None) -> list[
         ]
         return [cfg for cfg in configs if not only or cfg.name in {x.strip() for x in only.split(",")}]
 
-    present = [
-        m for m in ("swift", "super", "elang", "super_int8", "elang_super_int8") if ElangClient(url, model=m).is_ready()
-    ]
+    ready = ElangClient(url).ready_models()
+    present = [m for m in ("swift", "super", "elang") if m in ready]
     missing = {"swift", "super", "elang"} - set(present)
     if missing:
         raise RuntimeError(f"the server at {url} lacks {sorted(missing)}; bench needs swift, super and elang")
+    # Every static Super-only variant (super_int8, super_bf16, ...) and its router: the headline's
+    # baseline is the fastest of them (elang.bench.report.fastest_super_only).
+    variants = sorted(m for m in ready if m.startswith("super_") and not m.endswith(("_tokenizer", "_onnx")))
+    present += [v for m in variants for v in (m, f"elang_{m}") if v in ready]
     configs = [BenchConfig(m, m) for m in present]
     # Other routers the server holds (multi-exit ones: elang_exits, ...), each also at full depth.
 

@@ -79,3 +79,28 @@ def test_bench_url_finds_the_served_routers_data_or_refuses(elang_cli, tiny_repo
     assert "the served router's record" in out.stderr and str(labelled_csv) in out.stderr
     rows = json.loads((tmp_path / "r1" / "bench.json").read_text())
     assert rows and all(r["answered"] == 24 for r in rows if "answered" in r)
+
+
+def test_bench_measures_every_super_variant_and_heads_against_the_fastest(elang_cli, tiny_repo, labelled_csv, tmp_path):
+    """A repository with a static Super variant (here OpenVINO bf16, `--name super_bf16`): bench
+    measures it and its router, and the headline names the fastest Super-only as its baseline."""
+    import shutil
+
+    from elang.export.classify.stage import export_stage
+    from elang.export.classify.tiny import sample_rows
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo["repo"], repo)
+    export_stage(
+        tiny_repo["work"] / "super-checkpoint", "super", repo, sample_texts=[t for t, _ in sample_rows()],
+        name="super_bf16", serving={"engine": "openvino", "precision": "bf16"},
+    )  # fmt: skip
+    out = _bench(elang_cli, {"repo": repo}, labelled_csv, tmp_path / "r", "--concurrency", "2")
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {row["config"]: row for row in json.loads((tmp_path / "r" / "bench.json").read_text())}
+    assert {"super", "super_bf16", "elang", "elang_super_bf16"} <= set(rows)
+    fastest = max(("super", "super_bf16"), key=lambda n: rows[n]["throughput"])
+    md = (tmp_path / "r" / "bench.md").read_text()
+    (line,) = [x for x in md.splitlines() if "headline" in x]
+    assert f"the fastest Super-only ({fastest}," in line or "no cascade is within" in line, line
+    assert "vs fastest Super-only" in md
