@@ -526,7 +526,10 @@ class ElangClient:
                 cap = self._tc.InferInput(c.MAX_NEW_TOKENS, [len(texts), 1], "INT32")
                 cap.set_data_from_numpy(np.full((len(texts), 1), int(max_new_tokens), dtype=np.int32))
                 inputs.append(cap)
-        names = [t.name for t in (c.generate_router_outputs() if router else c.generator_outputs())]
+        # A stage called directly: not TOKEN_MARGIN (what only a router's policy needs, and what the
+        # stage then does not compute; stages exported before it do not declare it)
+        specs = c.generate_router_outputs() if router else c.generator_outputs()
+        names = [t.name for t in specs if t.name != c.TOKEN_MARGIN]
         outputs = [self._tc.InferRequestedOutput(n) for n in names]
         kwargs: dict = {"parameters": params} if params else {}
         if self.protocol == "grpc":

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from elang import contract as c
-from elang.calibration.classify import TEMPERATURE_BOUNDS, _file_identity, split_for_fitting
+from elang.calibration.classify import TEMPERATURE_BOUNDS, _file_identity, served_engine, split_for_fitting
 from elang.calibration.record import Record
 from elang.calibration.record import apply_record as apply_common
 from elang.calibration.thresholds import TargetError, clt_p_values, fit_temperature, fixed_sequence
@@ -89,15 +89,20 @@ def exit_logits(router: ExitRouter, split_name: str, ds, fingerprint: str, cache
     exits of one checkpoint served at other cuts (E-LANG over its own exits) reuse them."""
 
     infos = [SegmentInfo.read(f) for f in router.folders]
+    engines = [served_engine(f.parent.parent, f.parent.name) for f in router.folders]
     paths = []
-    for info, folder in zip(infos, router.folders, strict=True):
+    for info, folder, served in zip(infos, router.folders, engines, strict=True):
         source = info.source or _file_identity(folder / "model.onnx").hex()[:16]
-        key = hashlib.sha256(f"{fingerprint}|{split_name}|{len(ds)}|{router.max_length}|{source}".encode())
+        tag = "" if served == ("onnxruntime", "fp32") else "|" + "/".join(served)
+        key = hashlib.sha256(f"{fingerprint}|{split_name}|{len(ds)}|{router.max_length}|{source}{tag}".encode())
         paths.append(Path(cache_dir) / "scores" / f"exit{info.end}-{split_name}-{key.hexdigest()[:16]}.npy")
     if all(p.is_file() for p in paths):
         return np.stack([np.load(p) for p in paths], axis=1)
     log.info("running %s's %d segments on %d %s texts", router.name, len(infos), len(ds), split_name)
-    segs = [Segment(f, max_length=router.max_length) for f in router.folders]
+    segs = [
+        Segment(f, max_length=router.max_length, engine=e, precision=p)
+        for f, (e, p) in zip(router.folders, engines, strict=True)
+    ]
     z = all_exit_logits(segs, list(ds.texts))
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     for e, p in enumerate(paths):

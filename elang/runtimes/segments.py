@@ -77,10 +77,14 @@ class Segment:
         intra_op_threads: int = 0,
         providers: list[str] | None = None,
         spinning: bool = False,
+        engine: str = "onnxruntime",
+        precision: str = "fp32",
     ) -> None:
         folder = Path(folder)
         self.info = SegmentInfo.read(folder)
-        self.session = make_session(folder / ONNX_FILE, intra_op_threads, providers, spinning)
+        self.session = make_session(
+            folder / ONNX_FILE, intra_op_threads, providers, spinning, engine, precision
+        )
         self.tokenizer = TextTokenizer(folder, max_length) if self.info.first else None
 
     def __call__(self, inputs: list[str] | dict[str, np.ndarray]) -> StageOutput:

@@ -87,7 +87,9 @@ class GenerateTask(Task):
 
     def stage_call(self, settings: Any, model: str, inputs: Any) -> tuple[dict[str, np.ndarray], list[str]]:
         caps = np.asarray(inputs[c.MAX_NEW_TOKENS], dtype=np.int32).reshape(-1, 1)
-        names = [t.name for t in c.generator_outputs() if t.name != c.TOKEN_MARGIN or settings.stage_margins]
+        # Margins from every stage but the last: only the stages whose answer the policy scores
+        scored = settings.stage_margins and model != settings.stages[-1]
+        names = [t.name for t in c.generator_outputs() if t.name != c.TOKEN_MARGIN or scored]
         return {c.TEXT: inputs[c.TEXT], c.MAX_NEW_TOKENS: caps}, names
 
     def stage_answer(self, settings: Any, outs: Mapping[str, np.ndarray]) -> StageOutput:

@@ -28,17 +28,19 @@ class TritonPythonModel(StageAdapter):
     def load(self, folder: Path, params: dict[str, str]) -> None:
         self.generator = OnnxSeq2SeqGenerator(folder, **generator_options(params))
 
-    def parse(self, request: Any) -> tuple[list[str], np.ndarray]:
+    def parse(self, request: Any) -> tuple[list[str], np.ndarray, bool]:
         rows = self.texts(request)
-        return rows, _caps(request, len(rows), self.generator.max_new_tokens)
+        asked = list(request.requested_output_names() or [])  # none named: every output
+        return rows, _caps(request, len(rows), self.generator.max_new_tokens), not asked or c.TOKEN_MARGIN in asked
 
     def compute(self, items: list[Any]) -> list[dict[str, np.ndarray]]:
         gen = self.generator(
-            [t for texts, _ in items for t in texts],
-            np.concatenate([cap for _, cap in items]),
-            margins=c.TOKEN_MARGIN in self.output_names,
+            [t for texts, _, _ in items for t in texts],
+            np.concatenate([cap for _, cap, _ in items]),
+            # margins cost a softmax over the vocabulary per token: only when declared and asked for
+            margins=c.TOKEN_MARGIN in self.output_names and any(m for _, _, m in items),
         )
-        return [gen.tensors(rows) for rows in split_rows([len(cap) for _, cap in items])]
+        return [gen.tensors(rows) for rows in split_rows([len(cap) for _, cap, _ in items])]
 
 
 def _caps(request: Any, rows: int, cap: int) -> np.ndarray:

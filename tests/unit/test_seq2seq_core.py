@@ -124,8 +124,10 @@ def test_stage_calls_and_answers_of_a_generate_router():
     # [rows, cap, 2]: energies, and NaN margins from a stage that answers none
     assert out.logits.shape == (2, 6, 2) and np.isnan(out.logits[0, 2:, 0]).all() and np.isnan(out.logits[..., 1]).all()
     assert c.TOKEN_MARGIN not in wanted  # not asked of stages that may not declare it
-    _, asked = s.spec.stage_call(replace(s, stage_margins=True), "swift", {c.TEXT: texts, c.MAX_NEW_TOKENS: np.array([6, 2])})
-    assert c.TOKEN_MARGIN in asked
+    marg = replace(s, stage_margins=True)
+    caps = {c.TEXT: texts, c.MAX_NEW_TOKENS: np.array([6, 2])}
+    assert c.TOKEN_MARGIN in marg.spec.stage_call(marg, "swift", caps)[1]
+    assert c.TOKEN_MARGIN not in marg.spec.stage_call(marg, "super", caps)[1]  # the last stage's go unscored
     with_margins = s.spec.stage_answer(
         s,
         {
