@@ -64,6 +64,11 @@ def parse_stages(raw: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (raw or ",".join(STAGES)).split(",") if s.strip())
 
 
+def parse_names(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated names (e.g. ``inline_stage``), none when empty."""
+    return tuple(s.strip() for s in (raw or "").split(",") if s.strip())
+
+
 # Request parameter that overrides the router's threshold for one request.
 THRESHOLD_PARAM = "elang_threshold"
 # Request parameter of a generating router: at most this many new tokens per row (<= its cap).
@@ -97,8 +102,9 @@ PARAM_MAX_NEW_TOKENS = "max_new_tokens"
 # A generating stage: "1" binds ONNX Runtime inputs/outputs so the KV cache stays on the device
 # between steps, "0" never; absent: on whenever the CUDA provider runs.
 PARAM_IO_BINDING = "io_binding"
-# The stage the router runs in its own process (a copy of a python-ort stage in the router's
-# version folder) instead of over BLS; "" = every stage over BLS.
+# The stages the router runs in its own process (copies of python-ort, generating or segment
+# stages in the router's version folder) instead of over BLS, comma-separated: the first stage
+# of a pair, every segment of a multi-exit router; "" = every stage over BLS.
 PARAM_INLINE_STAGE = "inline_stage"
 # "1": the router asks its stages for TRUNCATED and answers it. Set at load time, never written:
 # when the router's config declares TRUNCATED and every stage's config does.

@@ -47,6 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads per segment (0: all cores)")
     p.add_argument("--gpu", action="store_true", help="CUDA provider and GPU instances in the configs")
+    p.add_argument(
+        "--segments-in",
+        choices=("router", "stages"),
+        default="router",
+        help="router (default): every segment runs in the router's process, hidden states never cross "
+        "a process; stages: each segment over BLS in its own stub (the segments stay served either way)",
+    )
     dataspec.add_arguments(p, remembered=True)
     p.set_defaults(func=cmd_export_exits)
 
@@ -79,6 +86,7 @@ def cmd_export_exits(args: argparse.Namespace) -> int:
                 max_batch_size=args.max_batch_size,
                 intra_op_threads=args.threads,
                 gpu=args.gpu,
+                inline="all" if args.segments_in == "router" else "none",
             ),
         )
     print("\n".join(report.lines()))

@@ -6,6 +6,10 @@ Triton-free (numpy, asyncio, threading): the `elang` Triton adapter builds one
 ``execute``; the unit tests drive it with plain functions. Any cascade (two stages or more,
 classifiers now, generating stages later) runs through it.
 
+* **Where a stage runs.** A stage is called by name through ``call_stage`` (a BLS call in
+  Triton, a gRPC call to another server), or, when ``local_stages`` holds it, in this process
+  (an inline stage: stage 0 in the caller's thread, a later stage on a worker thread). Every
+  rule below holds the same for both.
 * **Stage 0 at once.** ``run`` computes stage 0 for every row of the dynamic batch in the
   caller's thread: in-process for an inline stage, otherwise a call with a deadline. A
   request whose rows all stay on stage 0 is answered right there (``run`` says which), so a
@@ -29,13 +33,14 @@ classifiers now, generating stages later) runs through it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import enum
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -200,9 +205,11 @@ class _StageState:
 class CascadeExecutor:
     """Runs jobs through ``stages`` (see the module docstring).
 
-    ``call_stage`` calls a stage by name (a BLS call in Triton); ``first_stage``, when
-    given, computes stage 0 in-process instead. ``reply(job)`` is called once per job that
-    :meth:`run` did not report as finished, from the executor's thread.
+    ``call_stage`` calls a stage by name (a BLS call in Triton); ``local_stages`` maps the
+    names of stages run in this process to callables from their inputs to their answers
+    (stage 0 runs in the caller's thread, a later one on a worker thread, under the same
+    deadlines, bounds and chunking). ``reply(job)`` is called once per job that :meth:`run`
+    did not report as finished, from the executor's thread.
     """
 
     def __init__(
@@ -212,7 +219,7 @@ class CascadeExecutor:
         call_stage: StageCall,
         reply: Callable[[Job], None],
         temperature: float | Sequence[float] = 1.0,
-        first_stage: Callable[[np.ndarray], np.ndarray | StageOutput] | None = None,
+        local_stages: Mapping[str, Callable[[Any], np.ndarray | StageOutput]] | None = None,
         observer: StageObserver | None = None,
         keep_scores: bool = True,
     ) -> None:
@@ -229,7 +236,19 @@ class CascadeExecutor:
         self.keep_scores = keep_scores
         self.call_stage = call_stage
         self.reply = reply
-        self.first_stage = first_stage
+        local = dict(local_stages or {})
+        unknown = sorted(set(local) - {s.limits.name for s in self.stages})
+        if unknown:
+            raise ValueError(f"local stages {unknown} are not stages of this cascade")
+        self.local_stages = local
+        self.first_stage = local.get(self.stages[0].limits.name)
+        # Later local stages run here: one thread per call slot, so a hung call holds only its own.
+        later = [s.limits.max_inflight for s in self.stages[1:] if s.limits.name in local]
+        self._workers = (
+            concurrent.futures.ThreadPoolExecutor(max_workers=sum(later), thread_name_prefix="elang-local")
+            if later
+            else None
+        )
         self.observer = observer
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="elang-cascade", daemon=True)
@@ -410,6 +429,9 @@ class CascadeExecutor:
         t0 = time.perf_counter()
         rows = _rows(inputs)
         try:
+            local = self.local_stages.get(name)
+            if local is not None:
+                return await self.loop.run_in_executor(self._workers, local, inputs)
             return await self.call_stage(name, inputs, max(timeout_s, 1e-3))
         finally:
             self._observe(name, time.perf_counter() - t0, rows)
@@ -561,6 +583,8 @@ class CascadeExecutor:
             with contextlib.suppress(Exception):  # let cancelled calls unwind, then free the loop
                 self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self.loop.close()
+        if self._workers is not None:  # a local call still running finishes on its own
+            self._workers.shutdown(wait=False, cancel_futures=True)
 
 
 def _cancelled(job: Job) -> bool:

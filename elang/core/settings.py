@@ -42,7 +42,7 @@ class RouterSettings:
     stage_timeout_s: float = c.DEFAULT_STAGE_TIMEOUT_S
     max_text_bytes: int = c.DEFAULT_MAX_TEXT_BYTES
     calibration_version: str = "uncalibrated"
-    inline_stage: str = ""
+    inline_stages: tuple[str, ...] = ()  # stages run in the router's process (copies in its folder)
     report_truncation: bool = False  # ask the stages for TRUNCATED and answer it (c.PARAM_REPORT_TRUNCATION)
     # generate: whether every stage declares TOKEN_MARGIN (c.PARAM_STAGE_MARGINS, found by the
     # router at load); None where nobody looked (settings read from a config offline)
@@ -70,9 +70,10 @@ class RouterSettings:
             raise ValueError(
                 f"temperature: give one, or one per stage ({len(self.stages)}), got {list(self.stage_temperatures)}"
             )
-        if self.inline_stage and self.inline_stage != self.stages[0]:
+        unknown = [s for s in self.inline_stages if s not in self.stages]
+        if unknown:
             raise ValueError(
-                f"inline_stage must be the first stage ({self.stages[0]}) or empty, got {self.inline_stage!r}"
+                f"inline_stage names {unknown}, which are not stages of this router ({', '.join(self.stages)})"
             )
         if not self.stage_timeout_s > 0:
             raise ValueError(f"stage_timeout_s must be > 0, got {self.stage_timeout_s}")
@@ -117,7 +118,7 @@ class RouterSettings:
                 stage_timeout_s=float(params.get(c.PARAM_STAGE_TIMEOUT_S, c.DEFAULT_STAGE_TIMEOUT_S)),
                 max_text_bytes=int(params.get(c.PARAM_MAX_TEXT_BYTES, c.DEFAULT_MAX_TEXT_BYTES)),
                 calibration_version=params.get(c.PARAM_CALIBRATION_VERSION, "uncalibrated"),
-                inline_stage=params.get(c.PARAM_INLINE_STAGE, "").strip(),
+                inline_stages=c.parse_names(params.get(c.PARAM_INLINE_STAGE, "")),
                 report_truncation=params.get(c.PARAM_REPORT_TRUNCATION, "0") == "1",
                 stage_margins=None if c.PARAM_STAGE_MARGINS not in params else params[c.PARAM_STAGE_MARGINS] == "1",
                 stage_max_batch=parse_stage_map(params, c.PARAM_STAGE_MAX_BATCH, stages),
@@ -135,7 +136,7 @@ class RouterSettings:
 
     def describe(self) -> str:
         thr = ",".join(str(t) for t in self.thresholds)
-        where = f" inline={self.inline_stage}" if self.inline_stage else ""
+        where = f" inline={','.join(self.inline_stages)}" if self.inline_stages else ""
         return (
             f"stages={'->'.join(self.stages)}{where} policy={self.policy} threshold={thr} "
             f"temperature={self.temperature} calibration={self.calibration_version}"

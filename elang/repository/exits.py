@@ -53,6 +53,9 @@ class ExitModelSpec:
     calibration_version: str = "uncalibrated"
     fault_injection: bool = False
     temperatures: tuple[float, ...] | None = None  # None: the ones fitted in training
+    # Where the segments run: "default"/"all" in the router's process (hidden states never leave
+    # it), "none" each over BLS in its own stub (elang.repository.writer.INLINE_MODES).
+    inline: str = "default"
 
 
 def stage_names(spec: ExitModelSpec) -> list[str]:
@@ -91,7 +94,7 @@ def write_exit_model(repo: Path, spec: ExitModelSpec) -> list[str]:
         name=spec.router,
         max_batch_size=spec.max_batch_size,
         max_queue_delay_us=spec.max_queue_delay_us,
-        inline_first_stage=False,  # segments run over BLS, each in its own stub
+        inline=spec.inline,  # default: every segment in the router's process
     )
     with staged_repository(Path(repo)) as staging:
         for folder, info, name in zip(folders, infos, names, strict=True):

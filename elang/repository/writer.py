@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,7 @@ from elang.repository.config import (  # noqa: F401 - RepositoryError and parse_
     stages_declare,
 )
 from elang.runtimes.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
-from elang.tasks import get_task
+from elang.tasks import get_task, task_from_parameters
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,9 @@ class RouterSpec:
     calibration_version: str = "uncalibrated"
     extra_parameters: dict[str, str] = field(default_factory=dict)
     name: str = c.ROUTER_MODEL  # another name serves a variant (e.g. elang_super_int8)
-    # Run the first stage inside the router (saves a BLS hop) when it is a python-ort stage.
-    inline_first_stage: bool = True
+    # Which stages run inside the router (no BLS hop) when they can: "default" (the task's:
+    # the first stage of a pair, every segment of a multi-exit router), "first", "all", "none".
+    inline: str = "default"
     max_queue_size: int | None = None  # None or 0: unbounded (no queue policy with a 0 timeout)
     queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S  # 0: none
     stage_inflight: int = c.DEFAULT_STAGE_INFLIGHT  # calls in flight to each later stage
@@ -396,21 +398,48 @@ def _python_ort_stage(repo: Path, name: str) -> mc.ModelConfig | None:
     return cfg
 
 
-# The adapters of stages a router can run in its own process (elang.runtimes.inline).
-INLINE_ADAPTERS = ("elang.triton.classifier_model", "elang.triton.generator_model")
+# The adapters of stages a router can run in its own process (elang.runtimes.inline), besides
+# python-ort classifiers.
+INLINE_ADAPTERS = ("elang.triton.generator_model", "elang.triton.segment_model")
+INLINE_MODES = ("default", "first", "all", "none")
 
 
 def inline_capable_stage(repo: Path, name: str) -> mc.ModelConfig | None:
-    """The config of stage ``name`` if a router can run it in-process (a python-ort classifier
-    or a generating stage), else None."""
+    """The config of stage ``name`` if a router can run it in-process (a python-ort classifier,
+    a generating stage or a segment of a multi-exit encoder), else None."""
     cfg = _python_ort_stage(repo, name)
     if cfg is not None:
         return cfg
     model_py = Path(repo) / name / "1" / "model.py"
     cfg_path = Path(repo) / name / "config.pbtxt"
-    if not (cfg_path.is_file() and model_py.is_file() and INLINE_ADAPTERS[1] in model_py.read_text()):
+    if not (cfg_path.is_file() and model_py.is_file()):
+        return None
+    source = model_py.read_text()
+    if not any(adapter in source for adapter in INLINE_ADAPTERS):
         return None
     return parse_config(cfg_path.read_text())
+
+
+def inline_plan(
+    repos: Sequence[Path], router: str, stages: tuple[str, ...], task_name: str, mode: str
+) -> list[tuple[Path, str, mc.ModelConfig]]:
+    """The stages a router runs in-process under ``mode`` (``INLINE_MODES``), each as (the
+    repository holding it: the first of ``repos`` that has it, its name, its config); a stage
+    that cannot run inline is left to BLS, and said so."""
+    if mode not in INLINE_MODES:
+        raise RepositoryError(f"inline must be one of {', '.join(INLINE_MODES)}, got {mode!r}")
+    if mode == "default":
+        mode = get_task(task_name).inline_default
+    wanted = {"none": (), "first": stages[:1], "all": stages}[mode]
+    plan = []
+    for stage in wanted:
+        home = next((Path(r) for r in repos if (Path(r) / stage / "config.pbtxt").is_file()), Path(repos[-1]))
+        cfg = inline_capable_stage(home, stage)
+        if cfg is None:
+            log.info("%s: stage %s cannot run inside the router; it is called over BLS", router, stage)
+            continue
+        plan.append((home, stage, cfg))
+    return plan
 
 
 def fill_inline_copy(repo: Path, stage: str, cfg: mc.ModelConfig, dest: Path) -> None:
@@ -424,7 +453,7 @@ def copy_inline_stage(repo: Path, router: str, stage: str) -> None:
     cfg = inline_capable_stage(repo, stage)
     if cfg is None:
         raise RepositoryError(
-            f"{Path(repo) / stage} is neither a python-ort nor a generating stage; it cannot run inside {router}"
+            f"{Path(repo) / stage} is neither a python-ort, a generating nor a segment stage; it cannot run inside {router}"
         )
 
     def fill(staging: Path) -> None:
@@ -470,7 +499,7 @@ def refresh_routers(repo: Path, stage: str) -> list[str]:
         changed |= _declare_truncation(cfg, repo, stages)
         if changed:
             write_text(cfg_path, render_config(cfg))
-        if c.PARAM_INLINE_STAGE in cfg.parameters and cfg.parameters[c.PARAM_INLINE_STAGE].string_value == stage:
+        if stage in c.parse_names(parameter(cfg, c.PARAM_INLINE_STAGE)):
             copy_inline_stage(repo, router, stage)
         refreshed.append(router)
     return refreshed
@@ -489,19 +518,15 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...] = (), sta
     """Write a router of any task (Python backend, BLS over the stages): the one router writer.
 
     The task (``spec.task``, ``elang.tasks``) gives the router's outputs and checks the policy.
-    With ``spec.inline_first_stage`` and a first stage a router can run in-process (python-ort
-    classifier or generating stage), that stage is copied into the router's folder (no BLS hop
-    for it). The stages' ``max_batch_size`` found in ``repo`` is recorded as ``stage_max_batch``,
+    The stages ``spec.inline`` names that a router can run in-process (python-ort classifier,
+    generating stage, segment) are copied into the router's folder (no BLS hop for them). The stages' ``max_batch_size`` found in ``repo`` is recorded as ``stage_max_batch``,
     so the router never sends a stage more rows than it accepts. ``staging``: write into that
     staged repository (with the stages the caller writes there), else into a staged copy of ``repo``.
     """
 
     repo = Path(repo)
     task = get_task(spec.task)
-    first = spec.stages[0]
-    first_cfg = inline_capable_stage(repo, first) if spec.inline_first_stage else None
-    if spec.inline_first_stage and first_cfg is None:
-        log.info("%s: stage %s cannot run inside the router in %s; it is called over BLS", spec.name, first, repo)
+    inline = inline_plan([p for p in (staging, repo) if p is not None], spec.name, spec.stages, task.name, spec.inline)
     batches = stage_max_batches(staging or repo, spec.stages)
     params = {
         c.PARAM_TASK: task.name,
@@ -517,7 +542,7 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...] = (), sta
         c.PARAM_CALIBRATION_VERSION: spec.calibration_version,
         "energy_buckets": ",".join(f"{b:g}" for b in DEFAULT_ENERGY_BUCKETS),
         "window_rows": 1000,
-        c.PARAM_INLINE_STAGE: first if first_cfg is not None else "",
+        c.PARAM_INLINE_STAGE: ",".join(stage for _, stage, _ in inline),
     }
     # What only some tasks' routers carry (labels, a token cap, exit layers): written when given.
     optional = {
@@ -547,8 +572,8 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...] = (), sta
         if (into / spec.name).exists():
             shutil.rmtree(into / spec.name)  # a fresh folder: no stale inline copy
         version = write_model(into, cfg, "elang.triton.router_model.TritonPythonModel")
-        if first_cfg is not None:
-            fill_inline_copy(repo, first, first_cfg, version / first)
+        for home, stage, stage_cfg in inline:
+            fill_inline_copy(home, stage, stage_cfg, version / stage)
 
     if staging is not None:
         write(Path(staging))
@@ -618,11 +643,12 @@ def tune_repository(repo: Path, knobs: ServingKnobs | None = None, **kwargs: obj
         if not c.is_router(name):
             continue
         cfg = read_config(config_path(repo, name))
-        stage = parameter(cfg, c.PARAM_INLINE_STAGE)
-        if stage:
-            copy_inline_stage(repo, name, stage)
-        else:
-            shutil.rmtree(repo / name / "1" / _router_stages(cfg)[0], ignore_errors=True)
+        inline = c.parse_names(parameter(cfg, c.PARAM_INLINE_STAGE))
+        for stage in _router_stages(cfg):
+            if stage in inline:
+                copy_inline_stage(repo, name, stage)
+            else:
+                shutil.rmtree(repo / name / "1" / stage, ignore_errors=True)
     return changes
 
 
@@ -655,12 +681,15 @@ def _tune_router(repo: Path, name: str, cfg: mc.ModelConfig, k: ServingKnobs) ->
         if value is not None:
             cfg.parameters[key].string_value = repr(kind(value))
     if k.inline is not None:
-        first = _router_stages(cfg)[0]
-        if k.inline and inline_capable_stage(repo, first) is None:
+        stages = _router_stages(cfg)
+        task = task_from_parameters(parameters(cfg)).name
+        plan = inline_plan([repo], name, stages, task, "default" if k.inline else "none")
+        if k.inline and stages[0] not in [stage for _, stage, _ in plan]:
             raise RepositoryError(
-                f"{name}: first stage {first} is neither a python-ort nor a generating stage; it cannot run inline"
+                f"{name}: first stage {stages[0]} is neither a python-ort, a generating nor a segment stage; "
+                "it cannot run inline"
             )
-        cfg.parameters[c.PARAM_INLINE_STAGE].string_value = first if k.inline else ""
+        cfg.parameters[c.PARAM_INLINE_STAGE].string_value = ",".join(stage for _, stage, _ in plan)
 
 
 def write_repository(

@@ -38,6 +38,9 @@ class Task:
     # The executor updates a row's score at every stage it reaches (a multi-exit router answers
     # SCORE at the exit that answered); False keeps the first stage's (a generating router's ENERGY).
     keep_scores: bool = False
+    # Which stages a router of this task runs in its own process when it can (the writer's
+    # default, ``elang tune --inline on``): "first" (the Swift of a pair) or "all".
+    inline_default: str = "first"
 
     # --- policies ----------------------------------------------------------------------------------
     def accepts_policy(self, policy: str) -> bool:

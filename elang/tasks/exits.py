@@ -8,6 +8,8 @@ answered) and SCORE (the policy's score there); one threshold serves every exit.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ import numpy as np
 from elang import contract as c
 from elang.core.execution import Job
 from elang.core.routing import parse_thresholds
+from elang.core.texts import decode_texts
 from elang.tasks.base import Task
 from elang.tasks.classify import classifier_outputs
 
@@ -30,6 +33,8 @@ class ExitsTask(Task):
     default_policy = "softmax"
     keep_scores = True
     calibrate_command = "elang.cli.calibrate_exits:run"
+    # Every segment runs in the router's process by default: hidden states never cross a process.
+    inline_default = "all"
 
     def policy_kind(self) -> str:
         return f"an exit policy ({', '.join(self.criteria)})"
@@ -67,3 +72,14 @@ class ExitsTask(Task):
 
     def router_outputs(self, num_labels: int) -> list[c.TensorSpec]:
         return c.exit_router_outputs(num_labels)
+
+    def inline_stage(self, folder: Path, params: Mapping[str, str], settings: Any) -> Callable[[Any], Any]:
+        from elang.runtimes.classifier import classifier_options  # onnxruntime: serve extra
+        from elang.runtimes.segments import Segment
+
+        opts = classifier_options(params)
+        opts.pop("length_bucket")
+        segment = Segment(folder, **opts)
+        if segment.info.first:
+            return lambda texts: segment(decode_texts(texts, settings.max_text_bytes))
+        return segment

@@ -4,9 +4,9 @@ The cascade runs in ``elang.core.execution.CascadeExecutor``: stage 0 (Swift) on
 dynamic batch inside ``execute``, each request answered at once when its rows stay on
 Swift; escalated rows go on to later stages over BLS (``async_exec``, with deadlines,
 bounded queues and cancellation) and their requests are answered later through the
-request's response sender, so ``execute`` returns and takes the next batch meanwhile. A
-first stage named by ``inline_stage`` runs in this process from the copy in the router's
-version folder.
+request's response sender, so ``execute`` returns and takes the next batch meanwhile. The
+stages named by ``inline_stage`` run in this process from their copies in the router's
+version folder (``elang.runtimes.inline``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from elang.core.settings import RouterSettings
 from elang.core.texts import InputError
 from elang.repository.config import stage_batch_limits, stages_declare
 from elang.repository.fingerprint import stale_message, stale_stages
-from elang.runtimes.inline import load_inline_stage
+from elang.runtimes.inline import load_inline_stages
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
 from elang.triton.metrics import RouterMetrics
 
@@ -56,7 +56,7 @@ class TritonPythonModel:
         self.settings = RouterSettings.from_parameters(params)
         self.task = self.settings.spec
         self.logger = pb_utils.Logger
-        first = load_inline_stage(version_dir, self.settings) if self.settings.inline_stage else None
+        local = load_inline_stages(version_dir, self.settings)
         stale = stale_stages(Path(args["model_repository"]).parent, self.settings.extra.get(c.PARAM_STAGE_HASHES, ""))
         if stale:
             pb_utils.Logger.log_warn(stale_message(self.model_config["name"], self.settings.calibration_version, stale))
@@ -67,7 +67,7 @@ class TritonPythonModel:
             call_stage=self._call_stage,
             reply=self._reply,
             temperature=self.settings.temperatures,
-            first_stage=first,
+            local_stages=local,
             observer=self.metrics,
             keep_scores=self.task.keep_scores,
         )

@@ -78,6 +78,10 @@ def exit_server(models):
     write_exit_model(
         repo, ExitModelSpec(seg, prefix="pat_", router="elang_pat", policy="patience", threshold=1, **common)
     )
+    # The same segments, each over BLS in its own stub (elang_exits runs them in its own process).
+    write_exit_model(
+        repo, ExitModelSpec(seg, prefix="bls_", router="elang_bls", policy="softmax", inline="none", **common)
+    )
     srv = TritonServer(repo, startup_timeout_s=180)
     srv.start()
     segments = [Segment(seg / f"seg{i}", max_length=64) for i in range(len(EXITS))]
@@ -98,11 +102,27 @@ def _middle_threshold(exit_server) -> float:
     return float((s[k] + s[k + 1]) / 2)  # a third of the rows leave at the first exit
 
 
+def test_segments_run_in_the_router_unless_asked_otherwise(exit_server):
+    from elang.core.settings import RouterSettings
+    from elang.repository.writer import parameters, parse_config
+
+    repo = exit_server["repo"]
+
+    def settings(router: str) -> RouterSettings:
+        return RouterSettings.from_parameters(parameters(parse_config((repo / router / "config.pbtxt").read_text())))
+
+    assert settings("elang_exits").inline_stages == settings("elang_exits").stages  # every segment in-process
+    assert all((repo / "elang_exits" / "1" / s / "model.onnx").is_file() for s in settings("elang_exits").stages)
+    assert settings("elang_bls").inline_stages == ()
+    assert not (repo / "elang_bls" / "1" / "bls_2").exists()
+
+
+@pytest.mark.parametrize("router", ["elang_exits", "elang_bls"])
 @pytest.mark.parametrize("where", ["first", "second", "last", "middle"])
-def test_exits_through_the_server_are_the_offline_ones(exit_server, where):
+def test_exits_through_the_server_are_the_offline_ones(exit_server, where, router):
     fixed = {"first": [0.0, 0.0], "second": [1.01, 0.0], "last": [1.01, 1.01]}
     thresholds = fixed[where] if where != "middle" else [_middle_threshold(exit_server)] * 2
-    client = ElangClient(exit_server["server"].grpc_url, model="elang_exits")
+    client = ElangClient(exit_server["server"].grpc_url, model=router)
     out = client.infer_batch(TEXTS, threshold=",".join(map(repr, thresholds)))
     route, logits, scores = _offline(exit_server, TEXTS, "softmax", np.asarray(thresholds))
     got = out[c.ROUTE].ravel()
@@ -180,6 +200,7 @@ def test_bad_input_gets_a_clear_error_and_the_rest_is_served(exit_server):
 
 
 def test_a_slow_later_segment_does_not_stall_rows_that_exited_early(exit_server):
+    """Segments over BLS (elang_bls): the last one's only instance is held by another caller."""
     srv = exit_server["server"]
 
     def occupy() -> None:  # the last segment's only instance sleeps 6 s
@@ -189,14 +210,14 @@ def test_a_slow_later_segment_does_not_stall_rows_that_exited_early(exit_server)
         m = grpcclient.InferInput(c.MASK, [1, 4], "INT64")
         m.set_data_from_numpy(np.ones((1, 4), dtype=np.int64))
         try:
-            cl.infer("exits_4", [h, m], parameters={c.FAULT_SLEEP_PARAM: "6"}, client_timeout=30)
+            cl.infer("bls_4", [h, m], parameters={c.FAULT_SLEEP_PARAM: "6"}, client_timeout=30)
         except Exception:  # noqa: BLE001 - only its side effect matters
             pass
 
     th = threading.Thread(target=occupy, daemon=True)
     th.start()
     time.sleep(0.3)
-    client = ElangClient(srv.grpc_url, model="elang_exits", timeout_s=30)
+    client = ElangClient(srv.grpc_url, model="elang_bls", timeout_s=30)
     with ThreadPoolExecutor(2) as pool:
         t0 = time.monotonic()
         late = pool.submit(client.infer_batch, TEXTS[:4], 1.01)  # needs the last segment
@@ -207,7 +228,7 @@ def test_a_slow_later_segment_does_not_stall_rows_that_exited_early(exit_server)
             assert out[c.EXIT].ravel().tolist() == [1] and time.monotonic() - t1 < 0.5
         with pytest.raises(ClientError) as err:
             late.result()
-        assert err.value.kind == "deadline" and "'exits_4'" in str(err.value)
+        assert err.value.kind == "deadline" and "'bls_4'" in str(err.value)
         assert time.monotonic() - t0 < 2.0 + 1.5
     th.join(15)
 

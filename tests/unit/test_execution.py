@@ -57,7 +57,7 @@ class Harness:
                 self.calls.append((limits[0].name, _ids(texts)))
             return TABLES[limits[0].name][_ids(texts)]
 
-        self.ex = CascadeExecutor(limits, ENERGY, call, reply, first_stage=first if inline else None)
+        self.ex = CascadeExecutor(limits, ENERGY, call, reply, local_stages={limits[0].name: first} if inline else None)
 
     def job(self, ids: list[int], threshold: float | list[float], cancelled: bool = False) -> Job:
         thr = threshold if isinstance(threshold, list) else [threshold] * (len(self.ex.stages) - 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -28,7 +29,8 @@ class Segments:
     """Stage k returns exit k's logits and a carry that encodes (text id, k) in a hidden state whose
     width is the request's own: later stages read the id back from the carry alone."""
 
-    def __init__(self, policy, temperatures=1.0, delays: dict[str, float] | None = None) -> None:  # noqa: ANN001
+    def __init__(self, policy, temperatures=1.0, delays: dict[str, float] | None = None, local: bool = False) -> None:  # noqa: ANN001
+        self.threads: set[str] = set()  # where the later segments ran
         self.replies: list[Job] = []
         self.seen: list[tuple[int, list[int], int]] = []  # (stage, ids, width)
         self.got = threading.Condition()
@@ -40,9 +42,9 @@ class Segments:
             width = 3 + len(ids)  # the batch's padded length
             return StageOutput(TABLE[ids, 0], self._carry(ids, 0, width))
 
-        async def call(name: str, inputs, timeout_s: float) -> StageOutput:  # noqa: ANN001
+        def segment(name: str, inputs) -> StageOutput:  # noqa: ANN001
             k = names.index(name)
-            await asyncio.sleep(self.delays.get(name, 0.0))
+            self.threads.add(threading.current_thread().name)
             assert isinstance(inputs, dict), "later segments get the carry, not texts"
             hidden, mask = inputs["HIDDEN"], inputs["MASK"]
             ids = [int(x) for x in hidden[:, 0, 0]]
@@ -51,13 +53,27 @@ class Segments:
             self.seen.append((k, ids, hidden.shape[1]))
             return StageOutput(TABLE[ids, k], self._carry(ids, k, hidden.shape[1]))
 
+        async def call(name: str, inputs, timeout_s: float) -> StageOutput:  # noqa: ANN001
+            await asyncio.sleep(self.delays.get(name, 0.0))
+            return segment(name, inputs)
+
+        def in_process(name: str):  # noqa: ANN202 - a later segment run by the executor itself
+            def run(inputs) -> StageOutput:  # noqa: ANN001
+                time.sleep(self.delays.get(name, 0.0))
+                return segment(name, inputs)
+
+            return run
+
         def reply(job: Job) -> None:
             with self.got:
                 self.replies.append(job)
                 self.got.notify_all()
 
         limits = [StageLimits(n, max_batch=8) for n in names]
-        self.ex = CascadeExecutor(limits, policy, call, reply, temperatures, first_stage=first)
+        local_stages = {names[0]: first}
+        if local:
+            local_stages.update({n: in_process(n) for n in names[1:]})
+        self.ex = CascadeExecutor(limits, policy, call, reply, temperatures, local_stages=local_stages)
 
     @staticmethod
     def _carry(ids: list[int], k: int, width: int) -> dict[str, np.ndarray]:
@@ -75,13 +91,14 @@ class Segments:
         return jobs
 
 
+@pytest.mark.parametrize("local", [False, True], ids=["over-calls", "in-process"])
 @pytest.mark.parametrize(
     ("policy", "threshold"), [("softmax", 0.8), ("entropy", 0.5), ("energy", -2.5), ("patience", 1)]
 )
-def test_every_row_gets_the_offline_answer_in_order(policy, threshold):
+def test_every_row_gets_the_offline_answer_in_order(policy, threshold, local):
     pol = get_policy(policy)
     temps = [1.0, 1.3, 0.8, 1.1]
-    seg = Segments(pol, temps)
+    seg = Segments(pol, temps, local=local)
     try:
         batches = [list(range(0, 7)), list(range(7, 20)), list(range(20, 60))]
         jobs = seg.run(batches, threshold)
@@ -94,6 +111,27 @@ def test_every_row_gets_the_offline_answer_in_order(policy, threshold):
         np.testing.assert_allclose(job.logits, logits[ids])
         np.testing.assert_allclose(job.scores, scores[ids])
     assert len(set(route.tolist())) >= 3, "the thresholds must spread rows over several exits"
+    if local:  # later segments ran on the executor's workers, never on its event loop
+        assert seg.threads and all(t.startswith("elang-local") for t in seg.threads)
+
+
+def test_a_hung_in_process_segment_fails_by_its_deadline_and_frees_the_others():
+    pol = get_policy("softmax")
+    seg = Segments(pol, delays={"seg1": 1.0}, local=True)
+    seg.ex.stages[1].limits = StageLimits("seg1", max_batch=8, timeout_s=0.2)
+    try:
+        t0 = time.monotonic()
+        stuck = Job(encode_texts([f"text {i}" for i in range(4)]), [1.01] * 3)  # every row past exit 0
+        free = Job(encode_texts([f"text {i}" for i in range(4, 8)]), [0.0] * 3)  # every row at exit 0
+        assert seg.ex.run([stuck, free]) == [False, True]
+        with seg.got:
+            assert seg.got.wait_for(lambda: len(seg.replies) >= 1, 5.0)
+        took = time.monotonic() - t0
+    finally:
+        seg.ex.close()
+    assert free.failure is None and set(free.route.tolist()) == {0}
+    assert stuck.failure is not None and stuck.failure.kind.value == "deadline"
+    assert "seg1" in stuck.failure.message and took < 0.9, (stuck.failure.message, took)
 
 
 @pytest.mark.parametrize("policy", ["softmax", "patience"])

@@ -168,7 +168,7 @@ def test_router_runs_a_python_ort_first_stage_inline(tiny_repo, tmp_path):
         tmp_path / "off",
         ClassifierSpec(work / "swift"),
         ClassifierSpec(work / "super"),
-        RouterSpec(inline_first_stage=False),
+        RouterSpec(inline="none"),
     )
     assert (
         parse_config((off / "elang" / "config.pbtxt").read_text()).parameters[c.PARAM_INLINE_STAGE].string_value == ""
@@ -196,7 +196,7 @@ def test_rewriting_a_stage_refreshes_its_inline_copy(tiny_repo, tmp_path):
     assert (copy / "model.onnx").read_bytes() == (work / "super" / "model.onnx").read_bytes()
     assert json.loads((copy / c.INLINE_STAGE_FILE).read_text())["parameters"][c.PARAM_MAX_LENGTH] == "32"
     assert refresh_routers(repo, "nonexistent") == []
-    with pytest.raises(RepositoryError, match="neither a python-ort nor a generating stage"):
+    with pytest.raises(RepositoryError, match="neither a python-ort, a generating nor a segment stage"):
         copy_inline_stage(repo, "elang", "nonexistent")
 
 
@@ -231,7 +231,7 @@ def test_tune_refuses_inline_for_a_native_first_stage(tiny_repo, tmp_path):
         ClassifierSpec(work / "swift", runtime="python-ensemble"),
         ClassifierSpec(work / "super", runtime="python-ensemble"),
     )
-    with pytest.raises(RepositoryError, match="neither a python-ort nor a generating stage"):
+    with pytest.raises(RepositoryError, match="neither a python-ort, a generating nor a segment stage"):
         tune_repository(repo, inline=True)
     assert tune_repository(repo, ort_spinning=True) == ["super_onnx", "swift_onnx"]
 

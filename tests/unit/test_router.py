@@ -86,8 +86,9 @@ def test_stage_batch_limits_come_from_the_stages_configs(tmp_path):
     assert stage_batch_limits(tmp_path / "elsewhere", params) == {"stage_max_batch": "swift=64,super=64"}
 
 
-def test_inline_stage_must_be_the_first_stage():
-    assert RouterSettings.from_parameters({"inline_stage": "swift"}).inline_stage == "swift"
-    assert RouterSettings.from_parameters({}).inline_stage == ""
-    with pytest.raises(ValueError, match="inline_stage must be the first stage"):
-        RouterSettings.from_parameters({"inline_stage": "super"})
+def test_inline_stages_are_stages_of_the_router():
+    assert RouterSettings.from_parameters({"inline_stage": "swift"}).inline_stages == ("swift",)
+    assert RouterSettings.from_parameters({"inline_stage": " swift, super "}).inline_stages == ("swift", "super")
+    assert RouterSettings.from_parameters({}).inline_stages == ()
+    with pytest.raises(ValueError, match=r"inline_stage names \['other'\]"):
+        RouterSettings.from_parameters({"inline_stage": "swift,other"})
