@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 
 INTERRUPTED = "interrupted"  # a Prediction's error_kind: never sent, the run was stopped (Ctrl-C)
+INTERRUPT_GRACE_S = 5.0  # after Ctrl-C, how long requests in flight may still answer
 
 
 class ClientError(RuntimeError):
@@ -473,6 +474,7 @@ class ElangClient:
         start = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=concurrency)
         futures: list = []
+        interrupted = False
         try:
             for b in batches:
                 futures.append((b, pool.submit(run, b)))
@@ -481,20 +483,25 @@ class ElangClient:
                 if bar is not None:
                     bar.update(len(idx))
         except KeyboardInterrupt:
-            # Ctrl-C: nothing more is sent; requests in flight finish (each within the timeout), and
-            # every text not sent says so. The caller gets what was answered.
+            # Ctrl-C: nothing more is sent; requests in flight get a few seconds to finish, and
+            # every text not answered says so. The caller gets what was answered.
+            interrupted = True
             pool.shutdown(wait=False, cancel_futures=True)
-            started = {id(b) for b, fut in futures if not fut.cancelled()}
-            for b in batches:
-                if id(b) not in started:
-                    for i in b:
-                        preds[i].error, preds[i].error_kind = "not sent: interrupted (Ctrl-C)", INTERRUPTED
-            for _, fut in futures:
-                if not fut.cancelled():
+            grace = time.monotonic() + min(INTERRUPT_GRACE_S, self.timeout_s)
+            submitted = {id(b) for b, _ in futures}
+            for b, fut in [*futures, *((b, None) for b in batches if id(b) not in submitted)]:
+                if fut is not None and not fut.cancelled():
                     with contextlib.suppress(BaseException):
-                        fut.result()
+                        fut.result(timeout=max(0.0, grace - time.monotonic()))
+                    if fut.done():
+                        continue
+                    why = "in flight when interrupted (Ctrl-C); its answer was not awaited"
+                else:
+                    why = "not sent: interrupted (Ctrl-C)"
+                for i in b:
+                    preds[i].error, preds[i].error_kind = why, INTERRUPTED
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
         wall = time.perf_counter() - start
         if bar is not None:
             bar.close()

@@ -4,12 +4,16 @@ calibrate, exits, train_seq2seq, slenderize, generate and pairs commands keep th
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
 import logging
+import signal
 import sys
+import threading
 
 from elang import __version__
 from elang.calibration import pairs
-from elang.cli import calibrate, classify, exits, generate, measure, serve, slenderize, train, train_seq2seq
+from elang.cli import calibrate, capacity, classify, exits, generate, measure, serve, slenderize, train, train_seq2seq
 from elang.cli.quiet import quiet_third_party
 from elang.cli.train import recipe_from_args  # noqa: F401 - re-exported for callers of elang.cli
 from elang.client.client import ClientError
@@ -42,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         train._add_demo,
         measure._add_bench_layout,
         measure._add_profile,
+        capacity.add_parser,
     ):
         add(sub)
     return parser
@@ -49,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
+        # `kill -USR1 PID` prints every thread's stack to stderr: what a stuck command is doing.
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # a stderr with no file (captured)
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

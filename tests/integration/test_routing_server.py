@@ -153,7 +153,14 @@ def test_ctrl_c_on_classify_stops_sending_and_reports_what_was_answered(server, 
     assert proc.poll() is None and count() >= before + 20, "the CLI never started sending"
     proc.send_signal(signal.SIGINT)
     t0 = time.monotonic()
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # show where it is stuck (elang's CLI dumps its stacks on SIGUSR1)
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the CLI did not exit within 30 s of Ctrl-C; its threads:\n{err[-6000:]}")
     assert time.monotonic() - t0 < 10, "Ctrl-C did not stop the run promptly"
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
