@@ -106,6 +106,9 @@ PARAM_IO_BINDING = "io_binding"
 # stages in the router's version folder) instead of over BLS, comma-separated: the first stage
 # of a pair, every segment of a multi-exit router; "" = every stage over BLS.
 PARAM_INLINE_STAGE = "inline_stage"
+# Stages on other Triton servers: "STAGE=grpc://HOST:PORT[/MODEL],..." (grpcs:// for TLS); the
+# environment variable ELANG_REMOTE_STAGES, when set, replaces it (elang.runtimes.remote).
+PARAM_REMOTE_STAGES = "remote_stages"
 # "1": the router asks its stages for TRUNCATED and answers it. Set at load time, never written:
 # when the router's config declares TRUNCATED and every stage's config does.
 PARAM_REPORT_TRUNCATION = "report_truncation"

@@ -229,6 +229,13 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--inline", type=_on_off, default=None, metavar="on|off", help="routers run their first stage in-process"
     )
+    p.add_argument(
+        "--remote-stages",
+        default=None,
+        metavar="STAGE=grpc://HOST:PORT[/MODEL],...",
+        help="routers call these stages on other Triton servers (grpcs:// for TLS; '' removes them); "
+        "the environment variable ELANG_REMOTE_STAGES overrides it where the router runs",
+    )
     p.add_argument("--router-instances", type=int, default=None, help="instances of each router")
     p.add_argument("--max-queue-delay-us", type=int, default=None, help="dynamic batching delay of every model")
     p.add_argument(
@@ -271,6 +278,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     knobs = ServingKnobs(
         ort_spinning=args.ort_spinning,
         inline=args.inline,
+        remote_stages=args.remote_stages,
         router_instances=args.router_instances,
         queue_delay_us=args.max_queue_delay_us,
         metrics_interval_s=args.metrics_interval_s,

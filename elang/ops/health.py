@@ -15,7 +15,10 @@ Each model ends as one of:
   alive and busy, which is no reason to restart it;
 * ``slow``: no answer within the timeout (a hung stage, or overload beyond the queues);
 * ``broken``: an error (a dead stub: "Stub process ... is not healthy", a model that
-  failed to load) or no server at all.
+  failed to load) or no server at all;
+* ``remote``: a router whose stage on another server (``remote_stages``) failed: reported,
+  but this server stays healthy (restarting it cannot heal the other one, whose own probe
+  does).
 
 ``healthy`` is False when any model is broken, or slow unless ``slow_is_alive``. Used by
 ``elang health`` (the Kubernetes liveness probe: ``python -m elang.ops.health``) and by the
@@ -39,6 +42,8 @@ from elang import contract as c
 from elang.client.admin import ADMIN_KEY_ENV, ADMIN_KEY_FILE_ENV, admin_headers
 from elang.repository.config import json_parameters
 
+REMOTE_ERROR = re.compile(r"remote stage '[^']+' at grpcs?://")
+
 PROBE_TEXT = "elang health check: is every stage answering?"
 _STUB = re.compile(r"Stub process '(.+?)_\d+_\d+' is not healthy")
 
@@ -46,7 +51,7 @@ _STUB = re.compile(r"Stub process '(.+?)_\d+_\d+' is not healthy")
 @dataclass
 class ModelCheck:
     model: str
-    status: str  # ok / overloaded / slow / broken
+    status: str  # ok / overloaded / slow / broken / remote (a stage on another server failed)
     seconds: float
     message: str = ""
 
@@ -170,6 +175,8 @@ def check_model(
     if status == 200:
         return ModelCheck(model, "ok", dt)
     msg = out.get("error", str(out)) if isinstance(out, dict) else str(out)
+    if REMOTE_ERROR.search(msg):  # a stage on another server failed: restarting this one cannot fix it
+        return ModelCheck(model, "remote", dt, msg)
     if c.DEADLINE_ERROR.search(msg):  # waited out its deadline in a queue: a stage that does not answer
         return ModelCheck(model, "slow", dt, msg)
     if c.OVERLOAD_ERROR.search(msg):

@@ -115,17 +115,27 @@ def stage_max_batches(repository: Path, stages: tuple[str, ...]) -> dict[str, in
     return out
 
 
-def stages_declare(repository: Path, stages: tuple[str, ...], output: str) -> bool:
-    """Whether every stage's ``config.pbtxt`` in ``repository`` declares the output ``output``."""
+def stages_declare(
+    repository: Path, stages: tuple[str, ...], output: str, remote_configs: Mapping[str, dict] | None = None
+) -> bool:
+    """Whether every stage's ``config.pbtxt`` in ``repository`` (or, for a stage on another
+    server, its config there, JSON form: ``remote_configs``) declares the output ``output``."""
     for name in stages:
         cfg = model_config(repository, name)
+        if cfg is None and name in (remote_configs or {}):
+            if output not in {o.get("name") for o in remote_configs[name].get("output", [])}:
+                return False
+            continue
         if cfg is None or output not in {o.name for o in cfg.output}:
             return False
     return True
 
 
-def stage_batch_limits(repository: Path, params: dict[str, str]) -> dict[str, str]:
-    """``stage_max_batch`` from the stages' own config.pbtxt where the repository holds them.
+def stage_batch_limits(
+    repository: Path, params: dict[str, str], remote_configs: Mapping[str, dict] | None = None
+) -> dict[str, str]:
+    """``stage_max_batch`` from the stages' own config.pbtxt where the repository holds them
+    (and from ``remote_configs``, JSON form, for stages on other servers).
 
     The writer records each stage's ``max_batch_size`` in the router's parameters; a stage
     rewritten since (or by hand) is read here, so a call never exceeds what the stage accepts.
@@ -135,5 +145,8 @@ def stage_batch_limits(repository: Path, params: dict[str, str]) -> dict[str, st
         limits = parse_stage_map(params, c.PARAM_STAGE_MAX_BATCH, stages)
     except ValueError:
         return {}  # RouterSettings reports it
+    for name, cfg in (remote_configs or {}).items():
+        if name in stages and int(cfg.get("max_batch_size", 0) or 0) > 0:
+            limits[name] = int(cfg["max_batch_size"])
     limits.update(stage_max_batches(repository, stages))
     return {c.PARAM_STAGE_MAX_BATCH: format_stage_map(limits)} if limits else {}

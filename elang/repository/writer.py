@@ -588,6 +588,9 @@ class ServingKnobs:
 
     ort_spinning: bool | None = None  # ONNX Runtime thread spinning of every Python-backend session
     inline: bool | None = None  # routers run their first stage in-process (python-ort) or over BLS
+    # routers' stages on other servers, "STAGE=grpc://HOST:PORT[/MODEL],...": each router takes
+    # the entries of its own stages (one with none of them is left alone); "" removes them all
+    remote_stages: str | None = None
     router_instances: int | None = None
     queue_delay_us: int | None = None  # dynamic batching delay of every model that batches
     metrics_interval_s: float | None = None  # how long routers gather metric updates
@@ -680,6 +683,20 @@ def _tune_router(repo: Path, name: str, cfg: mc.ModelConfig, k: ServingKnobs) ->
     for key, (value, kind) in values.items():
         if value is not None:
             cfg.parameters[key].string_value = repr(kind(value))
+    if k.remote_stages is not None:
+        from elang.runtimes.remote import parse_remote_stages
+
+        try:
+            remotes = parse_remote_stages(k.remote_stages)
+        except ValueError as exc:
+            raise RepositoryError(str(exc)) from None
+        stages = _router_stages(cfg)
+        mine = {n: r for n, r in remotes.items() if n in stages}  # each router: its own stages
+        if mine or not remotes:
+            inline = c.parse_names(parameter(cfg, c.PARAM_INLINE_STAGE))
+            if set(mine) & set(inline):  # a remote stage is no longer run in the router
+                cfg.parameters[c.PARAM_INLINE_STAGE].string_value = ",".join(s for s in inline if s not in mine)
+            cfg.parameters[c.PARAM_REMOTE_STAGES].string_value = ",".join(f"{n}={r.where}" for n, r in mine.items())
     if k.inline is not None:
         stages = _router_stages(cfg)
         task = task_from_parameters(parameters(cfg)).name

@@ -6,7 +6,9 @@ Swift; escalated rows go on to later stages over BLS (``async_exec``, with deadl
 bounded queues and cancellation) and their requests are answered later through the
 request's response sender, so ``execute`` returns and takes the next batch meanwhile. The
 stages named by ``inline_stage`` run in this process from their copies in the router's
-version folder (``elang.runtimes.inline``).
+version folder (``elang.runtimes.inline``); those named by ``remote_stages`` (or the
+``ELANG_REMOTE_STAGES`` environment variable) are models on other servers, called over
+asyncio gRPC (``elang.runtimes.remote``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from elang.calibration.record import router_policy
 from elang.core.execution import CascadeExecutor, FailureKind, Job, StageCallError
 from elang.core.settings import RouterSettings
 from elang.core.texts import InputError
-from elang.repository.config import stage_batch_limits, stages_declare
+from elang.repository.config import model_config, stage_batch_limits, stages_declare
 from elang.repository.fingerprint import stale_message, stale_stages
 from elang.runtimes.inline import load_inline_stages
+from elang.runtimes.remote import RemoteCaller, describe, fetch_remote_configs, remote_stages_from, tls_files
 from elang.triton.common import config_parameters, error_response, request_parameters, request_texts
 from elang.triton.metrics import RouterMetrics
 
@@ -44,16 +47,25 @@ class TritonPythonModel:
         params = config_parameters(self.model_config)
         version_dir = Path(args["model_repository"]) / args["model_version"]
         repository = Path(args["model_repository"]).parent
-        params.update(stage_batch_limits(repository, params))
-        declared = {o["name"] for o in self.model_config.get("output", [])}
-        reports = c.TRUNCATED in declared and stages_declare(
-            repository, c.parse_stages(params.get(c.PARAM_STAGES)), c.TRUNCATED
+        stages = c.parse_stages(params.get(c.PARAM_STAGES))
+        self.remotes = remote_stages_from(params, stages)
+        tls = tls_files(params) if any(r.tls for r in self.remotes.values()) else {}
+        # A remote stage's config: the repository's copy where it has one, else its server's.
+        remote_configs = fetch_remote_configs(
+            {n: r for n, r in self.remotes.items() if model_config(repository, n) is None}, tls
         )
+        params.update(stage_batch_limits(repository, params, remote_configs))
+        declared = {o["name"] for o in self.model_config.get("output", [])}
+        reports = c.TRUNCATED in declared and stages_declare(repository, stages, c.TRUNCATED, remote_configs)
         params[c.PARAM_REPORT_TRUNCATION] = "1" if reports else "0"
         params[c.PARAM_STAGE_MARGINS] = (
-            "1" if stages_declare(repository, c.parse_stages(params.get(c.PARAM_STAGES)), c.TOKEN_MARGIN) else "0"
+            "1" if stages_declare(repository, stages, c.TOKEN_MARGIN, remote_configs) else "0"
         )
         self.settings = RouterSettings.from_parameters(params)
+        both = sorted(set(self.remotes) & set(self.settings.inline_stages))
+        if both:
+            raise ValueError(f"stage(s) {both} are both remote_stages and inline_stage: choose one")
+        self.remote = RemoteCaller(self.remotes, tls)
         self.task = self.settings.spec
         self.logger = pb_utils.Logger
         local = load_inline_stages(version_dir, self.settings)
@@ -73,14 +85,19 @@ class TritonPythonModel:
         )
         self.metrics.watch(self.executor)
         note = f" STALE calibration ({', '.join(stale)} changed)" if stale else ""
+        note += f" remote={describe(self.remotes)}" if self.remotes else ""
         self.logger.log_info(f"elang router ready: {self.settings.describe()}{note}")
 
     def finalize(self) -> None:
+        self.executor.call_soon(lambda: self.executor.loop.create_task(self.remote.close()))
         self.executor.close()
         self.metrics.close()
 
     async def _call_stage(self, model: str, inputs: Any, timeout_s: float) -> Any:
         tensors, wanted = self.task.stage_call(self.settings, model, inputs)
+        if model in self.remotes:  # a stage on another server (elang.runtimes.remote)
+            outs = await self.remote.call(model, tensors, wanted, timeout_s)
+            return self.task.stage_answer(self.settings, outs)
         request = pb_utils.InferenceRequest(
             model_name=model,
             requested_output_names=wanted,
