@@ -27,6 +27,7 @@ VALUE_FILES = (
     "values-initcontainer.yaml",
     "values-objectstore-gcs.yaml",
     "values-objectstore-azure.yaml",
+    "values-disaggregated.yaml",
 )
 KUBE = "1.30.0"
 
@@ -420,3 +421,43 @@ def test_the_front_door_sidecar_runs_the_configuration_elang_serve_writes():
     docs = _render(values)
     assert [x["name"] for x in docs["Deployment"][0]["spec"]["template"]["spec"]["containers"]] == ["tritonserver"]
     assert "--http-port=8000" in _container(docs)["args"]
+
+
+def test_the_disaggregated_layout_renders_two_pools_fenced_apart():
+    docs = _render(_values("values-disaggregated.yaml"))
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"):
+        assert sorted(d["metadata"]["name"] for d in docs[kind]) == ["prod-elang-serve", "prod-elang-serve-super"], kind
+    deps = {d["metadata"]["name"]: d for d in docs["Deployment"]}
+    router, sup = deps["prod-elang-serve"], deps["prod-elang-serve-super"]
+
+    def labels(dep):
+        return dep["spec"]["selector"]["matchLabels"]
+
+    assert labels(router)["app.kubernetes.io/component"] == "router-pool"
+    assert labels(sup)["app.kubernetes.io/component"] == "super-pool"
+    for dep in (router, sup):  # each pool's selector picks its own pods only
+        assert dep["spec"]["template"]["metadata"]["labels"].items() >= labels(dep).items()
+    ctr = {n: next(x for x in d["spec"]["template"]["spec"]["containers"] if x["name"] == "tritonserver")
+           for n, d in deps.items()}  # fmt: skip
+    env = {e["name"]: e.get("value") for e in ctr["prod-elang-serve"]["env"]}
+    assert env["ELANG_REMOTE_STAGES"] == "super=grpc://prod-elang-serve-super:8001/super"
+    assert "ELANG_REMOTE_STAGES" not in {e["name"] for e in ctr["prod-elang-serve-super"]["env"]}
+    assert [a for a in ctr["prod-elang-serve-super"]["args"] if a.startswith("--load-model")] in ([], ["--load-model=super"])
+    assert ctr["prod-elang-serve-super"]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "nvidia.com/gpu" not in ctr["prod-elang-serve"]["resources"]["limits"]
+    assert sup["spec"]["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    hpas = {h["metadata"]["name"]: h["spec"] for h in docs["HorizontalPodAutoscaler"]}
+    assert hpas["prod-elang-serve-super"]["scaleTargetRef"]["name"] == "prod-elang-serve-super"
+    assert hpas["prod-elang-serve-super"]["metrics"][0]["pods"]["metric"]["name"] == "avg_time_queue_us_super"
+    pols = {p["metadata"]["name"]: p["spec"] for p in docs["NetworkPolicy"]}
+    serving = pols["prod-elang-serve-super"]["ingress"][0]
+    assert serving["from"] == [{"podSelector": {"matchLabels": labels(router)}}]  # only the router pool
+    svc = {s["metadata"]["name"]: s["spec"]["selector"] for s in docs["Service"]}
+    assert svc["prod-elang-serve-super"] == labels(sup) and svc["prod-elang-serve"] == labels(router)
+    # The single-pod default keeps its selector (no component label): upgrades keep their Deployment.
+    (one,) = _render(_values("values.yaml"))["Deployment"]
+    assert "app.kubernetes.io/component" not in labels(one)
+    values = _values("values-disaggregated.yaml")
+    values["superPool"]["stages"] = []
+    with pytest.raises(helm.HelmError, match="superPool.stages must name"):
+        _render(values)

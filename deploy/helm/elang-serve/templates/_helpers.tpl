@@ -117,3 +117,37 @@ credentials then reach that container only, never Triton or its Python stubs. */
 {{- toYaml (list "sh" "-c" (printf "az storage blob download-batch --only-show-errors --source %s --pattern '%s/*' --destination %s && mv %s/%s %s && rm -rf %s" $container $prefix $stage $stage $prefix $dest $stage)) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Pools: "." is a pool's context, (dict "Values" "Release" "Chart" "Pool"), made by pools.yaml:
+Pool "" is the router pool (router, Swift; in the single-pod layout every stage), "super" the
+Super pool of the disaggregated layout (superPool.enabled). */}}
+{{- define "elang.poolFullname" -}}
+{{- if .Pool -}}
+{{- printf "%s-%s" (include "elang.fullname" . | trunc 56 | trimSuffix "-") .Pool -}}
+{{- else -}}
+{{- include "elang.fullname" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "elang.poolSelectorLabels" -}}
+{{ include "elang.selectorLabels" . }}
+{{- if .Values.superPool.enabled }}
+app.kubernetes.io/component: {{ .Pool | default "router" }}-pool
+{{- end }}
+{{- end -}}
+
+{{- define "elang.poolLabels" -}}
+{{ include "elang.labels" . }}
+{{- if .Values.superPool.enabled }}
+app.kubernetes.io/component: {{ .Pool | default "router" }}-pool
+{{- end }}
+{{- end -}}
+
+{{/* The router pool's remote Super: the Super pool's Service, on its gRPC port. */}}
+{{- define "elang.remoteStages" -}}
+{{- $sp := .Values.superPool -}}
+{{- range $i, $stage := $sp.stages -}}
+{{- if $i }},{{ end -}}
+{{ $stage }}=grpc://{{ include "elang.fullname" $ }}-super:{{ $.Values.ports.grpc }}/{{ $stage }}
+{{- end -}}
+{{- end -}}

@@ -1,3 +1,5 @@
+{{/* One pool's pdb (rendered per pool by pools.yaml; "." is the pool's context). */}}
+{{- define "elang.pool.pdb" -}}
 {{- if .Values.podDisruptionBudget.enabled }}
 {{- $pdb := .Values.podDisruptionBudget }}
 {{- $replicas := int (ternary .Values.autoscaling.minReplicas .Values.replicaCount .Values.autoscaling.enabled) }}
@@ -7,9 +9,9 @@
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
-  name: {{ include "elang.fullname" . }}
+  name: {{ include "elang.poolFullname" . }}
   labels:
-    {{- include "elang.labels" . | nindent 4 }}
+    {{- include "elang.poolLabels" . | nindent 4 }}
 spec:
   {{- if not (kindIs "invalid" $pdb.minAvailable) }}
   minAvailable: {{ $pdb.minAvailable }}
@@ -19,5 +21,6 @@ spec:
   {{- end }}
   selector:
     matchLabels:
-      {{- include "elang.selectorLabels" . | nindent 6 }}
+      {{- include "elang.poolSelectorLabels" . | nindent 6 }}
 {{- end }}
+{{- end -}}

@@ -1,14 +1,16 @@
+{{/* One pool's networkpolicy (rendered per pool by pools.yaml; "." is the pool's context). */}}
+{{- define "elang.pool.networkpolicy" -}}
 {{- if .Values.networkPolicy.enabled }}
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
-  name: {{ include "elang.fullname" . }}
+  name: {{ include "elang.poolFullname" . }}
   labels:
-    {{- include "elang.labels" . | nindent 4 }}
+    {{- include "elang.poolLabels" . | nindent 4 }}
 spec:
   podSelector:
     matchLabels:
-      {{- include "elang.selectorLabels" . | nindent 6 }}
+      {{- include "elang.poolSelectorLabels" . | nindent 6 }}
   policyTypes: [Ingress]
   ingress:
     # The serving ports, from the clients (any pod of the namespace when none are named).
@@ -16,7 +18,13 @@ spec:
         - port: http
         - port: grpc
       from:
-        {{- if .Values.networkPolicy.clients }}
+        {{- if eq .Pool "super" }}
+        # The Super pool answers the router pool only (its routers' remote calls).
+        - podSelector:
+            matchLabels:
+              {{- include "elang.selectorLabels" . | nindent 14 }}
+              app.kubernetes.io/component: router-pool
+        {{- else if .Values.networkPolicy.clients }}
         {{- toYaml .Values.networkPolicy.clients | nindent 8 }}
         {{- else }}
         - podSelector: {}
@@ -31,3 +39,4 @@ spec:
         - podSelector: {}
         {{- end }}
 {{- end }}
+{{- end -}}

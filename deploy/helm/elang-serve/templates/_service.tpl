@@ -1,9 +1,11 @@
+{{/* One pool's service (rendered per pool by pools.yaml; "." is the pool's context). */}}
+{{- define "elang.pool.service" -}}
 apiVersion: v1
 kind: Service
 metadata:
-  name: {{ include "elang.fullname" . }}
+  name: {{ include "elang.poolFullname" . }}
   labels:
-    {{- include "elang.labels" . | nindent 4 }}
+    {{- include "elang.poolLabels" . | nindent 4 }}
   {{- with .Values.service.annotations }}
   annotations:
     {{- toYaml . | nindent 4 }}
@@ -11,7 +13,7 @@ metadata:
 spec:
   type: {{ .Values.service.type }}
   selector:
-    {{- include "elang.selectorLabels" . | nindent 4 }}
+    {{- include "elang.poolSelectorLabels" . | nindent 4 }}
   ports:
     - name: http
       port: {{ .Values.ports.http }}
@@ -22,3 +24,4 @@ spec:
     - name: metrics
       port: {{ .Values.ports.metrics }}
       targetPort: metrics
+{{- end -}}

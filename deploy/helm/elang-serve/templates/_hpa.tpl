@@ -1,15 +1,17 @@
+{{/* One pool's hpa (rendered per pool by pools.yaml; "." is the pool's context). */}}
+{{- define "elang.pool.hpa" -}}
 {{- if .Values.autoscaling.enabled }}
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata:
-  name: {{ include "elang.fullname" . }}
+  name: {{ include "elang.poolFullname" . }}
   labels:
-    {{- include "elang.labels" . | nindent 4 }}
+    {{- include "elang.poolLabels" . | nindent 4 }}
 spec:
   scaleTargetRef:
     apiVersion: apps/v1
     kind: Deployment
-    name: {{ include "elang.fullname" . }}
+    name: {{ include "elang.poolFullname" . }}
   minReplicas: {{ .Values.autoscaling.minReplicas }}
   maxReplicas: {{ .Values.autoscaling.maxReplicas }}
   metrics:
@@ -21,3 +23,4 @@ spec:
           type: AverageValue
           averageValue: {{ .Values.autoscaling.targetAverageQueueMicroseconds | quote }}
 {{- end }}
+{{- end -}}

@@ -1,3 +1,5 @@
+{{/* One pool's deployment (rendered per pool by pools.yaml; "." is the pool's context). */}}
+{{- define "elang.pool.deployment" -}}
 {{- $runtimes := list "python-ort" "onnxruntime" "tensorrt" -}}
 {{- if not (has .Values.runtime $runtimes) -}}
 {{- fail (printf "runtime must be one of %s, got %q" (join ", " $runtimes) .Values.runtime) -}}
@@ -34,20 +36,20 @@
 apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: {{ include "elang.fullname" . }}
+  name: {{ include "elang.poolFullname" . }}
   labels:
-    {{- include "elang.labels" . | nindent 4 }}
+    {{- include "elang.poolLabels" . | nindent 4 }}
 spec:
   {{- if not .Values.autoscaling.enabled }}
   replicas: {{ .Values.replicaCount }}
   {{- end }}
   selector:
     matchLabels:
-      {{- include "elang.selectorLabels" . | nindent 6 }}
+      {{- include "elang.poolSelectorLabels" . | nindent 6 }}
   template:
     metadata:
       labels:
-        {{- include "elang.selectorLabels" . | nindent 8 }}
+        {{- include "elang.poolSelectorLabels" . | nindent 8 }}
       annotations:
         prometheus.io/scrape: "true"
         prometheus.io/port: {{ .Values.ports.metrics | quote }}
@@ -198,6 +200,11 @@ spec:
           env:
             - name: HOME
               value: /tmp
+            {{- if and .Values.superPool.enabled (not .Pool) }}
+            # The routers call these stages on the Super pool (elang.runtimes.remote).
+            - name: ELANG_REMOTE_STAGES
+              value: {{ include "elang.remoteStages" . | quote }}
+            {{- end }}
             {{- if include "elang.restricted" . }}
             # The control API's secret: Triton's restricted-API flags, and the probe's in-place reload.
             - name: ELANG_ADMIN_KEY
@@ -367,3 +374,4 @@ spec:
       affinity:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+{{- end -}}
