@@ -227,7 +227,11 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("repository", type=Path)
     p.add_argument("--ort-spinning", type=_on_off, default=None, metavar="on|off", help="ONNX Runtime thread spinning")
     p.add_argument(
-        "--inline", type=_on_off, default=None, metavar="on|off", help="routers run their first stage in-process"
+        "--inline",
+        type=_on_off,
+        default=None,
+        metavar="on|off",
+        help="routers run in their own process what they can: a pair's first stage, every segment of a multi-exit model",
     )
     p.add_argument(
         "--remote-stages",

@@ -587,7 +587,7 @@ class ServingKnobs:
     """Serving settings ``tune_repository`` can change in place (None: leave as is)."""
 
     ort_spinning: bool | None = None  # ONNX Runtime thread spinning of every Python-backend session
-    inline: bool | None = None  # routers run their first stage in-process (python-ort) or over BLS
+    inline: bool | None = None  # routers run their task's default stages in-process (or none: BLS)
     # routers' stages on other servers, "STAGE=grpc://HOST:PORT[/MODEL],...": each router takes
     # the entries of its own stages (one with none of them is left alone); "" removes them all
     remote_stages: str | None = None

@@ -9,6 +9,7 @@ tolerance.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -224,22 +225,30 @@ def quantize_int8_static(
     # quantization guide asks; node names are kept, so the exclusions still apply.
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepped = Path(dst).with_name(Path(dst).stem + "-pre.onnx")
-    quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)  # ONNX shape inference + clean-up
-    src = prepped
-    quantize_static(
-        str(src),
-        str(dst),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["MatMul"],
-        per_channel=per_channel,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=nodes or None,
-        calibrate_method=methods[method],
-        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-    )
+    prepped = Path(dst).with_name(Path(dst).stem + "-pre.onnx").resolve()
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    # Both steps write scratch files (sym_shape_infer_temp.onnx, external-data blobs) into the
+    # working directory: run them in a scratch one, so nothing is left where the user stood.
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="elang-quant-") as scratch:
+        os.chdir(scratch)
+        try:
+            quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)  # shape inference + clean-up
+            quantize_static(
+                str(prepped),
+                str(dst),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["MatMul"],
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=nodes or None,
+                calibrate_method=methods[method],
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            )
+        finally:
+            os.chdir(here)
     prepped.unlink(missing_ok=True)
     return nodes, len(texts)
 

@@ -74,7 +74,9 @@ def test_int8_quantized_export_within_tolerance(checkpoints, tmp_path):
     assert any("int8" in line and "accuracy" in line for line in report.lines())
 
 
-def test_int8_static_export_is_qdq_calibrated_on_the_calibration_split_within_tolerance(checkpoints, tmp_path):
+def test_int8_static_export_is_qdq_calibrated_on_the_calibration_split_within_tolerance(
+    checkpoints, tmp_path, monkeypatch
+):
     import onnx
 
     from elang.repository.writer import parse_config
@@ -82,7 +84,11 @@ def test_int8_static_export_is_qdq_calibrated_on_the_calibration_split_within_to
     splits = make_splits(_labelled_csv(tmp_path), sizes=(30, 60, 10, 20))
     assert splits.calibration is not None and len(splits.calibration.texts) == 20
     repo = tmp_path / "repo"
+    here = tmp_path / "where-the-user-stands"
+    here.mkdir()
+    monkeypatch.chdir(here)
     report = export_stage(checkpoints["super"], "super", repo, splits=splits, quantize="int8-static")
+    assert list(here.iterdir()) == []  # the quantizer's scratch files stayed in its scratch folder
     (t,) = report.transforms
     assert t["name"].startswith("int8 static QDQ (minmax, 20 texts)")  # the calibration split's texts
     # The same stated tolerance as the dynamic int8 export (tiny random weights)
