@@ -160,7 +160,8 @@ def run_pair(args: argparse.Namespace) -> int:
         f"held out choose the criterion and the threshold; Swift {v['swift_accuracy']:.2%}, Super {v['super_accuracy']:.2%}"
     )
     print(
-        f"costs (ONNX Runtime, batch 32): swift {costs['swift']:.2f} ms/text, super {costs['super']:.2f} ms/text, ratio {ratio:.3f}"
+        f"costs (as served, batch 32): swift {costs['swift']:.2f} ms/text ({_engine(args.repository, 'swift')}), "
+        f"super {costs['super']:.2f} ms/text ({_engine(args.repository, args.super_stage)}), ratio {ratio:.3f}"
     )
     print(f"temperature T = {record.temperature:.3f}; Swift ECE {v['ece_before']:.4f} -> {v['ece_after']:.4f}")
     print()
@@ -260,3 +261,11 @@ def _evaluate(args, cal, record, target, splits, cache, out: Path) -> int:  # no
         print(f"Super fraction gap on {args.evaluate_on}: {gap:+.1f} pt")
     (out / "evaluation.json").write_text(json.dumps(res, indent=2))
     return status
+
+
+def _engine(repository: Path, stage: str) -> str:
+    """How a stage runs, for the costs line (``engine/precision``)."""
+    try:
+        return "/".join(cal.served_engine(repository, stage))
+    except (OSError, ValueError):
+        return "unknown engine"
