@@ -72,12 +72,12 @@ def bench_markdown(
             if cc != conc:
                 continue
             lat = r.latency_ms()
-            speed = r.throughput / sup.throughput if sup else float("nan")
-            vs_best = r.throughput / best[1].throughput if best else float("nan")
+            speed = f"{r.throughput / sup.throughput:.2f}x" if sup else "-"  # "-": no Super-only measured
+            vs_best = f"{r.throughput / best[1].throughput:.2f}x" if best else "-"
             layer = "-" if r.mean_exit_layer is None else f"{r.mean_exit_layer:.2f}"
             lines.append(
                 f"| {conc} | {name} | {r.throughput:.1f} | {lat[50]:.1f} | {lat[95]:.1f} | {lat[99]:.1f} | "
-                f"{r.accuracy:.2%} | {r.super_fraction:.1%} | {layer} | {speed:.2f}x | {vs_best:.2f}x | "
+                f"{r.accuracy:.2%} | {r.super_fraction:.1%} | {layer} | {speed} | {vs_best} | "
                 f"{r.failed + r.timed_out} |"
             )
         line = headline(results, conc)
@@ -101,7 +101,7 @@ def bench_markdown(
                 summary.append(
                     f"concurrency {conc}: {name} {r.throughput / full.throughput:.2f}x its own full depth "
                     f"({r.accuracy - full.accuracy:+.2%} accuracy, mean exit layer {r.mean_exit_layer:.2f} of "
-                    f"{max(full.exits)}), {r.throughput / sup.throughput if sup else float('nan'):.2f}x Super-only"
+                    f"{max(full.exits)})" + (f", {r.throughput / sup.throughput:.2f}x Super-only" if sup else "")
                 )
         inf = results.get((NO_ESCALATION, conc))
         if sw and inf:
