@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import numpy as np
@@ -479,7 +480,14 @@ class ElangClient:
             for b in batches:
                 futures.append((b, pool.submit(run, b)))
             for idx, fut in futures:
-                fut.result()
+                # Short waits, not one blocking one: a Ctrl-C that the kernel hands to another thread
+                # (a gRPC one) is only raised here when this thread runs again.
+                while True:
+                    try:
+                        fut.result(timeout=0.25)
+                        break
+                    except FutureTimeout:
+                        continue
                 if bar is not None:
                     bar.update(len(idx))
         except KeyboardInterrupt:

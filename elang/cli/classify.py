@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -81,7 +82,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
             f"interrupted: {answered} of {len(texts)} texts answered, {result.interrupted} not sent",
             file=sys.stderr,
         )
-        return 130
+        # Exit now: a request still in flight (its answer not awaited) holds a worker thread that
+        # the interpreter would otherwise join at exit, for up to --timeout.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     if result.failed:
         where = f"their errors are in {args.output} (error field)" if args.output else "see the ERROR lines"
         print(f"{len(result.failed)} of {len(texts)} texts failed; {where}", file=sys.stderr)

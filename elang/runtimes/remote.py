@@ -81,21 +81,23 @@ def remote_stages_from(params: Mapping[str, str], stages: Sequence[str]) -> dict
     return parse_remote_stages(raw if raw is not None else params.get(c.PARAM_REMOTE_STAGES, ""), stages)
 
 
-def tls_files(params: Mapping[str, str]) -> dict[str, bytes]:
-    """TLS material named by ``remote_tls_*`` parameters (paths), read once."""
+def tls_files(params: Mapping[str, str]) -> dict[str, str]:
+    """TLS files named by ``remote_tls_*`` parameters (or ``ELANG_REMOTE_TLS_*``): paths, which
+    tritonclient reads; each is checked readable now, so a wrong path fails the router's load."""
     out = {}
     for key in TLS_KEYS:
         path = (params.get(f"remote_tls_{key}") or os.environ.get(f"ELANG_REMOTE_TLS_{key.upper()}") or "").strip()
         if path:
             try:
-                out[key] = Path(path).read_bytes()
+                Path(path).read_bytes()
             except OSError as exc:
                 raise ValueError(f"remote_tls_{key}: cannot read {path}: {exc}") from None
+            out[key] = path
     return out
 
 
 def fetch_remote_configs(
-    remotes: Mapping[str, RemoteStage], tls: Mapping[str, bytes], timeout_s: float = 5.0
+    remotes: Mapping[str, RemoteStage], tls: Mapping[str, str], timeout_s: float = 5.0
 ) -> dict[str, dict]:
     """Each remote stage's model config (JSON form) from its server, where it answers now."""
     import tritonclient.grpc as grpcclient
@@ -120,7 +122,7 @@ def _datatype(a: np.ndarray) -> str:
 class RemoteCaller:
     """Calls remote stages from the executor's event loop (one client per server)."""
 
-    def __init__(self, remotes: Mapping[str, RemoteStage], tls: Mapping[str, bytes] | None = None) -> None:
+    def __init__(self, remotes: Mapping[str, RemoteStage], tls: Mapping[str, str] | None = None) -> None:
         self.remotes = dict(remotes)
         self.tls = dict(tls or {})
         self._clients: dict[tuple[str, bool], Any] = {}

@@ -192,3 +192,51 @@ def test_killing_the_remote_server_fails_escalations_only_and_a_restart_heals(la
             f.result()
     assert tally["swift_failed"] == 0 and tally["swift_slow"] == 0, tally["errors"][:3]
     assert tally["sent"] == tally["answered"] + tally["failed"] and tally["answered"] > 0
+
+
+def _certificates(folder):
+    """A CA and a server certificate for 127.0.0.1 (openssl), as files."""
+    import subprocess
+
+    folder.mkdir()
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+        "-subj", "/CN=elang-test-ca")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "1", "-extfile", "ext.cnf")  # fmt: skip
+    return {n: folder / n for n in ("ca.crt", "server.crt", "server.key")}
+
+
+def test_a_remote_stage_over_tls_needs_the_servers_root_certificate(tiny_repo, offline, tmp_path):
+    certs = _certificates(tmp_path / "certs")
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_repo["repo"], a)
+    b.mkdir()
+    shutil.move(str(a / "super"), str(b / "super"))
+    tls = [
+        "--grpc-use-ssl=true",
+        f"--grpc-server-cert={certs['server.crt']}",
+        f"--grpc-server-key={certs['server.key']}",
+    ]
+    with TritonServer(b, startup_timeout_s=180, extra_args=tls) as srv_b:
+        tune_repository(a, remote_stages=f"super=grpcs://{srv_b.grpc_url}/super", stage_timeout_s=5.0)
+        cfg_path = a / c.ROUTER_MODEL / "config.pbtxt"
+        cfg = parse_config(cfg_path.read_text())
+        cfg.parameters["remote_tls_root_certificates"].string_value = str(certs["ca.crt"])
+        cfg_path.write_text(render_config(cfg))
+        with TritonServer(a, startup_timeout_s=180) as srv_a:
+            out = ElangClient(srv_a.grpc_url).infer_batch(TEXTS[:3], "-inf")
+            assert out[c.ROUTE].ravel().tolist() == [1, 1, 1]
+            np.testing.assert_allclose(out[c.LOGITS], offline["super"](TEXTS[:3]), atol=1e-5)
+        # Without the CA the server's certificate is not trusted: escalations fail, naming the stage.
+        del cfg.parameters["remote_tls_root_certificates"]
+        cfg_path.write_text(render_config(cfg))
+        with TritonServer(a, startup_timeout_s=180) as srv_a:
+            assert ElangClient(srv_a.grpc_url).infer_batch(TEXTS[:2], "inf")[c.ROUTE].ravel().tolist() == [0, 0]
+            with pytest.raises(ClientError, match="remote stage 'super' at grpcs://"):
+                ElangClient(srv_a.grpc_url).infer_batch(TEXTS[:2], "-inf")
