@@ -134,7 +134,14 @@ def test_ctrl_c_on_classify_stops_sending_and_reports_what_was_answered(server, 
 
     texts = tmp_path / "many.txt"
     texts.write_text("".join(f"text number {i} is fine\n" for i in range(20000)))
-    cmd = [sys.executable, "-m", "elang.cli", "classify", "--url", server.grpc_url, str(texts)]
+    # The CLI as a terminal starts it: SIGINT raises KeyboardInterrupt. (A child inherits an ignored
+    # SIGINT, and Python then installs no handler; in a full test run something in this process
+    # leaves SIGINT ignored, so the handler is set here rather than inherited.)
+    boot = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = ['elang'] + sys.argv[1:]; runpy.run_module('elang.cli', run_name='__main__')"
+    )
+    cmd = [sys.executable, "-c", boot, "classify", "--url", server.grpc_url, str(texts)]
     proc = subprocess.Popen(
         [*cmd, "--batch-size", "1", "--concurrency", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
