@@ -100,6 +100,8 @@ def fetch_remote_configs(
     remotes: Mapping[str, RemoteStage], tls: Mapping[str, str], timeout_s: float = 5.0
 ) -> dict[str, dict]:
     """Each remote stage's model config (JSON form) from its server, where it answers now."""
+    if not remotes:
+        return {}
     import tritonclient.grpc as grpcclient
 
     got = {}

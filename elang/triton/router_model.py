@@ -13,6 +13,8 @@ asyncio gRPC (``elang.runtimes.remote``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -89,7 +91,9 @@ class TritonPythonModel:
         self.logger.log_info(f"elang router ready: {self.settings.describe()}{note}")
 
     def finalize(self) -> None:
-        self.executor.call_soon(lambda: self.executor.loop.create_task(self.remote.close()))
+        if self.remotes:  # close the gRPC channels on the loop that made them, before it stops
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.remote.close(), self.executor.loop).result(2.0)
         self.executor.close()
         self.metrics.close()
 
