@@ -177,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"data: {spec.describe()}: {splits.describe()}")
     print(f"target: {target.describe()} at confidence {args.confidence:g}, criterion {args.criterion}")
     cache = args.cache_dir or default_cache()
-    results = evaluate_candidates(args.repository, candidates, splits, target, args.criterion, args.confidence, cache)
+    results = evaluate_candidates(
+        args.repository, candidates, splits, target, args.criterion, args.confidence, cache, args.super_stage
+    )
 
     sup = cal.cached_stage_logits(
         args.repository, args.super_stage, "test", splits.test, splits.fingerprint, cache, None

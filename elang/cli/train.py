@@ -11,6 +11,7 @@ from pathlib import Path
 from elang.cli import train_seq2seq
 from elang.data import spec as dataspec
 from elang.data.datasets import QUICK_SIZES_ARG
+from elang.export.classify.int8_openvino import DEFAULT_INT8_MAX_DROP_PT
 from elang.export.classify.stage import export_stage, stage_max_length
 from elang.export.classify.tiny import sample_rows
 from elang.export.classify.train import PRESETS, Recipe, train_classifier, trained_max_length
@@ -237,8 +238,13 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--length-bucket", type=int, default=0, help="rows per length-sorted sub-batch (0: off)")
     s.add_argument("--engine", choices=("onnxruntime", "openvino"), default="onnxruntime",
                    help="python-ort: what runs model.onnx (openvino: Intel's, fp32 or bf16)")  # fmt: skip
-    s.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16 (engine openvino): AMX/AVX512-BF16 where the CPU has them, fp32 elsewhere")  # fmt: skip
+    s.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="engine openvino (or runtime openvino): bf16 runs on AMX/AVX512-BF16 where the CPU has "
+                   "them, fp32 elsewhere; int8 is quantized here by NNCF on the calibration split's texts and runs "
+                   "on AMX-INT8/VNNI")  # fmt: skip
+    s.add_argument("--int8-max-drop", type=float, default=DEFAULT_INT8_MAX_DROP_PT, metavar="PT",
+                   help="precision int8: operations return to fp32 until validation accuracy is within PT points of "
+                   f"fp32 (NNCF's accuracy control; default {DEFAULT_INT8_MAX_DROP_PT}; a negative value turns it off)")  # fmt: skip
     s.add_argument(
         "--ort-spinning",
         action="store_true",
@@ -268,7 +274,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     dataspec.adopt(args.checkpoint, args.repository, args.allow_other_data)
 
     args.max_length = stage_max_length(args.checkpoint, args.max_length, trained_max_length(args.checkpoint))
-    splits, _ = dataspec.splits_for(args, args.repository, required=args.quantize is not None)
+    quantizing = args.quantize is not None or args.precision == "int8"
+    splits, _ = dataspec.splits_for(args, args.repository, required=quantizing)
     report = export_stage(
         args.checkpoint,
         args.role,
@@ -284,6 +291,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         gpu=args.gpu,
         atol=args.atol,
         name=args.name,
+        int8_max_drop_pt=None if args.int8_max_drop < 0 else args.int8_max_drop,
         serving={
             "instances": args.instances,
             "intra_op_threads": args.threads,

@@ -1,7 +1,7 @@
 """Fingerprints of a repository's stages, so that a calibration knows which models it was made on.
 
 A stage's fingerprint hashes the files its model is made of (ONNX graphs and their external
-data, tokenizer and label files) in the stage's folder and, for native runtimes, its
+data, OpenVINO IRs, tokenizer and label files) in the stage's folder and, for native runtimes, its
 ``NAME_onnx`` / ``NAME_tokenizer`` folders; not configs (``elang tune`` changes those), adapter
 code or TensorRT engines built later from the same ONNX. ``elang calibrate --apply`` records
 them in the router's ``stage_hashes`` parameter; the router compares them at load.
@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-MODEL_SUFFIXES = (".onnx", ".data", ".json", ".txt", ".model")
+MODEL_SUFFIXES = (".onnx", ".data", ".xml", ".bin", ".json", ".txt", ".model")
 SKIP = {"calibration.json"}
 PREFIX = 16  # hex characters kept: collisions are not the threat model, changes are
 

@@ -47,6 +47,9 @@ from elang.repository.config import (  # noqa: F401 - RepositoryError and parse_
     stages_declare,
 )
 from elang.runtimes.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
+from elang.runtimes.openvino import INT8_FILES
+
+OV_IR_FILES = ("model.xml", "model.bin")  # what the NGC image's OpenVINO backend reads by default
 from elang.tasks import get_task, task_from_parameters
 
 log = logging.getLogger(__name__)
@@ -239,6 +242,17 @@ def write_model(repo: Path, config: mc.ModelConfig, python_class: str | None = N
     return folder / "1"
 
 
+def _copy_int8_ir(source: Path, dest: Path, names: tuple[str, str]) -> None:
+    """The int8 OpenVINO IR ``elang export --engine openvino --precision int8`` wrote, as ``names``."""
+    for have, want in zip(INT8_FILES, names):
+        if not (source / have).is_file():
+            raise RepositoryError(
+                f"{source / have} not found: precision int8 serves the IR that `elang export --engine openvino "
+                "--precision int8` quantizes"
+            )
+        shutil.copy2(source / have, dest / want)
+
+
 def _copy_side_files(source: Path, dest: Path) -> None:
     for name in SIDE_FILES:
         if (source / name).is_file():
@@ -298,6 +312,8 @@ def _write_stage(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolderI
         version = write_model(repo, cfg, "elang.triton.classifier_model.TritonPythonModel")
         shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
         _copy_side_files(spec.source, version)
+        if spec.precision == "int8":  # engine openvino: the quantized IR beside the ONNX
+            _copy_int8_ir(spec.source, version, INT8_FILES)
         return
     _write_native(repo, name, spec, info, common)
 
@@ -320,8 +336,9 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
         onnx_cfg = mc.ModelConfig(name=onnx_name, platform="onnxruntime_onnx")
     elif spec.runtime == "tensorrt":
         onnx_cfg = mc.ModelConfig(name=onnx_name, platform="tensorrt_plan", default_model_filename=TRT_PLAN)
-    elif spec.runtime == "openvino":  # the NGC image's OpenVINO backend reads the ONNX file itself
-        onnx_cfg = mc.ModelConfig(name=onnx_name, backend="openvino", default_model_filename=ONNX_FILE)
+    elif spec.runtime == "openvino":  # the NGC image's OpenVINO backend reads the ONNX (int8: the IR) itself
+        model_file = OV_IR_FILES[0] if spec.precision == "int8" else ONNX_FILE
+        onnx_cfg = mc.ModelConfig(name=onnx_name, backend="openvino", default_model_filename=model_file)
     else:
         onnx_cfg = mc.ModelConfig(name=onnx_name, backend="python")
     set_batching(onnx_cfg, spec.max_batch_size, spec.max_queue_delay_us, **_queue(spec))
@@ -330,7 +347,8 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
     add_tensor(onnx_cfg.output, c.TensorSpec(info.output_name, "TYPE_FP32", float, (info.num_labels,)))
     set_instances(onnx_cfg, spec.instances, gpu=spec.gpu or spec.runtime == "tensorrt")
     if spec.runtime == "openvino":  # the backend hands these to OpenVINO's compile_model
-        ov = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": {"fp32": "f32"}.get(spec.precision, spec.precision)}
+        hint = {"fp32": "f32", "int8": "f32"}.get(spec.precision, spec.precision)  # int8: the IR's own ops
+        ov = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         if spec.intra_op_threads:
             ov["INFERENCE_NUM_THREADS"] = spec.intra_op_threads
         set_parameters(onnx_cfg, ov)
@@ -342,6 +360,8 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
         set_parameters(onnx_cfg, {c.PARAM_ORT_SPINNING: int(spec.ort_spinning)})
     version = write_model(repo, onnx_cfg, adapter)
     shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
+    if spec.runtime == "openvino" and spec.precision == "int8":  # the backend reads model.xml/model.bin
+        _copy_int8_ir(spec.source, version, OV_IR_FILES)
     if spec.runtime == "tensorrt":
         _write_engine_script(version, info, spec)
 

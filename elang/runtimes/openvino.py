@@ -1,5 +1,8 @@
 """OpenVINO as the engine of a python-ort stage: the same ``model.onnx``, read by OpenVINO and
-compiled for the CPU at ``fp32`` or ``bf16`` (AMX-BF16 / AVX512-BF16 where the CPU has them).
+compiled for the CPU at ``fp32`` or ``bf16`` (AMX-BF16 / AVX512-BF16 where the CPU has them), or
+at ``int8``: the NNCF-quantized OpenVINO IR ``model.int8.xml``/``.bin`` the export wrote beside
+``model.onnx`` (``elang.export.classify.int8_openvino``; AMX-INT8 / VNNI where present), its
+unquantized operations in fp32.
 
 ``OpenVinoSession`` answers the part of ONNX Runtime's ``InferenceSession`` interface the
 runtimes use (``run``, ``get_inputs``, ``get_outputs``), so ``elang.runtimes.classifier.make_session``
@@ -16,8 +19,23 @@ from typing import Any
 import numpy as np
 
 ENGINES = ("onnxruntime", "openvino")
-PRECISIONS = ("fp32", "bf16")
-_HINT = {"fp32": "f32", "bf16": "bf16"}
+PRECISIONS = ("fp32", "bf16", "int8")
+_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the IR's quantized ops; the rest fp32
+INT8_IR = "model.int8.xml"  # + model.int8.bin: the int8 stage's OpenVINO IR, beside model.onnx
+INT8_FILES = (INT8_IR, "model.int8.bin")
+
+
+def model_file(onnx_path: Path, precision: str) -> Path:
+    """The file OpenVINO reads for ``precision``: the int8 IR beside ``onnx_path``, else the ONNX."""
+    if precision != "int8":
+        return onnx_path
+    ir = onnx_path.parent / INT8_IR
+    if not ir.is_file():
+        raise FileNotFoundError(
+            f"{ir} not found: precision int8 serves the quantized IR that `elang export --engine openvino "
+            "--precision int8` writes beside model.onnx"
+        )
+    return ir
 
 
 @dataclass(frozen=True)
@@ -35,7 +53,7 @@ def check_engine(engine: str, precision: str) -> None:
     if engine == "onnxruntime" and precision != "fp32":
         raise ValueError(
             f"precision {precision} needs engine openvino: ONNX Runtime's CPU provider runs these graphs in fp32 "
-            "(for int8 with ONNX Runtime, export with --quantize)"
+            "(for int8 with ONNX Runtime, export with --quantize int8|int8-static)"
         )
 
 
@@ -55,7 +73,7 @@ class OpenVinoSession:
         config = {"INFERENCE_PRECISION_HINT": _HINT[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        model = core.read_model(str(onnx_path))
+        model = core.read_model(str(model_file(onnx_path, precision)))
         self.precision = precision
         self._compiled = core.compile_model(model, "CPU", config)
         self._inputs = [_Port(p.get_any_name(), _shape(p)) for p in self._compiled.inputs]

@@ -21,6 +21,7 @@ from elang.core.atomic import write_text
 from elang.core.routing import get_policy, threshold_for_fraction
 from elang.core.texts import truncation_summary
 from elang.data.datasets import Splits
+from elang.export.classify.int8_openvino import DEFAULT_INT8_MAX_DROP_PT, quantize_openvino_int8
 from elang.export.classify.onnx import (
     DEFAULT_ATOL,
     QUANTIZE_MODES,
@@ -222,6 +223,7 @@ def export_stage(
     super_fraction: float = DEFAULT_SUPER_FRACTION,
     name: str | None = None,
     serving: dict | None = None,
+    int8_max_drop_pt: float | None = DEFAULT_INT8_MAX_DROP_PT,
 ) -> ExportReport:
     """Export ``checkpoint`` as stage ``role`` of ``repository``; see the module doc.
 
@@ -229,7 +231,10 @@ def export_stage(
     ``super_int8`` next to the fp32 ``super``; a Super under another name also gets its own
     router ``elang_<name>`` (stages swift -> name) with the main router's settings.
     ``serving`` sets ClassifierSpec serving fields (instances, intra_op_threads,
-    max_queue_delay_us, max_batch_size, length_bucket, ort_spinning).
+    max_queue_delay_us, max_batch_size, length_bucket, ort_spinning, engine, precision).
+    Precision int8 on OpenVINO is quantized here by NNCF on the calibration split's texts
+    (``elang.export.classify.int8_openvino``); with validation labels, operations go back to fp32
+    until it is within ``int8_max_drop_pt`` of fp32 on validation (None: no accuracy control).
     """
     if role not in c.STAGES:
         raise RepositoryError(f"--as must be one of {', '.join(c.STAGES)}, got {role!r}")
@@ -246,6 +251,10 @@ def export_stage(
         raise RepositoryError(f"{name or role}: engine {engine} runs in python-ort stages, not runtime {runtime}")
     if quantize not in (None, *QUANTIZE_MODES):
         raise RepositoryError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
+    if quantize and precision == "int8":
+        raise RepositoryError(
+            f"{name}: --quantize {quantize} (ONNX Runtime's int8) and precision int8 (OpenVINO's) exclude each other"
+        )
     max_length = stage_max_length(checkpoint, max_length)
     repository = Path(repository)
     check_family(repository, get_task(c.TASK_CLASSIFY))
@@ -296,10 +305,28 @@ def export_stage(
                 {"name": f"{what} (fp32 kept: {len(kept)} FFN output MatMuls)", "fp32_nodes": len(kept), **asdict(cmp)}
             )
             final = q
+        int8_what = ""
+        if precision == "int8":  # OpenVINO's int8: NNCF writes the IR beside the ONNX
+            ovq = Path(tmp) / "openvino-int8"
+            shutil.copytree(final, ovq)
+            cal = splits.calibration if splits is not None and splits.calibration is not None else None
+            use_cal = cal is not None and len(cal.texts) > 0
+            result = quantize_openvino_int8(
+                ovq,
+                cal.texts if use_cal else texts,
+                max_length,
+                pairs=cal.pairs if use_cal else pairs,
+                validation_texts=texts if labels is not None else None,
+                validation_labels=labels,
+                validation_pairs=pairs,
+                max_drop_pt=int8_max_drop_pt,
+            )
+            int8_what = f": {result.describe()} in {result.seconds:.0f} s"
+            final = ovq
         served = "openvino" if runtime == "openvino" else engine
         if (served, precision) != ("onnxruntime", "fp32"):  # what is served, against ONNX Runtime's fp32
             cmp = compare_models(fp32, final, texts, labels, max_length, served, precision)
-            report.transforms.append({"name": f"engine {served} {precision}", **asdict(cmp)})
+            report.transforms.append({"name": f"engine {served} {precision}{int8_what}", **asdict(cmp)})
         for t in report.transforms:
             if "texts" not in t:  # graph optimization: compare with fp32 too
                 t.update(asdict(compare_models(fp32, final, texts[:PARITY_TEXTS], None, max_length)))

@@ -61,3 +61,80 @@ def test_bf16_without_openvino_and_openvino_off_python_ort_are_refused(tmp_path)
     with pytest.raises(RepositoryError, match="runs in python-ort stages, not runtime onnxruntime"):
         export_stage(swift, "swift", tmp_path / "r2", sample_texts=TEXTS, runtime="onnxruntime",
                      serving={"engine": "openvino"})  # fmt: skip
+
+
+def _labelled_splits(tmp_path):
+    from elang.data.datasets import make_splits
+
+    rows = sample_rows()
+    f = tmp_path / "labelled.csv"
+    f.write_text("text,label\n" + "".join(f'"{rows[i % len(rows)][0]} {i}",{rows[i % len(rows)][1]}\n' for i in range(160)))
+    return make_splits(f, sizes=(40, 60, 20, 40))
+
+
+def test_an_int8_openvino_stage_is_quantized_on_calibration_texts_and_serves_exactly(tmp_path):
+    """Precision int8: NNCF writes the IR beside model.onnx (accuracy control on validation), the
+    stage serves exactly what OpenVINO answers offline from it, and the IR is part of the stage's
+    fingerprint; the native OpenVINO backend's config names the IR."""
+    from elang.repository.fingerprint import stage_fingerprint
+    from elang.runtimes.openvino import INT8_IR
+
+    swift = make_tiny_checkpoint(tmp_path / "swift", TINY_SWIFT)
+    sup = make_tiny_checkpoint(tmp_path / "super", TINY_SUPER)
+    splits = _labelled_splits(tmp_path)
+    repo = tmp_path / "repo"
+    export_stage(swift, "swift", repo, splits=splits, serving={"engine": "openvino", "precision": "int8"},
+                 int8_max_drop_pt=None)  # fmt: skip
+    report = export_stage(sup, "super", repo, splits=splits, serving={"engine": "openvino", "precision": "int8"})
+    (t,) = report.transforms
+    assert t["name"].startswith("engine openvino int8: OpenVINO int8 (NNCF, 40 calibration texts")  # calibration split
+    assert "accuracy control at <= 0.3 pt on 60 validation texts" in t["name"]
+    assert t["texts"] == 60 and t["argmax_agreement"] >= 0.85  # the stated tolerance of int8 (tiny random weights)
+    assert t["accuracy_new"] >= t["accuracy_fp32"] - 0.003 - 1e-9  # what accuracy control promised, on validation
+    for name in ("swift", "super"):
+        assert (repo / name / "1" / INT8_IR).is_file() and (repo / name / "1" / "model.int8.bin").is_file()
+    params = parameters(model_config(repo, "super"))
+    assert (params[c.PARAM_ENGINE], params[c.PARAM_PRECISION]) == ("openvino", "int8")
+    texts = TEXTS[:24]
+    ml = int(params["max_length"])
+    offline = {
+        name: OnnxTextClassifier(repo / name / "1", max_length=ml, engine="openvino", precision="int8")(texts)
+        for name in ("swift", "super")
+    }
+    fp32 = OnnxTextClassifier(repo / "super" / "1", max_length=ml)(texts)
+    assert not np.allclose(offline["super"], fp32, atol=1e-6)  # int8 really ran
+    from elang.calibration.classify import served_engine
+
+    assert served_engine(repo, "super") == ("openvino", "int8")
+    with TritonServer(repo, startup_timeout_s=180) as srv:
+        for name in ("swift", "super"):
+            got = ElangClient(srv.grpc_url, model=name).infer_batch(texts)[c.LOGITS]
+            np.testing.assert_allclose(got, offline[name], atol=1e-5, err_msg=name)
+        res = ElangClient(srv.grpc_url).classify(texts, threshold="-inf")  # every row to the int8 Super
+        assert all(p.route == 1 for p in res.predictions)
+        np.testing.assert_allclose([p.logits for p in res.predictions], offline["super"], atol=1e-5)
+    before = stage_fingerprint(repo, "super")
+    ir = repo / "super" / "1" / "model.int8.bin"
+    data = bytearray(ir.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ir.write_bytes(bytes(data))
+    assert stage_fingerprint(repo, "super") != before  # a changed IR invalidates a calibration record
+
+    native = tmp_path / "native"
+    export_stage(sup, "super", native, sample_texts=TEXTS, runtime="openvino", serving={"precision": "int8"})
+    cfg = model_config(native, "super_onnx")
+    assert cfg.backend == "openvino" and cfg.default_model_filename == "model.xml"
+    assert parameters(cfg)["INFERENCE_PRECISION_HINT"] == "f32"  # the IR's own int8 ops, the rest fp32
+    assert (native / "super_onnx" / "1" / "model.xml").is_file() and (native / "super_onnx" / "1" / "model.bin").is_file()
+
+
+def test_int8_precision_refusals_name_the_problem(tmp_path):
+    swift = make_tiny_checkpoint(tmp_path / "swift", TINY_SWIFT)
+    with pytest.raises(RepositoryError, match="precision int8 needs engine openvino"):
+        export_stage(swift, "swift", tmp_path / "r1", sample_texts=TEXTS, serving={"precision": "int8"})
+    with pytest.raises(RepositoryError, match="exclude each other"):
+        export_stage(swift, "swift", tmp_path / "r2", sample_texts=TEXTS, quantize="int8",
+                     serving={"engine": "openvino", "precision": "int8"})  # fmt: skip
+    export_stage(swift, "swift", tmp_path / "r3", sample_texts=TEXTS, serving={"engine": "openvino", "precision": "fp32"})
+    with pytest.raises(FileNotFoundError, match="model.int8.xml not found"):
+        OnnxTextClassifier(tmp_path / "r3" / "swift" / "1", max_length=64, engine="openvino", precision="int8")

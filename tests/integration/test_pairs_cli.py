@@ -38,3 +38,19 @@ def test_pairs_compares_candidates_and_recommends_one(elang_cli, tiny_repo, labe
 def test_a_candidate_without_a_swift_stage_is_a_clear_error(elang_cli, tiny_repo, tmp_path):
     out = elang_cli("pairs", "--repository", tiny_repo["repo"], "--candidate", f"x={tmp_path}", cwd=tmp_path)
     assert out.returncode == 2 and "holds no exported swift stage" in out.stderr, out.stderr
+
+
+def test_pairs_measures_against_the_super_named_by_super(elang_cli, tiny_repo, labelled_csv, tmp_path):
+    """--super names the Super of every comparison: a Super that is the candidate's own Swift
+    agrees with it everywhere, so nothing needs to go up (the repository's `super` would differ)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo["repo"], repo)
+    shutil.copytree(repo / "swift", repo / "super_same")
+    out = elang_cli(
+        "pairs", "--repository", repo, "--super", "super_same", "--candidate", f"tiny={repo}",
+        "--data", labelled_csv, "--max-accuracy-drop", "5", "--out", tmp_path / "p", "--cache-dir", tmp_path / "c",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads((tmp_path / "p" / "pairs.json").read_text())["results"]
+    assert not row["error"] and row["super_fraction"] == 0.0, row

@@ -1,0 +1,136 @@
+"""int8 for engine openvino: NNCF post-training quantization of a stage's ``model.onnx`` into the
+OpenVINO IR ``model.int8.xml``/``.bin`` beside it (``elang.runtimes.openvino`` serves it).
+
+NNCF's transformer scheme (``model_type=TRANSFORMER``: SmoothQuant on the MatMuls, softmax and
+LayerNorm kept in floating point, the MIXED preset: symmetric weights per channel, asymmetric
+activations), its activation ranges set on the calibration split's texts, tokenized as served.
+With validation labels and ``max_drop_pt``, NNCF's accuracy control then returns the operations
+whose quantization costs the most accuracy to fp32, one at a time, until the int8 stage is within
+``max_drop_pt`` of fp32 on those texts ("exclude sensitive nodes where the accuracy needs it").
+OpenVINO runs the quantized MatMuls with AMX-INT8 / AVX512-VNNI where the CPU has them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from elang.runtimes.classifier import ONNX_FILE
+from elang.runtimes.openvino import INT8_IR
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_TEXTS = 512  # NNCF's default subset is 300 samples; more moved nothing on the default pair
+VALIDATION_TEXTS = 1000  # accuracy control's texts (each check runs them all)
+BATCH = 16
+DEFAULT_INT8_MAX_DROP_PT = 0.3  # accuracy control's bound on validation (issue 26's target on test)
+
+
+@dataclass
+class Int8Result:
+    calibration_texts: int
+    validation_texts: int  # 0: no accuracy control
+    max_drop_pt: float | None
+    seconds: float
+    int8_matmuls: int  # MatMuls whose input is quantized (the rest, attention's included, run fp32)
+    matmuls: int
+
+    def describe(self) -> str:
+        what = f"OpenVINO int8 (NNCF, {self.calibration_texts} calibration texts"
+        if self.validation_texts:
+            what += (
+                f"; accuracy control at <= {self.max_drop_pt:g} pt on {self.validation_texts} validation texts"
+            )
+        return what + f"; {self.int8_matmuls} of {self.matmuls} MatMuls int8)"
+
+
+def _batches(tok, names: set[str], texts: list[str], pairs: list[str] | None) -> list[dict]:  # noqa: ANN001
+    out = []
+    for k in range(0, len(texts), BATCH):
+        enc = tok(texts[k : k + BATCH], None if pairs is None else pairs[k : k + BATCH])
+        width = max(1, int(enc["attention_mask"].sum(1).max()))
+        out.append({n: np.ascontiguousarray(enc[n][:, :width]) for n in names})
+    return out
+
+
+def _matmuls(model) -> tuple[int, int]:  # noqa: ANN001
+    """(quantized, all) MatMuls: quantized ones take their input from a FakeQuantize."""
+    mm = [op for op in model.get_ops() if op.get_type_name() == "MatMul"]
+    q = sum(1 for op in mm if op.input_value(0).get_node().get_type_name() == "FakeQuantize")
+    return q, len(mm)
+
+
+def quantize_openvino_int8(
+    folder: Path,
+    texts: list[str],
+    max_length: int,
+    pairs: list[str] | None = None,
+    validation_texts: list[str] | None = None,
+    validation_labels: np.ndarray | None = None,
+    validation_pairs: list[str] | None = None,
+    max_drop_pt: float | None = None,
+) -> Int8Result:
+    """Write ``folder/model.int8.xml`` (+ ``.bin``) from ``folder/model.onnx``; see the module doc."""
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as exc:
+        raise ImportError(
+            "precision int8 on engine openvino needs nncf and openvino: pip install 'elang-serve[serve,export]'"
+        ) from exc
+    from elang.runtimes.classifier import TextTokenizer
+
+    if not texts:
+        raise ValueError("int8 quantization needs calibration texts")
+    folder = Path(folder)
+    core = ov.Core()
+    model = core.read_model(str(folder / ONNX_FILE))
+    names = {p.get_any_name() for p in model.inputs}
+    tok = TextTokenizer(folder, max_length)
+    texts = texts[:CALIBRATION_TEXTS]
+    cal = _batches(tok, names, texts, None if pairs is None else pairs[: len(texts)])
+    common = {
+        "preset": nncf.QuantizationPreset.MIXED,
+        "model_type": nncf.ModelType.TRANSFORMER,
+        "subset_size": len(cal),
+    }
+    t0 = time.monotonic()
+    control = max_drop_pt is not None and bool(validation_texts) and validation_labels is not None
+    if control:
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+        n = min(VALIDATION_TEXTS, len(validation_texts))
+        vt, vl = validation_texts[:n], np.asarray(validation_labels[:n])
+        vp = None if validation_pairs is None else validation_pairs[:n]
+        items = list(zip(_batches(tok, names, vt, vp), (vl[k : k + BATCH] for k in range(0, n, BATCH))))
+
+        def validate(compiled, data) -> tuple[float, list[float]]:  # noqa: ANN001
+            out = compiled.outputs[0]
+            right: list[float] = []
+            for feeds, labels in data:
+                right.append(float(np.sum(compiled(feeds)[out].argmax(1) == labels)))
+            return float(np.sum(right) / n), right  # per batch: texts right (the ranking's per-item metric)
+
+        quantized = nncf.quantize_with_accuracy_control(
+            model,
+            nncf.Dataset(cal),
+            nncf.Dataset(items, lambda item: item[0]),
+            validate,
+            max_drop=max_drop_pt / 100.0,
+            drop_type=nncf.DropType.ABSOLUTE,
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                max_num_iterations=50, ranking_subset_size=min(len(items), 32)
+            ),
+            **common,
+        )
+    else:
+        n = 0
+        quantized = nncf.quantize(model, nncf.Dataset(cal), **common)
+    ov.save_model(quantized, str(folder / INT8_IR), compress_to_fp16=False)
+    result = Int8Result(len(texts), n, max_drop_pt if control else None, time.monotonic() - t0, *_matmuls(quantized))
+    log.info("%s in %.0f s", result.describe(), result.seconds)
+    return result
