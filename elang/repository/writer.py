@@ -48,9 +48,9 @@ from elang.repository.config import (  # noqa: F401 - RepositoryError and parse_
 )
 from elang.runtimes.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
 from elang.runtimes.openvino import INT8_FILES
+from elang.tasks import get_task, task_from_parameters
 
 OV_IR_FILES = ("model.xml", "model.bin")  # what the NGC image's OpenVINO backend reads by default
-from elang.tasks import get_task, task_from_parameters
 
 log = logging.getLogger(__name__)
 
