@@ -5,12 +5,14 @@
 # chosen Swift goes into that repository, every router is calibrated on the stages as served,
 # and one interleaved bench measures E-LANG against the fastest static Super-only.
 # Usage: nohup bash scripts/swift-candidates.sh PLAIN_SWIFT_CKPT DISTILLED_SWIFT_CKPT > log 2>&1 &
-#   env: SUPER (default super_bf16), OUT (docs/results/swift-candidates), STEP (all|export|pairs|serve)
+#   env: SUPER (default super_bf16), OUT (docs/results/swift-candidates), STEP (all|export|pairs|serve),
+#   SUPERS (the Supers whose routers are calibrated and benched: super super_bf16 super_int8ov)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=.venv/bin/elang
 PLAIN=${1:?plain Swift checkpoint}; DISTILLED=${2:?distilled Swift checkpoint}
 SUPER=${SUPER:-super_bf16}
+SUPERS=${SUPERS:-super super_bf16 super_int8ov}
 OUT=${OUT:-docs/results/swift-candidates}
 CACHE=${ELANG_CACHE:-$HOME/.cache/elang}
 R=$CACHE/variants/repo; C=$CACHE/variants/candidates
@@ -39,9 +41,14 @@ if [ "$STEP" = all ] || [ "$STEP" = serve ]; then
   ck=$PLAIN; [ "$name" = distilled ] && ck=$DISTILLED
   echo "the chosen Swift: $best ($ck)" | tee "$OUT/chosen.txt"
   $E export "$ck" --as swift --repository "$R" --engine openvino --precision "$prec" | tee -a "$OUT/chosen.txt"
-  for super in $(ls "$R" | grep '^super' ); do
+  for super in $SUPERS; do
     $E calibrate --repository "$R" --super "$super" --max-accuracy-drop 0.5 --criterion auto --evaluate-on test \
         --apply --out "$OUT/calibration-$super" | tee "$OUT/calibrate-$super.txt" || [ $? -eq 3 ]
   done
-  $E bench --repository "$R" --concurrency 1,8,32 --limit 800 --report "$OUT/bench" | tee "$OUT/bench.txt"
+  only=swift
+  for super in $SUPERS; do
+    router=elang_$super; [ "$super" = super ] && router=elang
+    only="$only,$super,$router"
+  done
+  $E bench --repository "$R" --concurrency 1,8,32 --limit 800 --report "$OUT/bench" --only "$only" | tee "$OUT/bench.txt"
 fi

@@ -111,8 +111,9 @@ def transform_warning(t: dict) -> str | None:
     lost = f"lost {drop:.2f} pt of validation accuracy and " if drop is not None and drop > 0 else ""
     return (
         f"{t['name']} {lost}agrees with fp32 on {agreement:.2%} of {t.get('texts', '?')} validation texts (bounds: "
-        f"<= {MAX_ACCURACY_DROP_PT} pt, >= {MIN_ARGMAX_AGREEMENT:.0%}); export again without --quantize (and "
-        "--optimize none) to keep fp32, or calibrate on the served int8 stage so the threshold accounts for it"
+        f"<= {MAX_ACCURACY_DROP_PT} pt, >= {MIN_ARGMAX_AGREEMENT:.0%}); export again without --quantize or "
+        "--precision (and with --optimize none) to keep fp32, or calibrate on the stage as served so the threshold "
+        "accounts for it"
     )
 
 
