@@ -136,7 +136,7 @@ PARAM_LENGTH_BUCKET = "length_bucket"  # rows per length-sorted sub-batch; 0 = o
 # "1" lets ONNX Runtime's idle intra-op threads spin (busy-wait) for work. Off by default: the
 # stages share the CPU cores, and a finished Swift that spins steals them from the Super.
 PARAM_ORT_SPINNING = "ort_spinning"
-# A python-ort classifier stage's engine (onnxruntime or openvino) and precision (fp32, or bf16
+# A python-ort classifier stage's engine (onnxruntime or openvino) and precision (fp32, or bf16 or int8
 # with openvino): elang.runtimes.openvino.
 PARAM_ENGINE = "engine"
 PARAM_PRECISION = "precision"

@@ -237,7 +237,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--max-queue-delay-us", type=int, default=500, help="dynamic batching delay")
     s.add_argument("--length-bucket", type=int, default=0, help="rows per length-sorted sub-batch (0: off)")
     s.add_argument("--engine", choices=("onnxruntime", "openvino"), default="onnxruntime",
-                   help="python-ort: what runs model.onnx (openvino: Intel's, fp32 or bf16)")  # fmt: skip
+                   help="python-ort: what runs model.onnx (openvino: Intel's, fp32, bf16 or int8)")  # fmt: skip
     s.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
                    help="engine openvino (or runtime openvino): bf16 runs on AMX/AVX512-BF16 where the CPU has "
                    "them, fp32 elsewhere; int8 is quantized here by NNCF on the calibration split's texts and runs "

@@ -104,7 +104,7 @@ class ClassifierSpec:
     queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S  # 0: none
     fault_injection: bool = False  # honour elang_fault_sleep_s (fault tests and benchmarks only)
     engine: str = "onnxruntime"  # python-ort: onnxruntime or openvino (elang.runtimes.openvino)
-    precision: str = "fp32"  # bf16: openvino only
+    precision: str = "fp32"  # bf16, int8 (the NNCF IR beside model.onnx): openvino only
 
 
 @dataclass

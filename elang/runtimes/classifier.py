@@ -104,7 +104,7 @@ def make_session(  # noqa: ANN201
     precision: str = "fp32",
 ):
     """An onnxruntime InferenceSession with the given thread count and providers (CPU default),
-    or, with ``engine="openvino"``, an ``OpenVinoSession`` at ``precision`` (fp32 or bf16) that
+    or, with ``engine="openvino"``, an ``OpenVinoSession`` at ``precision`` (fp32, bf16 or int8) that
     answers the same calls (``elang.runtimes.openvino``).
 
     ``spinning=False`` (the default) makes idle intra-op threads sleep instead of busy-waiting:

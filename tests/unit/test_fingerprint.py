@@ -31,3 +31,31 @@ def test_model_files_count_and_tuning_does_not(tmp_path: Path) -> None:
     assert stale_stages(tmp_path, recorded) == ["swift", "super"]
     assert stage_fingerprint(tmp_path, "gone") == "missing"
     assert stale_stages(tmp_path, "") == []
+
+
+def test_the_int8_openvino_ir_is_part_of_a_stage_and_precisions_are_checked(tmp_path):
+    """An int8 stage is its IR as much as its ONNX: both are fingerprinted; int8 needs OpenVINO
+    and the IR file, each refusal naming what is missing."""
+    import pytest
+
+    from elang.repository.fingerprint import stage_fingerprint
+    from elang.runtimes.openvino import INT8_FILES, check_engine, model_file
+
+    v = tmp_path / "super" / "1"
+    v.mkdir(parents=True)
+    (v / "model.onnx").write_bytes(b"onnx")
+    with pytest.raises(FileNotFoundError, match="model.int8.xml not found"):
+        model_file(v / "model.onnx", "int8")
+    assert model_file(v / "model.onnx", "bf16") == v / "model.onnx"
+    before = stage_fingerprint(tmp_path, "super")
+    for name in INT8_FILES:
+        (v / name).write_bytes(b"ir")
+    assert model_file(v / "model.onnx", "int8") == v / "model.int8.xml"
+    with_ir = stage_fingerprint(tmp_path, "super")
+    (v / "model.int8.bin").write_bytes(b"other weights")
+    assert len({before, with_ir, stage_fingerprint(tmp_path, "super")}) == 3
+    check_engine("openvino", "int8")
+    with pytest.raises(ValueError, match="precision int8 needs engine openvino"):
+        check_engine("onnxruntime", "int8")
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, int8"):
+        check_engine("openvino", "int4")
