@@ -6,7 +6,9 @@
 # and one interleaved bench measures E-LANG against the fastest static Super-only.
 # Usage: nohup bash scripts/swift-candidates.sh PLAIN_SWIFT_CKPT DISTILLED_SWIFT_CKPT > log 2>&1 &
 #   env: SUPER (default super_bf16), OUT (docs/results/swift-candidates), STEP (all|export|pairs|serve),
-#   SUPERS (the Supers whose routers are calibrated and benched: super super_bf16 super_int8ov)
+#   SUPERS (the Supers whose routers are calibrated and benched: super super_bf16 super_int8ov),
+#   CHOSEN (serve this candidate instead of the one pairs recommends, e.g. distilled-bf16),
+#   CONCURRENCY (the bench's, default 1,8,32)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=.venv/bin/elang
@@ -36,7 +38,7 @@ if [ "$STEP" = all ] || [ "$STEP" = pairs ]; then
       | tee "$OUT/pairs.txt"
 fi
 if [ "$STEP" = all ] || [ "$STEP" = serve ]; then
-  best=$(.venv/bin/python -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['best'])" "$OUT/pairs/pairs.json")
+  best=${CHOSEN:-$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['best'])" "$OUT/pairs/pairs.json")}
   name=${best%-*}; prec=${best##*-}
   ck=$PLAIN; [ "$name" = distilled ] && ck=$DISTILLED
   echo "the chosen Swift: $best ($ck)" | tee "$OUT/chosen.txt"
@@ -50,5 +52,5 @@ if [ "$STEP" = all ] || [ "$STEP" = serve ]; then
     router=elang_$super; [ "$super" = super ] && router=elang
     only="$only,$super,$router"
   done
-  $E bench --repository "$R" --concurrency 1,8,32 --limit 800 --report "$OUT/bench" --only "$only" | tee "$OUT/bench.txt"
+  $E bench --repository "$R" --concurrency "${CONCURRENCY:-1,8,32}" --limit 800 --report "$OUT/bench" --only "$only" | tee "$OUT/bench.txt"
 fi
