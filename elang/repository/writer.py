@@ -47,7 +47,7 @@ from elang.repository.config import (  # noqa: F401 - RepositoryError and parse_
     stages_declare,
 )
 from elang.runtimes.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
-from elang.runtimes.openvino import INT8_FILES
+from elang.runtimes.openvino import INT8_FILES, PRECISION_HINTS
 from elang.tasks import get_task, task_from_parameters
 
 OV_IR_FILES = ("model.xml", "model.bin")  # what the NGC image's OpenVINO backend reads by default
@@ -347,8 +347,7 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
     add_tensor(onnx_cfg.output, c.TensorSpec(info.output_name, "TYPE_FP32", float, (info.num_labels,)))
     set_instances(onnx_cfg, spec.instances, gpu=spec.gpu or spec.runtime == "tensorrt")
     if spec.runtime == "openvino":  # the backend hands these to OpenVINO's compile_model
-        hint = {"fp32": "f32", "int8": "f32"}.get(spec.precision, spec.precision)  # int8: the IR's own ops
-        ov = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
+        ov = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION_HINTS[spec.precision]}
         if spec.intra_op_threads:
             ov["INFERENCE_NUM_THREADS"] = spec.intra_op_threads
         set_parameters(onnx_cfg, ov)

@@ -20,7 +20,8 @@ import numpy as np
 
 ENGINES = ("onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
-_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the IR's quantized ops; the rest fp32
+# OpenVINO's INFERENCE_PRECISION_HINT per precision; int8: the IR's quantized ops, the rest fp32
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 INT8_IR = "model.int8.xml"  # + model.int8.bin: the int8 stage's OpenVINO IR, beside model.onnx
 INT8_FILES = (INT8_IR, "model.int8.bin")
 
@@ -70,7 +71,7 @@ class OpenVinoSession:
         if not onnx_path.is_file():
             raise FileNotFoundError(f"{onnx_path} not found")
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": _HINT[precision], "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         model = core.read_model(str(model_file(onnx_path, precision)))

@@ -117,6 +117,16 @@ def transform_warning(t: dict) -> str | None:
     )
 
 
+def _calibration_texts(
+    splits: Splits | None, texts: list[str], pairs: list[str] | None
+) -> tuple[list[str], list[str] | None]:
+    """What sets int8 ranges: the calibration split's texts, else the validation (or sample) texts."""
+    cal = splits.calibration if splits is not None else None
+    if cal is not None and len(cal.texts):
+        return cal.texts, cal.pairs
+    return texts, pairs
+
+
 def _stage_labels(repository: Path, role: str) -> list[str] | None:
     cfg = repository / role / "config.pbtxt"
     if not cfg.is_file():
@@ -292,9 +302,7 @@ def export_stage(
                 kept = quantize_int8(final / ONNX_FILE, Path(tmp) / "int8.onnx", quantize_exclude)
                 what = "int8"
             else:  # static: ranges from the calibration split's texts (validation's when none is given)
-                cal = splits.calibration if splits is not None and splits.calibration is not None else None
-                cal_texts = cal.texts if cal is not None and len(cal.texts) else texts
-                cal_pairs = cal.pairs if cal is not None and len(cal.texts) else pairs
+                cal_texts, cal_pairs = _calibration_texts(splits, texts, pairs)
                 kept, used = quantize_int8_static(
                     final / ONNX_FILE, Path(tmp) / "int8.onnx", final, cal_texts, max_length,
                     quantize_exclude, calibration_method, pairs=cal_pairs,
@@ -310,13 +318,12 @@ def export_stage(
         if precision == "int8":  # OpenVINO's int8: NNCF writes the IR beside the ONNX
             ovq = Path(tmp) / "openvino-int8"
             shutil.copytree(final, ovq)
-            cal = splits.calibration if splits is not None and splits.calibration is not None else None
-            use_cal = cal is not None and len(cal.texts) > 0
+            cal_texts, cal_pairs = _calibration_texts(splits, texts, pairs)
             result = quantize_openvino_int8(
                 ovq,
-                cal.texts if use_cal else texts,
+                cal_texts,
                 max_length,
-                pairs=cal.pairs if use_cal else pairs,
+                pairs=cal_pairs,
                 validation_texts=texts if labels is not None else None,
                 validation_labels=labels,
                 validation_pairs=pairs,
