@@ -48,6 +48,7 @@ from elang.core.routing import (
 from elang.core.texts import truncation_summary
 from elang.repository.writer import parse_config
 from elang.runtimes.classifier import OnnxTextClassifier, TextTokenizer, logits_in_batches
+from elang.runtimes.openvino import NATIVE_IR_FILES
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ def served_engine(repository: Path, stage: str) -> tuple[str, str]:
     if onnx_cfg.is_file():
         cfg = parse_config(onnx_cfg.read_text())
         if cfg.backend == "openvino":
+            if cfg.default_model_filename == NATIVE_IR_FILES[0]:  # the int8 IR (elang export --precision int8)
+                return "openvino", "int8"
             hint = (
                 cfg.parameters["INFERENCE_PRECISION_HINT"].string_value
                 if "INFERENCE_PRECISION_HINT" in cfg.parameters

@@ -47,10 +47,8 @@ from elang.repository.config import (  # noqa: F401 - RepositoryError and parse_
     stages_declare,
 )
 from elang.runtimes.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
-from elang.runtimes.openvino import INT8_FILES, PRECISION_HINTS
+from elang.runtimes.openvino import INT8_FILES, NATIVE_IR_FILES, PRECISION_HINTS
 from elang.tasks import get_task, task_from_parameters
-
-OV_IR_FILES = ("model.xml", "model.bin")  # what the NGC image's OpenVINO backend reads by default
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +335,7 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
     elif spec.runtime == "tensorrt":
         onnx_cfg = mc.ModelConfig(name=onnx_name, platform="tensorrt_plan", default_model_filename=TRT_PLAN)
     elif spec.runtime == "openvino":  # the NGC image's OpenVINO backend reads the ONNX (int8: the IR) itself
-        model_file = OV_IR_FILES[0] if spec.precision == "int8" else ONNX_FILE
+        model_file = NATIVE_IR_FILES[0] if spec.precision == "int8" else ONNX_FILE
         onnx_cfg = mc.ModelConfig(name=onnx_name, backend="openvino", default_model_filename=model_file)
     else:
         onnx_cfg = mc.ModelConfig(name=onnx_name, backend="python")
@@ -360,7 +358,7 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
     version = write_model(repo, onnx_cfg, adapter)
     shutil.copy2(spec.source / ONNX_FILE, version / ONNX_FILE)
     if spec.runtime == "openvino" and spec.precision == "int8":  # the backend reads model.xml/model.bin
-        _copy_int8_ir(spec.source, version, OV_IR_FILES)
+        _copy_int8_ir(spec.source, version, NATIVE_IR_FILES)
     if spec.runtime == "tensorrt":
         _write_engine_script(version, info, spec)
 

@@ -24,19 +24,21 @@ PRECISIONS = ("fp32", "bf16", "int8")
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 INT8_IR = "model.int8.xml"  # + model.int8.bin: the int8 stage's OpenVINO IR, beside model.onnx
 INT8_FILES = (INT8_IR, "model.int8.bin")
+NATIVE_IR_FILES = ("model.xml", "model.bin")  # the same IR where the NGC image's OpenVINO backend reads it
 
 
 def model_file(onnx_path: Path, precision: str) -> Path:
-    """The file OpenVINO reads for ``precision``: the int8 IR beside ``onnx_path``, else the ONNX."""
+    """The file OpenVINO reads for ``precision``: the int8 IR beside ``onnx_path`` (a python-ort
+    stage's name for it, or the native backend's), else the ONNX."""
     if precision != "int8":
         return onnx_path
-    ir = onnx_path.parent / INT8_IR
-    if not ir.is_file():
-        raise FileNotFoundError(
-            f"{ir} not found: precision int8 serves the quantized IR that `elang export --engine openvino "
-            "--precision int8` writes beside model.onnx"
-        )
-    return ir
+    for name in (INT8_IR, NATIVE_IR_FILES[0]):
+        if (onnx_path.parent / name).is_file():
+            return onnx_path.parent / name
+    raise FileNotFoundError(
+        f"{onnx_path.parent / INT8_IR} not found: precision int8 serves the quantized IR that `elang export "
+        "--engine openvino --precision int8` writes beside model.onnx"
+    )
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,14 @@ def test_an_int8_openvino_stage_is_quantized_on_calibration_texts_and_serves_exa
     assert cfg.backend == "openvino" and cfg.default_model_filename == "model.xml"
     assert parameters(cfg)["INFERENCE_PRECISION_HINT"] == "f32"  # the IR's own int8 ops, the rest fp32
     assert (native / "super_onnx" / "1" / "model.xml").is_file() and (native / "super_onnx" / "1" / "model.bin").is_file()
+    # calibrate and pairs read the native stage as served: the int8 IR, not the ONNX at fp32
+    from elang.calibration.classify import stage_logits
+
+    assert served_engine(native, "super") == ("openvino", "int8")
+    native_offline = stage_logits(native, "super", texts)
+    own = OnnxTextClassifier(native / "super_onnx" / "1", max_length=ml, engine="openvino", precision="int8")
+    np.testing.assert_allclose(native_offline, own(texts), atol=1e-6)
+    assert not np.allclose(native_offline, fp32, atol=1e-6)
 
 
 def test_int8_precision_refusals_name_the_problem(tmp_path):
