@@ -77,6 +77,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a trained seq2seq checkpoint (the Super): train on its greedy outputs (sequence-level distillation)",
     )
     p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="warm start: a checkpoint of the same preset and data (e.g. the shipped Super) trained on under "
+        "this run's schedule: a learning-rate restart",
+    )
+    p.add_argument(
+        "--average-last",
+        type=int,
+        default=None,
+        help="average the weights of the last N epochs (N >= 2) and keep the mean if its validation WER is lower",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="share of the steps spent warming the learning rate up (default: the preset's, 0.05)",
+    )
+    p.add_argument(
         "--save-every-s",
         type=float,
         default=300.0,
@@ -91,11 +110,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
 
     recipe = PRESETS[args.preset]
-    for key in ("epochs", "lr", "batch_size", "seed", "bf16"):
+    for key in ("epochs", "lr", "batch_size", "seed", "bf16", "average_last", "warmup"):
         if getattr(args, key) is not None:
             recipe = replace(recipe, **{key: getattr(args, key)})
     if args.distill_from is not None:
         recipe = replace(recipe, name=f"{recipe.name}-distilled", distill_from=str(args.distill_from.resolve()))
+    if args.init_from is not None:
+        recipe = replace(recipe, init_from=str(args.init_from.resolve()))
     splits = splits_from_args(args)
     if args.quick:
         recipe = quick(recipe)
@@ -116,6 +137,12 @@ def run(args: argparse.Namespace) -> int:
             f"test with stress ignored (CMUdict's 39 phonemes, the form published G2P results use): "
             f"WER {100 * m['test_wer_no_stress']:.2f}% PER {100 * m['test_per_no_stress']:.2f}%"
         )
+    if m.get("averaged"):
+        a = m["averaged"]
+        wer = f", validation WER {100 * a['validation_wer']:.2f}%" if "validation_wer" in a else ""
+        print(f"averaged epochs {a['epochs']}{wer}: {'kept (better than the best epoch)' if a['kept'] else 'not kept'}")
+    if m.get("init_from"):
+        print(f"warm start from {m['init_from']}")
     if m.get("distilled_from"):
         print(
             f"distilled from {m['distilled_from']}: trained on its greedy outputs (their WER on the training words "

@@ -81,8 +81,17 @@ class Seq2SeqRecipe:
     # outputs for the training inputs instead of the references, so the student agrees with the
     # teacher (a Swift distilled from its Super: its energy then finds the words the Super fixes).
     distill_from: str | None = None
+    # Warm start: the weights of this checkpoint (same shape, same tokenizers) instead of a fresh
+    # init, trained on under this recipe's schedule (a restart of the learning rate: more epochs for
+    # a model whose linear decay ended while its validation WER still fell).
+    init_from: str | None = None
+    # Checkpoint averaging: the weights at the ends of the last N epochs averaged (N >= 2); kept as
+    # the checkpoint when their validation WER beats the best single epoch's.
+    average_last: int = 0
 
     def __post_init__(self) -> None:
+        if self.average_last < 0 or self.average_last == 1 or self.average_last > self.epochs:
+            raise ValueError(f"average_last must be 0 (off) or 2..epochs ({self.epochs}), got {self.average_last}")
         if self.d_model % self.num_heads:
             # ONNX Runtime rejects the past key/value shapes otherwise (num_heads * d_kv must be d_model).
             raise ValueError(f"d_model {self.d_model} must be a multiple of num_heads {self.num_heads}")
@@ -182,8 +191,9 @@ def _key(recipe: Seq2SeqRecipe, splits: Seq2SeqSplits) -> str:
         del d["scaled_attention"]
     if not d["bf16"]:
         del d["bf16"]
-    if d["distill_from"] is None:
-        del d["distill_from"]
+    for opt_field, off in (("distill_from", None), ("init_from", None), ("average_last", 0)):
+        if d[opt_field] == off:  # recipes from before the field existed keep their keys
+            del d[opt_field]
     h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
     h.update(splits.fingerprint.encode())
     return f"{recipe.name}-{h.hexdigest()[:12]}"
@@ -379,6 +389,8 @@ def train_seq2seq(
     (run / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
     src, tgt, vocab_size = build_tokenizers(splits, recipe.lowercase)  # the references' vocabulary, in full
     model = new_model(recipe, vocab_size)
+    if recipe.init_from:
+        warm_start(model, src, tgt, Path(recipe.init_from))
     train_set = splits.train
     teacher_note: dict = {}
     if recipe.distill_from:
@@ -430,9 +442,14 @@ def train_seq2seq(
         if ev["wer"] < pos["best_wer"]:
             pos["best_wer"] = ev["wer"]
             _save(model, src, tgt, best, recipe, splits)
+        if recipe.average_last and pos["epoch"] > recipe.epochs - recipe.average_last:
+            torch.save(model.state_dict(), run / f"epoch-{pos['epoch']}.pt")
         save()
         last_save = time.monotonic()
     bar.close()
+    if recipe.average_last and "averaged" not in pos:
+        pos["averaged"] = average_checkpoints(model, src, tgt, run, best, val, recipe, splits, pos)
+        save()
     model, src, tgt = load_seq2seq(best)
     val_full = evaluate(model, src, tgt, splits.validation, recipe)
     test = evaluate(model, src, tgt, splits.test, recipe, stress=splits.task == G2P_TASK)
@@ -450,6 +467,8 @@ def train_seq2seq(
         "train_seconds": time.monotonic() - t0,
         "epochs": pos["epoch"],
         "history": pos["history"],
+        **({"averaged": pos["averaged"]} if "averaged" in pos else {}),
+        **({"init_from": recipe.init_from} if recipe.init_from else {}),
         "training_pairs": len(items),
         "pairs_over_length": dropped,
         "splits": {k: len(getattr(splits, k)) for k in ("train", "validation", "test", "calibration")},
@@ -459,7 +478,53 @@ def train_seq2seq(
     }
     metrics_path.write_text(json.dumps(metrics, indent=2))
     state_path.unlink(missing_ok=True)
+    for snap in run.glob("epoch-*.pt"):
+        snap.unlink()
     return Seq2SeqTrainResult(best, metrics)
+
+
+def warm_start(model, src, tgt, folder: Path) -> None:  # noqa: ANN001
+    """Load ``folder``'s weights into ``model``; refused unless its shape and tokenizers are the run's."""
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"--init-from {folder}: not a checkpoint folder (no config.json)")
+    init, i_src, i_tgt = load_seq2seq(folder)
+    if i_src.get_vocab() != src.get_vocab() or i_tgt.get_vocab() != tgt.get_vocab():
+        raise ValueError(f"--init-from {folder}: its tokenizers differ from the ones built from this data")
+    mine, theirs = model.state_dict(), init.state_dict()
+    bad = sorted(k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape)
+    if bad or set(theirs) - set(mine):
+        raise ValueError(
+            f"--init-from {folder}: its shape is not this recipe's (first mismatch: {(bad or sorted(set(theirs) - set(mine)))[0]})"
+        )
+    model.load_state_dict(theirs)
+    log.info("warm start from %s", folder)
+
+
+def average_checkpoints(model, src, tgt, run: Path, best: Path, val: Seq2SeqSet, recipe, splits, pos: dict) -> dict:  # noqa: ANN001
+    """Average the saved ends of the last epochs; keep the mean as ``best`` when its validation WER
+    is lower than the best epoch's. Returns what to record."""
+    import torch
+
+    snaps = sorted(run.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    if len(snaps) < 2:
+        return {"epochs": [int(p.stem.split("-")[1]) for p in snaps], "kept": False, "reason": "fewer than 2 snapshots"}
+    states = [torch.load(p, map_location="cpu", weights_only=True) for p in snaps]
+    mean = {k: sum(s[k].double() for s in states).div(len(states)).to(states[0][k].dtype) for k in states[0]}
+    model.load_state_dict(mean)
+    ev = evaluate(model, src, tgt, val, recipe)
+    kept = ev["wer"] < pos["best_wer"]
+    log.info(
+        "average of epochs %s: validation WER %.2f%% (best epoch %.2f%%)%s",
+        [int(p.stem.split("-")[1]) for p in snaps], 100 * ev["wer"], 100 * pos["best_wer"], ", kept" if kept else "",
+    )
+    if kept:
+        pos["best_wer"] = ev["wer"]
+        _save(model, src, tgt, best, recipe, splits)
+    return {
+        "epochs": [int(p.stem.split("-")[1]) for p in snaps],
+        "validation_wer": ev["wer"],
+        "kept": kept,
+    }
 
 
 def _save(model, src, tgt, folder: Path, recipe: Seq2SeqRecipe, splits: Seq2SeqSplits) -> None:  # noqa: ANN001

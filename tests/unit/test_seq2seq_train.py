@@ -131,3 +131,50 @@ def test_a_swift_distilled_from_a_super_trains_on_the_supers_greedy_outputs(tmp_
     assert distilled.references[0] == [outputs[0]] and note["teacher_empty"] == len(splits.train) - len(distilled)
     s_src, s_tgt, _ = build_tokenizers(splits)
     assert len(_pairs(distilled, s_src, s_tgt, recipe)) == len(distilled)  # one target per input
+
+
+def test_a_warm_start_begins_at_the_checkpoint_and_averaging_keeps_the_mean_of_the_last_epochs(tmp_path, monkeypatch):
+    """``init_from`` loads the checkpoint's weights before the first step (refused for another shape);
+    ``average_last`` averages the ends of the last epochs and records what it did."""
+    import torch
+    from safetensors.torch import load_file
+
+    import elang.export.generate.train as tr
+    from elang.export.generate.tiny import TINY_G2P, tiny_g2p_checkpoint, tiny_g2p_splits
+
+    splits = tiny_g2p_splits(train=200)
+    start = tiny_g2p_checkpoint("swift", tmp_path / "start", splits)
+    first: dict = {}
+    real_step = tr.train_step
+
+    def look(model, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        first.setdefault("weights", {k: v.clone() for k, v in model.state_dict().items()})
+        return real_step(model, *args, **kwargs)
+
+    monkeypatch.setattr(tr, "train_step", look)
+    recipe = replace(TINY_G2P["swift"], epochs=3, validation_words=20, init_from=str(start), average_last=3)
+    assert _key(recipe, splits) != _key(replace(recipe, init_from=None), splits)
+    snaps: list = []
+    real_avg = tr.average_checkpoints
+
+    def spy(model, src, tgt, run, *args):  # noqa: ANN001, ANN002, ANN202
+        snaps.extend(torch.load(p, weights_only=True) for p in sorted(run.glob("epoch-*.pt")))
+        return real_avg(model, src, tgt, run, *args)
+
+    monkeypatch.setattr(tr, "average_checkpoints", spy)
+    result = tr.train_seq2seq(recipe, splits, tmp_path / "run", progress=False, save_every_s=0)
+    given = load_file(start / "model.safetensors")
+    assert all(torch.equal(first["weights"][k], given[k]) for k in given)  # trained on from the checkpoint
+    avg = result.metrics["averaged"]
+    assert avg["epochs"] == [1, 2, 3] and len(snaps) == 3 and 0 <= avg["validation_wer"] <= 1
+    kept = load_file(result.checkpoint / "model.safetensors")
+    key = "shared.weight"
+    mean = sum(s[key] for s in snaps) / 3
+    assert torch.allclose(kept[key], mean, atol=1e-6) == avg["kept"]
+    assert not list((tmp_path / "run" / "train").glob("*/epoch-*.pt"))  # snapshots removed once done
+
+    with pytest.raises(ValueError, match="shape"):
+        wide = replace(TINY_G2P["swift"], d_model=2 * TINY_G2P["swift"].d_model, epochs=1, init_from=str(start))
+        tr.train_seq2seq(wide, splits, tmp_path / "wide", progress=False, save_every_s=0)
+    with pytest.raises(ValueError, match="average_last"):
+        replace(recipe, average_last=4)
