@@ -48,7 +48,7 @@ from elang.core.routing import (
 from elang.core.texts import truncation_summary
 from elang.repository.writer import parse_config
 from elang.runtimes.classifier import OnnxTextClassifier, TextTokenizer, logits_in_batches
-from elang.runtimes.openvino import NATIVE_IR_FILES
+from elang.runtimes.openvino import NATIVE_IR_FILES, PRECISION_HINTS
 
 log = logging.getLogger(__name__)
 
@@ -616,16 +616,20 @@ def cached_stage_logits(
     cache_dir: Path,
     url: str | None,  # noqa: ANN001
 ) -> np.ndarray:
-    """:func:`stage_logits` cached per (stage model, data split), keyed by the ONNX files' contents (see
-    :func:`_file_identity`), the max length and the split."""
+    """:func:`stage_logits` cached per (stage model, data split), keyed by the model files' contents
+    (ONNX and OpenVINO IR, see :func:`_file_identity`), the engine, precision and OpenVINO hint, the
+    max length and the split."""
     repository = Path(repository)
     h = hashlib.sha256(f"{fingerprint}|{split_name}|{len(ds)}|{url or 'offline'}|{stage}".encode())
     if not url:
         folder, max_length = _stage_dir(repository, stage)
         h.update(str(max_length).encode())
-        h.update("/".join(served_engine(repository, stage)).encode())  # bf16 scores are not fp32's
-        for onnx in sorted(folder.glob("*.onnx")):
-            h.update(_file_identity(onnx))
+        engine, precision = served_engine(repository, stage)
+        h.update(f"{engine}/{precision}".encode())  # bf16 scores are not fp32's
+        if engine == "openvino":  # nor are an int8 IR's with its rest in bf16 those with it in fp32
+            h.update(PRECISION_HINTS[precision].encode())
+        for model_file in sorted(f for f in folder.iterdir() if f.suffix in (".onnx", ".xml", ".bin")):
+            h.update(_file_identity(model_file))  # the ONNX and an int8 IR: a re-quantized stage is scored anew
     path = Path(cache_dir) / "scores" / f"{stage}-{split_name}-{h.hexdigest()[:16]}.npy"
     if path.is_file():
         return np.load(path)

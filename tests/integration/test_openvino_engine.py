@@ -114,11 +114,19 @@ def test_an_int8_openvino_stage_is_quantized_on_calibration_texts_and_serves_exa
         assert all(p.route == 1 for p in res.predictions)
         np.testing.assert_allclose([p.logits for p in res.predictions], offline["super"], atol=1e-5)
     before = stage_fingerprint(repo, "super")
+    from elang.calibration.classify import cached_stage_logits
+    from elang.data.datasets import Dataset
+
+    ds = Dataset(texts, None, np.zeros(len(texts), dtype=np.int64), ["a", "b", "c"])
+    scores = tmp_path / "cache" / "scores"
+    cached_stage_logits(repo, "super", "test", ds, "fp", tmp_path / "cache", None)
     ir = repo / "super" / "1" / "model.int8.bin"
     data = bytearray(ir.read_bytes())
     data[len(data) // 2] ^= 0xFF
     ir.write_bytes(bytes(data))
     assert stage_fingerprint(repo, "super") != before  # a changed IR invalidates a calibration record
+    cached_stage_logits(repo, "super", "test", ds, "fp", tmp_path / "cache", None)
+    assert len(list(scores.glob("super-test-*.npy"))) == 2  # and the scores calibrate cached for the old one
 
     native = tmp_path / "native"
     export_stage(sup, "super", native, sample_texts=TEXTS, runtime="openvino", serving={"precision": "int8"})
