@@ -5,14 +5,17 @@
 #   3. the plain and the distilled Swift each exported with the Super and calibrated (WER +0.5 pt,
 #      certified; the routing curves); the distilled pair measured through the server at 16 and 1
 #      words per request.
-# Logs and results under docs/results/g2p-pair/. Usage: nohup bash scripts/g2p-pair.sh > g2p.log 2>&1 &
+# Logs and results under docs/results/g2p-pair/ (env OUT). Usage: nohup bash scripts/g2p-pair.sh > g2p.log 2>&1 &
+#   env SUPER_ARGS: more options of the Super's train-seq2seq, e.g. the warm restart of BENCHMARKS 8.6:
+#   SUPER_ARGS="--init-from SUPER_CHECKPOINT --epochs 6 --lr 1e-3 --warmup 0.02 --average-last 3"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=.venv/bin/elang
-OUT=docs/results/g2p-pair
+OUT=${OUT:-docs/results/g2p-pair}
 CACHE=${ELANG_CACHE:-$HOME/.cache/elang}
 mkdir -p "$OUT"
-SUPER=$($E train-seq2seq --preset super --save-every-s 240 | tee "$OUT/train-super.txt" | sed -n 's/^checkpoint //p')
+# shellcheck disable=SC2086  # SUPER_ARGS is a list of options
+SUPER=$($E train-seq2seq --preset super --save-every-s 240 ${SUPER_ARGS:-} | tee "$OUT/train-super.txt" | sed -n 's/^checkpoint //p')
 PLAIN=$($E train-seq2seq --preset swift | tee "$OUT/train-swift.txt" | sed -n 's/^checkpoint //p')
 DIST=$($E train-seq2seq --preset swift --distill-from "$SUPER" | tee "$OUT/train-swift-distilled.txt" | sed -n 's/^checkpoint //p')
 for name in plain distilled; do
