@@ -491,11 +491,9 @@ def warm_start(model, src, tgt, folder: Path) -> None:  # noqa: ANN001
     if i_src.get_vocab() != src.get_vocab() or i_tgt.get_vocab() != tgt.get_vocab():
         raise ValueError(f"--init-from {folder}: its tokenizers differ from the ones built from this data")
     mine, theirs = model.state_dict(), init.state_dict()
-    bad = sorted(k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape)
-    if bad or set(theirs) - set(mine):
-        raise ValueError(
-            f"--init-from {folder}: its shape is not this recipe's (first mismatch: {(bad or sorted(set(theirs) - set(mine)))[0]})"
-        )
+    bad = sorted(k for k in mine.keys() | theirs.keys() if k not in mine or k not in theirs or mine[k].shape != theirs[k].shape)
+    if bad:
+        raise ValueError(f"--init-from {folder}: its shape is not this recipe's (first mismatch: {bad[0]})")
     model.load_state_dict(theirs)
     log.info("warm start from %s", folder)
 
@@ -506,8 +504,9 @@ def average_checkpoints(model, src, tgt, run: Path, best: Path, val: Seq2SeqSet,
     import torch
 
     snaps = sorted(run.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    epochs = [int(p.stem.split("-")[1]) for p in snaps]
     if len(snaps) < 2:
-        return {"epochs": [int(p.stem.split("-")[1]) for p in snaps], "kept": False, "reason": "fewer than 2 snapshots"}
+        return {"epochs": epochs, "kept": False, "reason": "fewer than 2 snapshots"}
     states = [torch.load(p, map_location="cpu", weights_only=True) for p in snaps]
     mean = {k: sum(s[k].double() for s in states).div(len(states)).to(states[0][k].dtype) for k in states[0]}
     model.load_state_dict(mean)
@@ -515,16 +514,12 @@ def average_checkpoints(model, src, tgt, run: Path, best: Path, val: Seq2SeqSet,
     kept = ev["wer"] < pos["best_wer"]
     log.info(
         "average of epochs %s: validation WER %.2f%% (best epoch %.2f%%)%s",
-        [int(p.stem.split("-")[1]) for p in snaps], 100 * ev["wer"], 100 * pos["best_wer"], ", kept" if kept else "",
+        epochs, 100 * ev["wer"], 100 * pos["best_wer"], ", kept" if kept else "",
     )
     if kept:
         pos["best_wer"] = ev["wer"]
         _save(model, src, tgt, best, recipe, splits)
-    return {
-        "epochs": [int(p.stem.split("-")[1]) for p in snaps],
-        "validation_wer": ev["wer"],
-        "kept": kept,
-    }
+    return {"epochs": epochs, "validation_wer": ev["wer"], "kept": kept}
 
 
 def _save(model, src, tgt, folder: Path, recipe: Seq2SeqRecipe, splits: Seq2SeqSplits) -> None:  # noqa: ANN001
