@@ -284,6 +284,17 @@ def split_for_fitting(n: int, share: float = FIT_SHARE, seed: int = 0) -> tuple[
     return np.sort(order[:k]), np.sort(order[k:])
 
 
+def _learned_unfit(fit: Scores) -> str:
+    """Why the learned rule cannot rank the fit part's texts, or "": it predicts that the Super fixes
+    Swift's answer, and needs fit examples where it does and where it does not."""
+    fixes = int((~fit.swift_ok & fit.super_ok).sum())
+    if fixes == 0:
+        return f"on the {len(fit)} examples it is fitted on, the Super never fixes a Swift mistake"
+    if fixes == len(fit):
+        return f"on the {len(fit)} examples it is fitted on, the Super fixes a Swift mistake on every one"
+    return ""
+
+
 def scores_warnings(scores: Scores, rows: list[CriterionRow], temperature: float) -> list[str]:
     """Loud warnings about a pair or a criterion that cannot route usefully."""
     out = []
@@ -335,6 +346,15 @@ def calibrate(
     ratio = costs_ms[c.SWIFT_MODEL] / costs_ms[c.SUPER_MODEL] if costs_ms else None
     certify = confidence is not None and target.kind in ("accuracy", "accuracy_drop")
     names = list(policies) if criterion == "auto" else [criterion]
+    unfit = _learned_unfit(fit)
+    if unfit and LEARNED in names:
+        if criterion == LEARNED:
+            raise TargetError(
+                f"criterion learned cannot be fitted: {unfit}, so its rule gives every text the same score; "
+                "choose a fixed criterion (energy, softmax, entropy) or calibrate on more labelled texts"
+            )
+        log.warning("criterion learned left out of auto: %s", unfit)
+        names.remove(LEARNED)
     level = None
     if certify:
         level = 1 - (1 - confidence) / len(names)

@@ -7,20 +7,25 @@ activations), its activation ranges set on the calibration split's texts, tokeni
 With validation labels and ``max_drop_pt``, NNCF's accuracy control then returns the operations
 whose quantization costs the most accuracy to fp32, one at a time, until the int8 stage is within
 ``max_drop_pt`` of fp32 on those texts ("exclude sensitive nodes where the accuracy needs it").
+Each quantized candidate is validated as it will be served: its unquantized rest at the stage's
+OpenVINO hint (bf16 where the CPU has it), against the float model at fp32 (NNCF compiles both at
+fp32 on its own, which would promise the bound for a stage nobody serves).
 OpenVINO runs the quantized MatMuls with AMX-INT8 / AVX512-VNNI where the CPU has them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from elang.runtimes.classifier import ONNX_FILE
-from elang.runtimes.openvino import INT8_IR
+from elang.runtimes.openvino import INT8_IR, precision_hint
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,36 @@ def _matmuls(model) -> tuple[int, int]:  # noqa: ANN001
     mm = [op for op in model.get_ops() if op.get_type_name() == "MatMul"]
     q = sum(1 for op in mm if op.input_value(0).get_node().get_type_name() == "FakeQuantize")
     return q, len(mm)
+
+
+def _is_quantized(model) -> bool:  # noqa: ANN001
+    return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+
+
+@contextlib.contextmanager
+def _validate_as_served(core) -> Iterator[None]:  # noqa: ANN001
+    """While NNCF's accuracy control runs: compile each quantized candidate with the hint the int8
+    stage is served with (``elang.runtimes.openvino.precision_hint``), the float reference at f32."""
+    from nncf.quantization.algorithms.accuracy_control import openvino_backend as backend
+
+    hint = precision_hint("int8", core)
+    base = backend.OVPreparedModel
+
+    class ServedPreparedModel(base):  # type: ignore[misc, valid-type]
+        def __init__(self, model, use_fp32_precision: bool = True) -> None:  # noqa: ANN001
+            if hint == "f32" or not _is_quantized(model) or not hasattr(backend, "model_has_state"):
+                super().__init__(model, use_fp32_precision)
+                return
+            # what the base sets, its compile at the served hint (compiling twice costs minutes)
+            self._stateful = backend.model_has_state(model)
+            self._compiled_model = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+            self._engine = None
+
+    backend.OVPreparedModel = ServedPreparedModel
+    try:
+        yield
+    finally:
+        backend.OVPreparedModel = base
 
 
 def quantize_openvino_int8(
@@ -115,18 +150,19 @@ def quantize_openvino_int8(
                 right.append(float(np.sum(compiled(feeds)[out].argmax(1) == labels)))
             return float(np.sum(right) / n), right  # per batch: texts right (the ranking's per-item metric)
 
-        quantized = nncf.quantize_with_accuracy_control(
-            model,
-            nncf.Dataset(cal),
-            nncf.Dataset(items, lambda item: item[0]),
-            validate,
-            max_drop=max_drop_pt / 100.0,
-            drop_type=nncf.DropType.ABSOLUTE,
-            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
-                max_num_iterations=50, ranking_subset_size=min(len(items), 32)
-            ),
-            **common,
-        )
+        with _validate_as_served(core):
+            quantized = nncf.quantize_with_accuracy_control(
+                model,
+                nncf.Dataset(cal),
+                nncf.Dataset(items, lambda item: item[0]),
+                validate,
+                max_drop=max_drop_pt / 100.0,
+                drop_type=nncf.DropType.ABSOLUTE,
+                advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                    max_num_iterations=50, ranking_subset_size=min(len(items), 32)
+                ),
+                **common,
+            )
     else:
         n = 0
         quantized = nncf.quantize(model, nncf.Dataset(cal), **common)

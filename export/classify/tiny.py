@@ -43,17 +43,38 @@ TINY_SWIFT = TinySpec(layers=1, hidden=32, vocab_size=250, seed=1)
 TINY_SUPER = TinySpec(layers=2, hidden=48, vocab_size=400, seed=2)
 
 
-def train_tokenizer(texts: list[str], vocab_size: int, max_length: int = 512):  # noqa: ANN201 - PreTrainedTokenizerFast
-    """A BERT-style uncased WordPiece tokenizer trained on ``texts``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+def train_tokenizer(texts: list[str], vocab_size: int, max_length: int = 512, seed: int = 0):  # noqa: ANN201
+    """A BERT-style uncased WordPiece tokenizer built from ``texts``, the same on every run: the
+    specials, every character (alone and as a ``##`` continuation), then the ``vocab_size`` most
+    frequent words (ties in word order), their ids shuffled by ``seed`` (so two tiny models of
+    other seeds give the same word other ids, as two real tokenizers do). The tokenizers library's
+    trainer breaks ties in hash order: its vocabulary, and every tiny model on it, changed per run."""
+    import random
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words = Counter(w for t in texts for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(t)))
+    chars = sorted({ch for w in words for ch in w})
+    vocab = list(specials) + chars + [f"##{ch}" for ch in chars]
+    taken = set(vocab)
+    budget = len(vocab) + vocab_size  # the characters are not counted: every word stays spellable
+    for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= budget:
+            break
+        if w not in taken:
+            vocab.append(w)
+            taken.add(w)
+    rest = vocab[len(specials) :]
+    random.Random(seed).shuffle(rest)
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(specials + rest)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -78,7 +99,7 @@ def make_tiny_checkpoint(out_dir: str | Path, spec: TinySpec, corpus: list[str] 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = corpus if corpus is not None else [t for t, _ in sample_rows()]
-    tokenizer = train_tokenizer(texts, spec.vocab_size, spec.positions)
+    tokenizer = train_tokenizer(texts, spec.vocab_size, spec.positions, spec.seed)
     torch.manual_seed(spec.seed)
     config = BertConfig(
         vocab_size=len(tokenizer),

@@ -237,3 +237,21 @@ def test_calibration_warns_about_a_useless_swift_and_a_backwards_criterion():
     # Confidently wrong: the NLL wants an ever larger T; it stops at the bound, and says so.
     assert record.temperature == pytest.approx(10.0)
     assert any("temperature hit its bound" in w for w in record.warnings)
+
+
+def test_the_learned_rule_needs_texts_the_super_fixes_among_those_it_is_fitted_on():
+    """A user's small file where the Super never fixes Swift on the fit part: the learned rule would be
+    a constant (every text one score, so the target could only be met by all or none). Asked for,
+    it is refused, naming why; under auto it is left out and a fixed criterion is chosen."""
+    from elang.calibration.classify import Scores, calibrate
+
+    rng = np.random.default_rng(1)
+    n = 90
+    labels = rng.integers(0, 3, n)
+    swift = np.eye(3)[labels] * 2.0 + rng.normal(scale=0.5, size=(n, 3))
+    super_ = swift.copy()  # the Super answers as Swift does: it never fixes a mistake
+    with pytest.raises(TargetError, match=r"criterion learned cannot be fitted: on the 30 examples .* never fixes"):
+        calibrate(Scores(swift, super_, labels), Target("super_fraction", 0.5), "learned")
+    record, _, rows = calibrate(Scores(swift, super_, labels), Target("super_fraction", 0.5), "auto", confidence=None)
+    assert record.criterion != "learned" and "learned" in {r.name for r in rows}
+    assert record.calibration["super_fraction"] == pytest.approx(0.5)

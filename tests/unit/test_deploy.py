@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import helm_python as helm
 import pytest
 import yaml
 from chart_checks import dashboard_metric_names
+from helm_worker import Helm, HelmError
 
 from elang import contract as c
 from elang.repository.writer import model_names
@@ -32,13 +32,28 @@ VALUE_FILES = (
 KUBE = "1.30.0"
 
 
+_HELM: list[Helm] = []  # helm runs in a worker process of its own (tests/helm_worker.py says why)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _helm_worker():
+    yield
+    while _HELM:
+        _HELM.pop().close()
+
+
+def _helm() -> Helm:
+    if not _HELM:
+        _HELM.append(Helm())
+    return _HELM[0]
+
+
 def _values(name: str) -> dict:
     return yaml.safe_load((CHART / name).read_text())
 
 
 def _render(values: dict) -> dict[str, list[dict]]:
-    chart = helm.Chart.load(str(CHART))
-    out = chart.render(values, name="prod", namespace="ml")
+    out = _helm().render(str(CHART), values, name="prod", namespace="ml")
     docs: dict[str, list[dict]] = {}
     for path, text in out.items():
         if path.endswith(".yaml"):
@@ -60,7 +75,7 @@ def _dashboards(docs) -> list[dict]:
 
 @pytest.mark.parametrize("values_file", VALUE_FILES)
 def test_lint_is_clean(values_file):
-    report = helm.lint(str(CHART), _values(values_file), strict=True)
+    report = _helm().lint(str(CHART), _values(values_file), strict=True)
     assert report["errors"] == []
     assert not [m for m in report["messages"] if m["severity"] >= 2], report["messages"]
 
@@ -169,7 +184,7 @@ def test_gpu_and_autoscaling_values():
 )
 def test_bad_values_fail_with_a_message(override, match):
     values = {**_values("values.yaml"), **override}
-    with pytest.raises(helm.HelmError, match=match):
+    with pytest.raises(HelmError, match=match):
         _render(values)
 
 
@@ -207,7 +222,7 @@ def test_the_pdb_never_blocks_a_drain():
     spec = _pdb(values)
     assert spec["maxUnavailable"] == 1 and "minAvailable" not in spec
     values["podDisruptionBudget"] = {**values["podDisruptionBudget"], "minAvailable": 1}
-    with pytest.raises(helm.HelmError, match="would block every node drain"):
+    with pytest.raises(HelmError, match="would block every node drain"):
         _render(values)
     assert _pdb({**values, "replicaCount": 3})["minAvailable"] == 1
     assert _pdb(_values("values-autoscaling.yaml"))["minAvailable"] == 1  # minReplicas 2
@@ -274,12 +289,12 @@ def test_an_object_store_triton_reads_itself_gets_the_credentials_and_refuses_kn
     assert "--model-repository=as://myaccount/models/elang/python-ort" in server["args"]
     # Knobs need a local copy: said, not ignored
     values["serving"] = {"maxQueueSize": 8}
-    with pytest.raises(helm.HelmError, match="need a local copy of the repository"):
+    with pytest.raises(HelmError, match="need a local copy of the repository"):
         _render(values)
     for uri, match in (("ftp://x", "must start with s3://, gs:// or as://"), ("as://account", "as://ACCOUNT/CONTAINER")):
         bad = _values("values-objectstore-azure.yaml")
         bad["modelRepository"]["objectStore"]["uri"] = uri
-        with pytest.raises(helm.HelmError, match=re.escape(match)):
+        with pytest.raises(HelmError, match=re.escape(match)):
             _render(bad)
 
 
@@ -384,10 +399,10 @@ def test_the_control_api_is_locked_by_a_secret_that_no_manifest_shows():
     )
     # An open model-repository API with explicit model control is refused.
     values["server"]["restrictedApis"] = ["logging"]
-    with pytest.raises(helm.HelmError, match="keep model-repository in server.restrictedApis"):
+    with pytest.raises(HelmError, match="keep model-repository in server.restrictedApis"):
         _render(values)
     values["server"]["restrictedApis"] = ["model-repository", "everything"]
-    with pytest.raises(helm.HelmError, match='cannot restrict "everything"'):
+    with pytest.raises(HelmError, match='cannot restrict "everything"'):
         _render(values)
 
 
@@ -459,5 +474,5 @@ def test_the_disaggregated_layout_renders_two_pools_fenced_apart():
     assert "app.kubernetes.io/component" not in labels(one)
     values = _values("values-disaggregated.yaml")
     values["superPool"]["stages"] = []
-    with pytest.raises(helm.HelmError, match="superPool.stages must name"):
+    with pytest.raises(HelmError, match="superPool.stages must name"):
         _render(values)
