@@ -338,6 +338,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--tiny", action="store_true", help="tiny random models and the embedded sample (seconds)")
     p.add_argument(
+        "--plain-swift",
+        action="store_true",
+        help="train the Swift on the labels only (default: distilled from the trained Super, the headline's pair)",
+    )
+    p.add_argument(
         "--task",
         choices=("classify", "g2p"),
         default="classify",
@@ -351,6 +356,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.task == "g2p":
         if args.tiny:
             raise ValueError("--tiny is the classifier demo; the g2p demo has --quick")
+        if args.plain_swift:
+            raise ValueError("--plain-swift is the classifier demo's; the g2p demo serves the shipped pair")
         cache = args.cache_dir or default_cache()
         work = args.work_dir or cache / "demo"
         return run_g2p_demo(cache, work, args.quick, args.limit, args.concurrency)
@@ -362,4 +369,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
         quick=args.quick,
         limit=args.limit,
         concurrency=args.concurrency,
+        distill=not args.plain_swift,
     )
