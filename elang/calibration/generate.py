@@ -30,14 +30,25 @@ from elang.calibration.classify import _file_identity, split_for_fitting
 from elang.calibration.record import Record
 from elang.calibration.record import apply_record as apply_common
 from elang.calibration.thresholds import Target, TargetError, auroc, choose, routing_curve
-from elang.core.routing import SEQUENCE_POLICIES, get_policy, stack_tokens
+from elang.core.routing import (
+    LEARNED,
+    SEQUENCE_POLICIES,
+    DeferralRule,
+    Policy,
+    fit_sequence_rule,
+    get_policy,
+    learned_policy,
+    stack_tokens,
+)
 from elang.data.seq2seq import Seq2SeqSet, error_rates, wrong
 from elang.runtimes.generator import ONNX_FILES, OnnxSeq2SeqGenerator
 from elang.tasks.generate import pad_steps
 
 log = logging.getLogger(__name__)
 
-AGGREGATORS = tuple(SEQUENCE_POLICIES)  # every served rule (min-margin needs the stages' TOKEN_MARGIN)
+AGGREGATORS = tuple(SEQUENCE_POLICIES)  # every served aggregate (min-margin needs the stages' TOKEN_MARGIN)
+CRITERIA = (*AGGREGATORS, LEARNED)  # and the learned rule, fitted on the calibration split's fit part
+MIN_LEARNED_INPUTS = 20
 
 
 def _needs_margins(name: str) -> bool:
@@ -45,11 +56,17 @@ def _needs_margins(name: str) -> bool:
 
 
 def served_aggregators(repository: Path, stages: tuple[str, ...] = ("swift", "super")) -> tuple[str, ...]:
-    """The rules the repository's router can serve: min-margin only where every stage declares TOKEN_MARGIN."""
+    """The rules the repository's router can serve: min-margin (and the learned rule's margin
+    features) only where every stage declares TOKEN_MARGIN; the learned rule always."""
     from elang.repository.config import stages_declare
 
     margins = stages_declare(Path(repository), stages, c.TOKEN_MARGIN)
-    return tuple(n for n in AGGREGATORS if margins or not _needs_margins(n))
+    return (*(n for n in AGGREGATORS if margins or not _needs_margins(n)), LEARNED)
+
+
+def _margins_served(names: tuple[str, ...]) -> bool:
+    """Whether the rules ``names`` may read token margins (they include one that needs them)."""
+    return any(n in SEQUENCE_POLICIES and _needs_margins(n) for n in names)
 SHARES = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -70,8 +87,10 @@ class Seq2SeqScores:
         return stack_tokens(self.swift_energies, self.swift_margins)
 
     def rules(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        """``names`` less those these scores cannot feed (min-margin without margins)."""
-        return tuple(n for n in names if self.swift_margins is not None or not _needs_margins(n))
+        """The aggregates among ``names`` these scores can feed (min-margin needs margins; not ``learned``)."""
+        return tuple(
+            n for n in names if n != LEARNED and (self.swift_margins is not None or not _needs_margins(n))
+        )
 
     @property
     def swift_correct(self) -> np.ndarray:
@@ -177,42 +196,44 @@ class AggregatorRow:
     share_within_half_point: float  # least Super share whose routed WER is within 0.5 pt of Super's
 
 
-def sequence_features(energies: np.ndarray, margins: np.ndarray | None) -> np.ndarray:
-    """What the offline learned rule sees of one Swift generation: token-energy first, mean, max,
-    min, 0.5/0.9 quantiles, sum, the token count, and (when given) the margins' min, mean and first."""
-    e = np.asarray(energies, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        cols = [pol.score(e) for name, pol in SEQUENCE_POLICIES.items() if not _needs_margins(name)]
-        cols += [np.nanmin(e, axis=1), (~np.isnan(e)).sum(axis=1).astype(np.float64)]
-        if margins is not None:
-            m = np.asarray(margins, dtype=np.float64)
-            cols += [np.nanmin(m, axis=1), np.nanmean(m, axis=1), m[:, 0]]
-    x = np.stack(cols, axis=1)
-    return np.where(np.isfinite(x), x, 0.0)
+def fit_rule(scores: Seq2SeqScores, margins: bool = True) -> DeferralRule:
+    """The learned rule fitted on ``scores`` (token margins among its features where given and ``margins``)."""
+    m = scores.swift_margins if margins else None
+    return fit_sequence_rule(scores.swift_energies, m, scores.swift_correct, scores.super_correct)
 
 
-def learned_scores(scores: Seq2SeqScores, folds: int = 2, seed: int = 0) -> np.ndarray:
-    """P(Super fixes Swift) from a logistic rule on :func:`sequence_features`, cross-fitted: each
-    fold is scored by a rule fitted on the others, so the curve is not read on the fit's own rows."""
-    from elang.core.routing import fit_logistic
-
-    x = sequence_features(scores.swift_energies, scores.swift_margins)
-    y = ~scores.swift_correct & scores.super_correct
-    fold = np.random.default_rng(seed).permutation(len(x)) % folds
-    out = np.zeros(len(x))
+def learned_scores(scores: Seq2SeqScores, folds: int = 2, seed: int = 0, margins: bool = True) -> np.ndarray:
+    """P(Super fixes Swift) from the learned rule (:func:`fit_rule`), cross-fitted: each fold is
+    scored by a rule fitted on the others, so the curve is not read on the fit's own rows."""
+    fold = np.random.default_rng(seed).permutation(len(scores.inputs)) % folds
+    out = np.zeros(len(scores.inputs))
     for k in range(folds):
-        train, test = fold != k, fold == k
-        w, b, mean, scale = fit_logistic(x[train], y[train])
-        out[test] = 1 / (1 + np.exp(-(((x[test] - mean) / scale) @ w + b)))
+        rule = fit_rule(scores.take(np.flatnonzero(fold != k)), margins)
+        test = np.flatnonzero(fold == k)
+        out[test] = rule.score(scores.take(test).swift_tokens)
     return out
 
 
-def _offline_rules(scores: Seq2SeqScores) -> list[tuple[str, np.ndarray]]:
-    """Rules the served router does not run, read on the same curve: the learned rule on token
-    features (cross-fitted) and the oracle (Swift wrong, Super right first)."""
+def learned_unfit(scores: Seq2SeqScores) -> str:
+    """Why the learned rule cannot be fitted on ``scores``, or "": it predicts that the Super fixes
+    Swift's output, and needs inputs where it does and where it does not."""
+    fixes = int((~scores.swift_correct & scores.super_correct).sum())
+    n = len(scores.inputs)
+    if n < MIN_LEARNED_INPUTS:
+        return f"{n} inputs to fit it on, fewer than {MIN_LEARNED_INPUTS}"
+    if fixes == 0:
+        return f"on the {n} inputs it is fitted on, the Super never fixes a Swift mistake"
+    if fixes == n:
+        return f"on the {n} inputs it is fitted on, the Super fixes a Swift mistake on every one"
+    return ""
+
+
+def _offline_rules(scores: Seq2SeqScores, margins: bool = True) -> list[tuple[str, np.ndarray]]:
+    """Rules read on the same curve beside the served aggregates: the learned rule on token
+    features (2-fold cross-fitted on these inputs) and the oracle (Swift wrong, Super right first)."""
     rules = []
-    if len(scores.inputs) >= 20:
-        rules.append(("learned (offline, 2-fold)", learned_scores(scores)))
+    if not learned_unfit(scores):
+        rules.append(("learned (2-fold cross-fitted)", learned_scores(scores, margins=margins)))
     oracle = (~scores.swift_correct & scores.super_correct).astype(np.float64)
     rules.append(("oracle", oracle - 0.5 * (scores.swift_correct & ~scores.super_correct)))
     return rules
@@ -225,7 +246,7 @@ def aggregator_table(
     sw, su = scores.swift_correct, scores.super_correct
     rules = [(name, get_policy(name).score(scores.swift_tokens)) for name in scores.rules(names)]
     if offline:
-        rules += _offline_rules(scores)
+        rules += _offline_rules(scores, _margins_served(names))
     rows = []
     for name, s in rules:
         curve = routing_curve(s, sw, su, _ABOVE)
@@ -275,9 +296,11 @@ def pick_aggregator(
     """
     sw, su = fit.swift_correct, fit.super_correct
     best: tuple[float, float, str] | None = None
-    for name in fit.rules(names):
-        pol = get_policy(name)
-        s = pol.score(fit.swift_tokens)
+    candidates = [(name, get_policy(name).score(fit.swift_tokens)) for name in fit.rules(names)]
+    if LEARNED in names and not learned_unfit(fit):  # read cross-fitted: not on the rows it was fitted on
+        candidates.append((LEARNED, learned_scores(fit, margins=_margins_served(names))))
+    for name, s in candidates:
+        pol = _ABOVE  # every candidate escalates its highest scores
         curve = routing_curve(s, sw, su, pol)
         try:
             ch = choose(curve, target, pol, float(su.mean()), cost_ratio)
@@ -304,9 +327,18 @@ class Seq2SeqRecord:
     task: str = c.TASK_GENERATE
     temperature: float = 1.0
     notes: dict = field(default_factory=dict)
+    rule: dict | None = None  # the learned rule (elang.core.routing.DeferralRule), when it is the criterion
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+    def policy(self) -> Policy:
+        """The record's criterion as a policy (the learned one rebuilt from its stored rule)."""
+        if self.criterion == LEARNED:
+            if not self.rule:
+                raise ValueError("a learned calibration record holds no rule")
+            return learned_policy(DeferralRule.from_dict(self.rule))
+        return get_policy(self.criterion)
 
     def to_record(self, router: str = c.ROUTER_MODEL) -> Record:
         """The common record (``elang.calibration.record``) with this one as its payload."""
@@ -336,9 +368,22 @@ def calibrate(
     fit, hold = scores.take(fit_idx), scores.take(hold_idx)
     if criterion == "auto":
         criterion = pick_aggregator(fit, target, cost_ratio, names)
-    pol = get_policy(criterion)
+    rule = None
+    if criterion == LEARNED:
+        unfit = learned_unfit(fit)
+        if unfit:
+            raise TargetError(
+                f"criterion learned cannot be fitted: {unfit}; choose an aggregate (mean, min-margin, ...) or "
+                "calibrate on more inputs"
+            )
+        rule = fit_rule(fit, _margins_served(names))
+        pol = learned_policy(rule)
+    else:
+        pol = get_policy(criterion)
     if not pol.sequence:
-        raise ValueError(f"a generating router routes on an aggregate of token energies, not {criterion!r}")
+        raise ValueError(
+            f"a generating router routes on an aggregate of token energies or the learned rule, not {criterion!r}"
+        )
     if criterion not in names and criterion in SEQUENCE_POLICIES:
         raise ValueError(
             f"criterion {criterion} scores token margins (TOKEN_MARGIN), which this repository's stages do "
@@ -371,13 +416,14 @@ def calibrate(
         cost_ratio=cost_ratio,
         data_fingerprint=fingerprint,
         created=stamp.isoformat(),
+        rule=None if rule is None else rule.to_dict(),
     )
     return record, rows
 
 
 def evaluate(record: Seq2SeqRecord, scores: Seq2SeqScores) -> dict:
     """How the record's threshold lands on another split: share, WER and PER, against Super and Swift."""
-    pol = get_policy(record.criterion)
+    pol = record.policy()
     esc = pol.escalate(pol.score(scores.swift_tokens), record.threshold)
     routed = error_rates(scores.routed_texts(esc), scores.references)
     sup = error_rates(scores.super_texts, scores.references)

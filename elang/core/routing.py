@@ -329,19 +329,41 @@ class DeferralRule:
     scale: np.ndarray
     temperature: float
     num_labels: int
+    # What the rule reads: "logits" (a classifier's, FEATURES) or "tokens" (a generation's token
+    # energies and, with ``margins``, its token margins: SEQUENCE_FEATURES).
+    inputs: str = "logits"
+    margins: bool = False
 
-    def score(self, logits: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-        z = _as_logits(logits)
+    @property
+    def feature_names(self) -> list[str]:
+        if self.inputs == "tokens":
+            return sequence_feature_names(self.margins)
+        return list(FEATURES)
+
+    def features(self, values: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        if self.inputs == "tokens":
+            energies, margins = token_channels(values)
+            if self.margins and (margins is None or np.isnan(margins).all()):
+                raise ValueError(
+                    "this learned rule reads each token's probability margin (TOKEN_MARGIN), and the scores "
+                    "given hold token energies only: export the stages with this version of elang"
+                )
+            return sequence_features(energies, margins if self.margins else None)
+        z = _as_logits(values)
         if z.shape[1] != self.num_labels:
             raise ValueError(f"the learned rule was fitted on {self.num_labels} labels, got logits with {z.shape[1]}")
-        x = (deferral_features(z, self.temperature, lengths) - self.mean) / self.scale
+        return deferral_features(z, self.temperature, lengths)
+
+    def score(self, logits: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        x = (self.features(logits, lengths) - self.mean) / self.scale
         return 1 / (1 + np.exp(-(x @ self.weights + self.bias)))
 
     def to_dict(self) -> dict:
         return {
             "kind": "logistic",
             "predicts": "the next stage fixes Swift's answer",
-            "features": list(FEATURES),
+            "inputs": self.inputs,
+            "features": self.feature_names,
             "weights": self.weights.tolist(),
             "bias": self.bias,
             "mean": self.mean.tolist(),
@@ -353,8 +375,13 @@ class DeferralRule:
     @classmethod
     def from_dict(cls, d: dict) -> DeferralRule:
         try:
-            if list(d["features"]) != list(FEATURES):
-                raise ValueError(f"the rule uses features {d['features']}, this version computes {list(FEATURES)}")
+            inputs = d.get("inputs", "logits")
+            if inputs not in ("logits", "tokens"):
+                raise ValueError(f"malformed learned deferral rule: it reads {inputs!r}, not logits or tokens")
+            margins = inputs == "tokens" and list(d["features"]) == sequence_feature_names(True)
+            want = sequence_feature_names(margins) if inputs == "tokens" else list(FEATURES)
+            if list(d["features"]) != want:
+                raise ValueError(f"the rule uses features {d['features']}, this version computes {want}")
             rule = cls(
                 np.asarray(d["weights"], dtype=np.float64),
                 float(d["bias"]),
@@ -362,12 +389,15 @@ class DeferralRule:
                 np.asarray(d["scale"], dtype=np.float64),
                 _check_temperature(d["temperature"]),
                 int(d["num_labels"]),
+                inputs,
+                margins,
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed learned deferral rule: {exc!r}") from None
-        f = rule.num_labels + len(FEATURES) - 1
+        f = len(want) if inputs == "tokens" else rule.num_labels + len(FEATURES) - 1
         if rule.weights.shape != (f,) or rule.mean.shape != (f,) or rule.scale.shape != (f,):
-            raise ValueError(f"malformed learned deferral rule: shapes do not fit {rule.num_labels} labels")
+            what = f"{len(want)} token features" if inputs == "tokens" else f"{rule.num_labels} labels"
+            raise ValueError(f"malformed learned deferral rule: shapes do not fit {what}")
         return rule
 
 
@@ -412,6 +442,49 @@ def fit_deferral_rule(
     return DeferralRule(w, b, mean, scale, float(temperature), z.shape[1])
 
 
+# What a learned rule sees of one generation: the served token-energy aggregates, the least
+# token energy and the token count, and (with margins) the least, mean and first token margin.
+_SEQUENCE_AGGREGATES = ("first", "mean", "max", "sum", "quantile:0.5", "quantile:0.8", "quantile:0.9")
+
+
+def sequence_feature_names(margins: bool) -> list[str]:
+    names = [f"energy_{a}" for a in _SEQUENCE_AGGREGATES] + ["energy_min", "tokens"]
+    return names + (["margin_min", "margin_mean", "margin_first"] if margins else [])
+
+
+def sequence_features(energies: np.ndarray, margins: np.ndarray | None) -> np.ndarray:
+    """[rows, features] (:func:`sequence_feature_names`) of token energies [rows, steps] and margins
+    (NaN after a row's last token); a row without tokens has zeros."""
+    e = np.asarray(energies, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        cols = [get_policy(a).score(e) for a in _SEQUENCE_AGGREGATES]
+        cols += [_per_row(lambda x: np.nanmin(x, axis=1), e), (~np.isnan(e)).sum(axis=1).astype(np.float64)]
+        if margins is not None:
+            m = np.asarray(margins, dtype=np.float64)
+            cols += [
+                _per_row(lambda x: np.nanmin(x, axis=1), m),
+                _per_row(lambda x: np.nanmean(x, axis=1), m),
+                m[:, 0] if m.shape[1] else np.full(len(m), np.nan),
+            ]
+    x = np.stack(cols, axis=1)
+    return np.where(np.isfinite(x), x, 0.0)
+
+
+def fit_sequence_rule(
+    energies: np.ndarray,
+    margins: np.ndarray | None,
+    swift_correct: np.ndarray,
+    next_correct: np.ndarray,
+    l2: float = 1e-2,
+    steps: int = 800,
+) -> DeferralRule:
+    """A :class:`DeferralRule` on a generation's token scores: P(the next stage fixes Swift's output)."""
+    x = sequence_features(energies, margins)
+    y = ~np.asarray(swift_correct, dtype=bool) & np.asarray(next_correct, dtype=bool)
+    w, b, mean, scale = fit_logistic(x, y, l2, steps)
+    return DeferralRule(w, b, mean, scale, 1.0, 0, "tokens", margins is not None)
+
+
 @dataclass(frozen=True)
 class LearnedPolicy(Policy):
     """The ``learned`` policy: escalate when P(the next stage fixes Swift) exceeds the threshold."""
@@ -423,11 +496,21 @@ class LearnedPolicy(Policy):
         return self.rule.score(logits, lengths)
 
 
+@dataclass(frozen=True)
+class SequenceLearnedPolicy(LearnedPolicy):
+    """The ``learned`` policy of a generating router: its rule reads Swift's token scores."""
+
+    uses_lengths: ClassVar[bool] = False
+    sequence: ClassVar[bool] = True
+    needs_margins: bool = False
+
+
 def learned_policy(rule: DeferralRule) -> Policy:
     """A :class:`LearnedPolicy` around ``rule`` (the rule carries its own temperature)."""
-    return LearnedPolicy(
-        LEARNED, lambda z, t: rule.score(z), True, "escalate when P(the next stage fixes Swift) > threshold", rule
-    )
+    what = "escalate when P(the next stage fixes Swift) > threshold"
+    if rule.inputs == "tokens":
+        return SequenceLearnedPolicy(LEARNED, lambda z, t: rule.score(z), True, what, rule, rule.margins)
+    return LearnedPolicy(LEARNED, lambda z, t: rule.score(z), True, what, rule)
 
 
 def get_policy(name: str) -> Policy:

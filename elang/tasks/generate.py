@@ -18,7 +18,7 @@ import numpy as np
 
 from elang import contract as c
 from elang.core.execution import Job, StageOutput
-from elang.core.routing import SEQUENCE_POLICIES, get_policy, is_sequence_policy, stack_tokens
+from elang.core.routing import LEARNED, SEQUENCE_POLICIES, get_policy, is_sequence_policy, stack_tokens
 from elang.core.texts import InputError, decode_texts
 from elang.runtimes.generator import OnnxSeq2SeqGenerator, generator_options  # onnxruntime: serve extra
 from elang.tasks.base import Task
@@ -57,17 +57,20 @@ class GenerateTask(Task):
     description = "seq2seq stages: OUTPUT_TEXT, TOKEN_IDS, TOKEN_ENERGY, NUM_TOKENS, ENERGY, ROUTE"
     stage_adapter = "elang.triton.generator_model"
     metric = "wer"
-    criteria = (*SEQUENCE_POLICIES, "quantile:Q")
+    criteria = (*SEQUENCE_POLICIES, "quantile:Q", LEARNED)
     default_criterion = "auto"
     default_policy = "mean"
     family = "generation"
     calibrate_command = "elang.cli.calibrate_generate:run"
 
     def accepts_policy(self, policy: str) -> bool:
-        return is_sequence_policy(policy)
+        return is_sequence_policy(policy) or policy == LEARNED
 
     def policy_kind(self) -> str:
-        return "an aggregate of token energies (first, mean, max, sum, quantile:Q) or min-margin"
+        return (
+            "an aggregate of token energies (first, mean, max, sum, quantile:Q), min-margin, or learned "
+            "(a rule on token scores fitted by elang calibrate)"
+        )
 
     def validate(self, settings: Any) -> None:
         super().validate(settings)
@@ -75,7 +78,9 @@ class GenerateTask(Task):
             raise ValueError(
                 f"a generate router needs max_new_tokens >= 1 (got {settings.max_new_tokens}) and no exit_layers"
             )
-        if getattr(get_policy(settings.policy), "needs_margins", False) and settings.stage_margins is False:
+        # (calibrate gives a learned rule margin features only where every stage declares TOKEN_MARGIN)
+        margins = settings.policy != LEARNED and getattr(get_policy(settings.policy), "needs_margins", False)
+        if margins and settings.stage_margins is False:
             raise ValueError(
                 f"policy {settings.policy} scores each token's probability margin, and not every stage's "
                 f"config declares {c.TOKEN_MARGIN} (stages {', '.join(settings.stages)}): export the stages "

@@ -437,3 +437,54 @@ def test_a_min_margin_router_routes_each_row_on_its_least_token_margin(g2p, tmp_
     cfg_path.write_text(render_config(cfg))
     with pytest.raises(RepositoryError, match="TOKEN_MARGIN"):
         write_generate_router(repo, RouterSpec(policy="min-margin", threshold="0.5", max_new_tokens=16))
+
+
+def test_a_learned_rule_is_calibrated_applied_and_served_per_row(g2p, elang_cli, tmp_path):
+    """calibrate --criterion learned fits a rule on Swift's token scores, --apply writes it, and the
+    real server routes each row of a request on that rule's score, as the offline cascade does."""
+    from elang.calibration.generate import Seq2SeqRecord
+    from elang.calibration.record import read_record
+    from elang.core.settings import RouterSettings
+    from elang.repository.config import parameters
+
+    repo = tmp_path / "repo"
+    shutil.copytree(g2p["repo"], repo)
+    cap = RouterSettings.from_parameters(parameters(parse_config((repo / "elang" / "config.pbtxt").read_text())))
+    args = ["calibrate", "--repository", repo, "--sizes", "100,200,300", "--cache-dir", tmp_path / "cache"]
+    # On CMUdict the tiny Super never fixes the tiny Swift: refused, naming why
+    out = elang_cli(*args, "--super-fraction", "0.3", "--criterion", "learned", "--out", tmp_path / "cal0")
+    assert out.returncode == 2 and "the Super never fixes a Swift mistake" in out.stderr
+    # A user's file whose targets are the Super's outputs on every other word: the Super fixes those
+    words = [w for w in g2p["splits"].train.inputs if w.isalpha()][:800]
+    swift_out = OnnxSeq2SeqGenerator(repo / "swift" / "1", max_new_tokens=cap.max_new_tokens)(words).texts
+    super_out = OnnxSeq2SeqGenerator(repo / "super" / "1", max_new_tokens=cap.max_new_tokens)(words).texts
+    rows = [(w, b if i % 2 else a) for i, (w, a, b) in enumerate(zip(words, swift_out, super_out)) if a and b]
+    data = tmp_path / "pairs.tsv"
+    data.write_text("input\ttarget\n" + "".join(f"{w}\t{t}\n" for w, t in rows))
+    args = ["calibrate", "--repository", repo, "--data", data, "--sizes", "100,100,400", "--cache-dir", tmp_path / "cache"]
+    out = elang_cli(*args, "--super-fraction", "0.3", "--criterion", "learned", "--apply", "--out", tmp_path / "cal")
+    assert out.returncode == 0, out.stderr
+    assert "criterion learned" in out.stdout and "| learned (2-fold cross-fitted) |" in out.stdout
+    applied = read_record(repo / "elang")
+    assert applied.criterion == "learned" and applied.payload["rule"]["inputs"] == "tokens"
+    assert "margin_min" in applied.payload["rule"]["features"]  # the stages declare TOKEN_MARGIN
+    params = parse_config((repo / "elang" / "config.pbtxt").read_text()).parameters
+    assert params[c.PARAM_POLICY].string_value == "learned"
+    record = Seq2SeqRecord(**{k: v for k, v in applied.payload.items()})
+    words = g2p["splits"].test.inputs[:24]
+    sw = _gen(g2p, "swift")(words, margins=True)
+    score = record.policy().score(np.stack([sw.energies, sw.margins], axis=-1))
+    srv = TritonServer(repo, startup_timeout_s=180)
+    srv.start()
+    try:
+        client = ElangClient(srv.grpc_url, timeout_s=30)
+        for threshold in (None, np.inf, -np.inf, float(np.median(score))):
+            res = client.generate(words, batch_size=7, threshold=threshold)
+            thr = record.threshold if threshold is None else threshold
+            assert [p.route for p in res.predictions] == (score > thr).astype(int).tolist(), threshold
+            np.testing.assert_allclose([p.energy for p in res.predictions], score, atol=1e-5)
+        assert 0 < sum(p.route for p in res.predictions) < len(words)
+        supers = _gen(g2p, "super")(words).texts
+        assert [p.output for p in res.predictions] == [s if r else w for w, s, r in zip(sw.texts, supers, score > thr)]
+    finally:
+        srv.stop()

@@ -203,7 +203,7 @@ def test_the_margin_rule_and_the_offline_rules_read_margins_and_the_oracle_needs
     fixes = float((~swift_ok & super_ok).mean())
     assert rows["oracle"].share_within_half_point <= fixes + 1e-9  # never more than the fixable words
     assert rows["min-margin"].auroc > 0.99  # the served margin rule separates Swift's errors here
-    assert rows["learned (offline, 2-fold)"].auroc > 0.95  # cross-fitted on the margin features
+    assert rows["learned (2-fold cross-fitted)"].auroc > 0.95  # cross-fitted on the margin features
     assert rows["mean"].auroc < 0.7  # the energies are noise here
     # scores without margins (an older stage's) offer no margin rule rather than failing
     bare = Seq2SeqScores(scores.inputs, scores.references, scores.swift_texts, scores.super_texts, energies)
@@ -218,3 +218,69 @@ def test_stress_free_rates_drop_only_the_stress_digits():
     preds, refs = ["HH AH1 L OW1", "K AE1 T"], [["HH AH0 L OW1"], ["K AE1 T"]]
     assert error_rates(preds, refs).wer == 0.5  # stress wrong on one word
     assert stress_free_rates(preds, refs).wer == 0.0
+
+
+def _fixable_scores(n: int = 600, seed: int = 0):
+    """Synthetic scores where a low margin marks Swift's errors and a high first-token energy marks
+    the errors the Super fixes: only a rule on both finds the fixable words."""
+    from elang.calibration.generate import Seq2SeqScores
+
+    rng = np.random.default_rng(seed)
+    swift_ok = rng.random(n) > 0.4
+    fixes = ~swift_ok & (rng.random(n) > 0.6)
+    super_ok = swift_ok | fixes
+    energies = rng.normal(size=(n, 5))
+    energies[:, 0] += np.where(fixes, 2.5, 0.0)
+    energies[rng.random(n) > 0.5, 4] = np.nan  # rows of different lengths
+    margins = np.where(swift_ok[:, None], 0.8, 0.2) + 0.1 * rng.random((n, 5))
+    margins[np.isnan(energies)] = np.nan
+    return Seq2SeqScores(
+        [f"w{i}" for i in range(n)],
+        [["B"]] * n,
+        ["B" if ok else "A" for ok in swift_ok],
+        ["B" if ok else "C" for ok in super_ok],
+        energies.astype(np.float32),
+        margins.astype(np.float32),
+    )
+
+
+def test_the_learned_sequence_rule_is_fitted_recorded_and_rebuilt_with_the_same_scores():
+    from elang.calibration.generate import CRITERIA, Seq2SeqRecord, calibrate, evaluate
+    from elang.calibration.thresholds import Target, TargetError
+    from elang.core.routing import DeferralRule, learned_policy, sequence_feature_names
+
+    scores = _fixable_scores()
+    target = Target("accuracy_drop", 0.5)
+    record, _ = calibrate(scores, target, "learned", names=CRITERIA)
+    assert record.criterion == "learned" and record.rule["inputs"] == "tokens"
+    assert record.rule["features"] == sequence_feature_names(True)
+    pol = record.policy()
+    assert pol.sequence and not pol.uses_lengths
+    again = Seq2SeqRecord(**{**record.__dict__})
+    np.testing.assert_allclose(again.policy().score(scores.swift_tokens), pol.score(scores.swift_tokens))
+    # the rule finds the fixable words: at the share they need (16%), it routes to a lower WER than
+    # the margin rule, which finds Swift's errors but not which of them the Super fixes
+    share = Target("super_fraction", 0.16)
+    learned, _ = calibrate(scores, share, "learned", names=CRITERIA)
+    margin, _ = calibrate(scores, share, "min-margin", names=CRITERIA)
+    assert learned.calibration["wer"] < margin.calibration["wer"] - 0.03
+    assert calibrate(scores, share, "auto", names=CRITERIA)[0].criterion == "learned"
+    ev = evaluate(record, scores)
+    assert ev["super_share"] == pytest.approx(float(pol.escalate(pol.score(scores.swift_tokens), record.threshold).mean()))
+    # a rule that reads margins refuses scores without them, naming TOKEN_MARGIN
+    with pytest.raises(ValueError, match="TOKEN_MARGIN"):
+        pol.score(scores.swift_energies)
+    # without margin rules served, the rule is fitted on token energies alone
+    names = tuple(n for n in CRITERIA if n != "min-margin")
+    bare, _ = calibrate(scores, target, "learned", names=names)
+    assert bare.rule["features"] == sequence_feature_names(False)
+    learned_policy(DeferralRule.from_dict(bare.rule)).score(scores.swift_energies)  # energies suffice
+    # malformed rules and unfit data are refused by name
+    with pytest.raises(ValueError, match="features"):
+        DeferralRule.from_dict({**record.rule, "features": ["energy_mean"]})
+    with pytest.raises(ValueError, match="shapes"):
+        DeferralRule.from_dict({**record.rule, "weights": [0.0]})
+    never = _fixable_scores()
+    never.super_texts[:] = never.swift_texts  # the Super fixes nothing
+    with pytest.raises(TargetError, match="never fixes"):
+        calibrate(never, Target("super_fraction", 0.3), "learned", names=CRITERIA)
