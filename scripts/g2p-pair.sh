@@ -8,23 +8,30 @@
 # Logs and results under docs/results/g2p-pair/ (env OUT). Usage: nohup bash scripts/g2p-pair.sh > g2p.log 2>&1 &
 #   env SUPER_ARGS: more options of the Super's train-seq2seq, e.g. the warm restart of BENCHMARKS 8.6:
 #   SUPER_ARGS="--init-from SUPER_CHECKPOINT --epochs 6 --lr 1e-3 --warmup 0.02 --average-last 3"
+#   env SUPER and DIST (checkpoints, e.g. weights/g2p/super and weights/g2p/swift): no training, the
+#   distilled pair only (steps 3 and 4 on that pair). CRITERION: calibrate's (default auto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=.venv/bin/elang
 OUT=${OUT:-docs/results/g2p-pair}
 CACHE=${ELANG_CACHE:-$HOME/.cache/elang}
 mkdir -p "$OUT"
-# shellcheck disable=SC2086  # SUPER_ARGS is a list of options
-SUPER=$($E train-seq2seq --preset super --save-every-s 240 ${SUPER_ARGS:-} | tee "$OUT/train-super.txt" | sed -n 's/^checkpoint //p')
-PLAIN=$($E train-seq2seq --preset swift | tee "$OUT/train-swift.txt" | sed -n 's/^checkpoint //p')
-DIST=$($E train-seq2seq --preset swift --distill-from "$SUPER" | tee "$OUT/train-swift-distilled.txt" | sed -n 's/^checkpoint //p')
-for name in plain distilled; do
-  swift=$PLAIN; [ "$name" = distilled ] && swift=$DIST
+PAIRS="plain distilled"
+if [ -n "${SUPER:-}" ] && [ -n "${DIST:-}" ]; then
+  PAIRS=distilled
+else
+  # shellcheck disable=SC2086  # SUPER_ARGS is a list of options
+  SUPER=$($E train-seq2seq --preset super --save-every-s 240 ${SUPER_ARGS:-} | tee "$OUT/train-super.txt" | sed -n 's/^checkpoint //p')
+  PLAIN=$($E train-seq2seq --preset swift | tee "$OUT/train-swift.txt" | sed -n 's/^checkpoint //p')
+  DIST=$($E train-seq2seq --preset swift --distill-from "$SUPER" | tee "$OUT/train-swift-distilled.txt" | sed -n 's/^checkpoint //p')
+fi
+for name in $PAIRS; do
+  swift=${PLAIN:-}; [ "$name" = distilled ] && swift=$DIST
   R=$CACHE/g2p-pair-$name
   rm -rf "$R"
   $E export "$swift" --as swift --repository "$R" | tee "$OUT/export-$name.txt"
   $E export "$SUPER" --as super --repository "$R" | tee -a "$OUT/export-$name.txt"
-  $E calibrate --repository "$R" --max-accuracy-drop 0.5 --evaluate-on test --apply \
+  $E calibrate --repository "$R" --max-accuracy-drop 0.5 --criterion "${CRITERION:-auto}" --evaluate-on test --apply \
       --out "$OUT/calibration-$name" | tee "$OUT/calibrate-$name.txt" || [ $? -eq 3 ]
 done
 # Through the server: the pair whose routing curve pays (the distilled Swift's; the plain one's
