@@ -34,6 +34,7 @@ from elang.calibration.thresholds import (
     simulate_coverage,
 )
 from elang.client.client import ElangClient
+from elang.core.identity import file_identity
 from elang.core.routing import (
     LEARNED,
     POLICY_NAMES,
@@ -615,18 +616,6 @@ def criterion_markdown(rows: list[CriterionRow]) -> str:
     return "\n".join(lines)
 
 
-def _file_identity(path: Path, chunk: int = 1 << 20) -> bytes:
-    """Size and a hash of the first and last MiB: the same model copied elsewhere keeps its identity."""
-    size = path.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with path.open("rb") as f:
-        h.update(f.read(chunk))
-        if size > chunk:
-            f.seek(max(chunk, size - chunk))
-            h.update(f.read(chunk))
-    return h.digest()
-
-
 def cached_stage_logits(
     repository: Path,
     stage: str,
@@ -637,7 +626,7 @@ def cached_stage_logits(
     url: str | None,  # noqa: ANN001
 ) -> np.ndarray:
     """:func:`stage_logits` cached per (stage model, data split), keyed by the model files' contents
-    (ONNX and OpenVINO IR, see :func:`_file_identity`), the engine, precision and OpenVINO hint, the
+    (ONNX and OpenVINO IR, see :func:`elang.core.identity.file_identity`), the engine, precision and OpenVINO hint, the
     max length and the split."""
     repository = Path(repository)
     h = hashlib.sha256(f"{fingerprint}|{split_name}|{len(ds)}|{url or 'offline'}|{stage}".encode())
@@ -649,7 +638,7 @@ def cached_stage_logits(
         if engine == "openvino":  # nor are an int8 IR's with its rest in bf16 those with it in fp32
             h.update(PRECISION_HINTS[precision].encode())
         for model_file in sorted(f for f in folder.iterdir() if f.suffix in (".onnx", ".xml", ".bin")):
-            h.update(_file_identity(model_file))  # the ONNX and an int8 IR: a re-quantized stage is scored anew
+            h.update(file_identity(model_file))  # the ONNX and an int8 IR: a re-quantized stage is scored anew
     path = Path(cache_dir) / "scores" / f"{stage}-{split_name}-{h.hexdigest()[:16]}.npy"
     if path.is_file():
         return np.load(path)

@@ -31,10 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from elang import contract as c
-from elang.calibration.classify import TEMPERATURE_BOUNDS, _file_identity, served_engine, split_for_fitting
+from elang.calibration.classify import TEMPERATURE_BOUNDS, served_engine, split_for_fitting
 from elang.calibration.record import Record
 from elang.calibration.record import apply_record as apply_common
 from elang.calibration.thresholds import TargetError, clt_p_values, fit_temperature, fixed_sequence
+from elang.core.identity import file_identity
 from elang.core.routing import Policy, cascade_offline, get_policy
 from elang.core.settings import RouterSettings
 from elang.repository.config import parameters
@@ -92,7 +93,7 @@ def exit_logits(router: ExitRouter, split_name: str, ds, fingerprint: str, cache
     engines = [served_engine(f.parent.parent, f.parent.name) for f in router.folders]
     paths = []
     for info, folder, served in zip(infos, router.folders, engines, strict=True):
-        source = info.source or _file_identity(folder / "model.onnx").hex()[:16]
+        source = info.source or file_identity(folder / "model.onnx").hex()[:16]
         tag = "" if served == ("onnxruntime", "fp32") else "|" + "/".join(served)
         key = hashlib.sha256(f"{fingerprint}|{split_name}|{len(ds)}|{router.max_length}|{source}{tag}".encode())
         paths.append(Path(cache_dir) / "scores" / f"exit{info.end}-{split_name}-{key.hexdigest()[:16]}.npy")

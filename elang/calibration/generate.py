@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from elang import contract as c
-from elang.calibration.classify import _file_identity, split_for_fitting
+from elang.calibration.classify import split_for_fitting
 from elang.calibration.record import Record
 from elang.calibration.record import apply_record as apply_common
 from elang.calibration.thresholds import Target, TargetError, auroc, choose, routing_curve
+from elang.core.identity import file_identity
 from elang.core.routing import (
     LEARNED,
     SEQUENCE_POLICIES,
@@ -146,7 +147,7 @@ def cached_scores(
     h = hashlib.sha256(f"{split}:{fingerprint}:{cap}:{len(ds)}:margins".encode())
     for stage in c.STAGES:
         for f in ONNX_FILES:
-            h.update(_file_identity(stage_folder(repository, stage) / f))
+            h.update(file_identity(stage_folder(repository, stage) / f))
     h.update("\n".join(ds.inputs).encode())
     path = Path(cache_dir) / "seq2seq-scores" / f"{h.hexdigest()[:16]}.json"
     if path.is_file():

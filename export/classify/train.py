@@ -24,6 +24,7 @@ import numpy as np
 
 from elang.calibration.classify import TEMPERATURE_BOUNDS, split_for_fitting
 from elang.calibration.thresholds import fit_temperature
+from elang.core.identity import folder_identity
 from elang.core.texts import truncation_summary
 from elang.data.datasets import LABELS_FILE, Dataset, Splits, save_label_map
 from elang.export.classify.pretrained import resolve
@@ -105,12 +106,10 @@ def _key(recipe: Recipe, base_dir: Path, splits: Splits, unlabelled: list[str]) 
     defaults = {f.name: f.default for f in fields(Recipe)}
     d = {k: v for k, v in asdict(recipe).items() if k not in _LATER_FIELDS or v != defaults[k]}
     h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
-    if recipe.distill_from:
-        teacher = Path(recipe.distill_from)
-        h.update(json.dumps(sorted((p.name, p.stat().st_size) for p in teacher.iterdir() if p.is_file())).encode())
+    if recipe.distill_from:  # what the teacher holds, not just its path: a Super retrained in place is new
+        h.update(folder_identity(Path(recipe.distill_from)))
         h.update(hashlib.sha256("\n".join(unlabelled).encode()).digest())
-    weights = [p for p in base_dir.iterdir() if p.suffix in (".safetensors", ".bin")]
-    h.update(json.dumps(sorted((p.name, p.stat().st_size) for p in weights)).encode())
+    h.update(folder_identity(base_dir, (".safetensors", ".bin")))
     h.update(splits.fingerprint.encode())
     name = Path(recipe.base).name if "/" in recipe.base else recipe.base
     return f"{name}-{h.hexdigest()[:12]}"

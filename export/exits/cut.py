@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elang.calibration.classify import _file_identity
+from elang.core.identity import file_identity
 from elang.export.classify.onnx import DEFAULT_ATOL, ExportError
 from elang.export.exits.model import MultiExitError, MultiExitModel, exit_flops, read_exits
 from elang.runtimes.classifier import ONNX_FILE
@@ -193,5 +193,5 @@ def _source_identity(checkpoint: Path) -> str:
 
     h = hashlib.sha256()
     for path in sorted(checkpoint.glob("*.safetensors")) + sorted(checkpoint.glob("*.bin")):
-        h.update(path.name.encode() + _file_identity(path))
+        h.update(path.name.encode() + file_identity(path))
     return h.hexdigest()[:16]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from elang.core.identity import folder_identity
 from elang.data.seq2seq import G2P_TASK, Seq2SeqSet, Seq2SeqSplits, error_rates, stress_free_rates
 from elang.export.state import restore_state, save_state
 
@@ -196,6 +197,9 @@ def _key(recipe: Seq2SeqRecipe, splits: Seq2SeqSplits) -> str:
             del d[opt_field]
     h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
     h.update(splits.fingerprint.encode())
+    for source in (recipe.distill_from, recipe.init_from):  # what the checkpoint holds, not just its path
+        if source and Path(source).is_dir():
+            h.update(folder_identity(Path(source)))
     return f"{recipe.name}-{h.hexdigest()[:12]}"
 
 
