@@ -330,7 +330,7 @@ class DeferralRule:
     temperature: float
     num_labels: int
     # What the rule reads: "logits" (a classifier's, FEATURES) or "tokens" (a generation's token
-    # energies and, with ``margins``, its token margins: SEQUENCE_FEATURES).
+    # energies and, with ``margins``, its token margins: sequence_feature_names).
     inputs: str = "logits"
     margins: bool = False
 
