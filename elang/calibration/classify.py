@@ -285,15 +285,20 @@ def split_for_fitting(n: int, share: float = FIT_SHARE, seed: int = 0) -> tuple[
     return np.sort(order[:k]), np.sort(order[k:])
 
 
-def _learned_unfit(fit: Scores) -> str:
-    """Why the learned rule cannot rank the fit part's texts, or "": it predicts that the Super fixes
-    Swift's answer, and needs fit examples where it does and where it does not."""
-    fixes = int((~fit.swift_ok & fit.super_ok).sum())
+def unfit_reason(swift_ok: np.ndarray, super_ok: np.ndarray, unit: str = "examples") -> str:
+    """Why a learned rule cannot be fitted on these outcomes, or "": it predicts that the Super fixes
+    Swift's answer, and needs examples where it does and where it does not."""
+    n, fixes = len(swift_ok), int((~np.asarray(swift_ok) & np.asarray(super_ok)).sum())
     if fixes == 0:
-        return f"on the {len(fit)} examples it is fitted on, the Super never fixes a Swift mistake"
-    if fixes == len(fit):
-        return f"on the {len(fit)} examples it is fitted on, the Super fixes a Swift mistake on every one"
+        return f"on the {n} {unit} it is fitted on, the Super never fixes a Swift mistake"
+    if fixes == n:
+        return f"on the {n} {unit} it is fitted on, the Super fixes a Swift mistake on every one"
     return ""
+
+
+def _learned_unfit(fit: Scores) -> str:
+    """Why the learned rule cannot rank the fit part's texts, or "" (:func:`unfit_reason`)."""
+    return unfit_reason(fit.swift_ok, fit.super_ok)
 
 
 def scores_warnings(scores: Scores, rows: list[CriterionRow], temperature: float) -> list[str]:

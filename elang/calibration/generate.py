@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from elang import contract as c
-from elang.calibration.classify import split_for_fitting
+from elang.calibration.classify import split_for_fitting, unfit_reason
 from elang.calibration.record import Record
 from elang.calibration.record import apply_record as apply_common
 from elang.calibration.thresholds import Target, TargetError, auroc, choose, routing_curve
@@ -218,15 +218,10 @@ def learned_scores(scores: Seq2SeqScores, folds: int = 2, seed: int = 0, margins
 def learned_unfit(scores: Seq2SeqScores) -> str:
     """Why the learned rule cannot be fitted on ``scores``, or "": it predicts that the Super fixes
     Swift's output, and needs inputs where it does and where it does not."""
-    fixes = int((~scores.swift_correct & scores.super_correct).sum())
     n = len(scores.inputs)
     if n < MIN_LEARNED_INPUTS:
         return f"{n} inputs to fit it on, fewer than {MIN_LEARNED_INPUTS}"
-    if fixes == 0:
-        return f"on the {n} inputs it is fitted on, the Super never fixes a Swift mistake"
-    if fixes == n:
-        return f"on the {n} inputs it is fitted on, the Super fixes a Swift mistake on every one"
-    return ""
+    return unfit_reason(scores.swift_correct, scores.super_correct, "inputs")
 
 
 def _offline_rules(scores: Seq2SeqScores, margins: bool = True) -> list[tuple[str, np.ndarray]]:
