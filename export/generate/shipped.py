@@ -17,34 +17,28 @@ SHIPPED_DIR = Path(__file__).resolve().parents[2] / "weights" / "g2p"
 METRICS_FILE = "metrics.json"
 
 # role -> {file relative to its folder: sha256}. Empty: no pair is shipped yet.
-SHIPPED_SHA256: dict[str, dict[str, str]] = {
-    "super": {
-        "config.json": "a78e5fe2d40f9a2b159e4b59724479dfa5391190dbe1b0e0054f882d3a1867ee",
-        "generation_config.json": "8145d7eecabff8e16a9876617a6d52728e9b8fbe24c426e6bf9ebbd6bfb87737",
-        "metrics.json": "a8b3aa23332d206fb478ffdec2719700405eb8c8786309f9c97fef7da2975cc1",
-        "model.safetensors": "70ef8cd9766dd136c00217034a54fb6c7e3332c7d5bd11dc1dfe06ab9c767340",
-        "seq2seq.json": "587fa0a5a471249bcbb14bfab36406209d177f6a525e1b2798969e0b845c3c78",
-        "special_tokens_map.json": "5e4d1f5e759d74cb1c2fe1d165cfc62b5237aa904de759380cd6f43042eec723",
-        "target_tokenizer/special_tokens_map.json": "5e4d1f5e759d74cb1c2fe1d165cfc62b5237aa904de759380cd6f43042eec723",
-        "target_tokenizer/tokenizer.json": "4afb67116b7da90268a25deaa0d4404914f588645b8295bba175eceeacee688b",
-        "target_tokenizer/tokenizer_config.json": "695ac2f392d844881663a21ccf38b2250d7afa5fde5fc6684148b64291198455",
-        "tokenizer.json": "5d1e950f0ccff84d072c185744945453e33c7fa49a56e3027f50a03c7b0d7945",
-        "tokenizer_config.json": "695ac2f392d844881663a21ccf38b2250d7afa5fde5fc6684148b64291198455",
-    },
-    "swift": {
-        "config.json": "ddb5f3c6df9d5937a916fd7f1e83a2a243afbda96f742cdfdecfd7401aa14cf6",
-        "generation_config.json": "8145d7eecabff8e16a9876617a6d52728e9b8fbe24c426e6bf9ebbd6bfb87737",
-        "metrics.json": "e10b2b478602b29167f94753cedbabe3e027defadd892a13dbb59522073403fe",
-        "model.safetensors": "5b6a4f5cb619df77ae438197ea66ef9fb4d95f0d9f89b5407c994727b2a24dbd",
-        "seq2seq.json": "587fa0a5a471249bcbb14bfab36406209d177f6a525e1b2798969e0b845c3c78",
-        "special_tokens_map.json": "5e4d1f5e759d74cb1c2fe1d165cfc62b5237aa904de759380cd6f43042eec723",
-        "target_tokenizer/special_tokens_map.json": "5e4d1f5e759d74cb1c2fe1d165cfc62b5237aa904de759380cd6f43042eec723",
-        "target_tokenizer/tokenizer.json": "4afb67116b7da90268a25deaa0d4404914f588645b8295bba175eceeacee688b",
-        "target_tokenizer/tokenizer_config.json": "695ac2f392d844881663a21ccf38b2250d7afa5fde5fc6684148b64291198455",
-        "tokenizer.json": "5d1e950f0ccff84d072c185744945453e33c7fa49a56e3027f50a03c7b0d7945",
-        "tokenizer_config.json": "695ac2f392d844881663a21ccf38b2250d7afa5fde5fc6684148b64291198455",
-    },
-}
+SHIPPED_SHA256: dict[str, dict[str, str]] = {'super': {'config.json': 'a78e5fe2d40f9a2b159e4b59724479dfa5391190dbe1b0e0054f882d3a1867ee',
+           'generation_config.json': '8145d7eecabff8e16a9876617a6d52728e9b8fbe24c426e6bf9ebbd6bfb87737',
+           'metrics.json': '5b7d472ef004a203a82461d8aee72cf36ac441f2edb6c44d10a4fbcaf4031598',
+           'model.safetensors': 'fe8ae08398f241a8e5da1209565485aa34ea2b60ec9cb2b3d027a29bd63f5953',
+           'seq2seq.json': '587fa0a5a471249bcbb14bfab36406209d177f6a525e1b2798969e0b845c3c78',
+           'special_tokens_map.json': '5e4d1f5e759d74cb1c2fe1d165cfc62b5237aa904de759380cd6f43042eec723',
+           'target_tokenizer/special_tokens_map.json': '5e4d1f5e759d74cb1c2fe1d165cfc62b5237aa904de759380cd6f43042eec723',
+           'target_tokenizer/tokenizer.json': '4afb67116b7da90268a25deaa0d4404914f588645b8295bba175eceeacee688b',
+           'target_tokenizer/tokenizer_config.json': '695ac2f392d844881663a21ccf38b2250d7afa5fde5fc6684148b64291198455',
+           'tokenizer.json': '5d1e950f0ccff84d072c185744945453e33c7fa49a56e3027f50a03c7b0d7945',
+           'tokenizer_config.json': '695ac2f392d844881663a21ccf38b2250d7afa5fde5fc6684148b64291198455'},
+ 'swift': {'config.json': 'ddb5f3c6df9d5937a916fd7f1e83a2a243afbda96f742cdfdecfd7401aa14cf6',
+           'generation_config.json': '8145d7eecabff8e16a9876617a6d52728e9b8fbe24c426e6bf9ebbd6bfb87737',
+           'metrics.json': '2a7a1babe011e2576da566bd6612cf990fb8181a4b98154440f6983b24c5fbdd',
+           'model.safetensors': 'b599069b73a0b873ee78a235b6a9d1adbb3c09dbb13f98ffdbd5d92912f76824',
+           'seq2seq.json': '587fa0a5a471249bcbb14bfab36406209d177f6a525e1b2798969e0b845c3c78',
+           'special_tokens_map.json': '5e4d1f5e759d74cb1c2fe1d165cfc62b5237aa904de759380cd6f43042eec723',
+           'target_tokenizer/special_tokens_map.json': '5e4d1f5e759d74cb1c2fe1d165cfc62b5237aa904de759380cd6f43042eec723',
+           'target_tokenizer/tokenizer.json': '4afb67116b7da90268a25deaa0d4404914f588645b8295bba175eceeacee688b',
+           'target_tokenizer/tokenizer_config.json': '695ac2f392d844881663a21ccf38b2250d7afa5fde5fc6684148b64291198455',
+           'tokenizer.json': '5d1e950f0ccff84d072c185744945453e33c7fa49a56e3027f50a03c7b0d7945',
+           'tokenizer_config.json': '695ac2f392d844881663a21ccf38b2250d7afa5fde5fc6684148b64291198455'}}
 
 
 class ShippedWeightsError(RuntimeError):
