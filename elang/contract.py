@@ -140,6 +140,8 @@ PARAM_ORT_SPINNING = "ort_spinning"
 # with openvino): elang.runtimes.openvino.
 PARAM_ENGINE = "engine"
 PARAM_PRECISION = "precision"
+# engine openvino: CPU streams of a stage; > 1 runs a batch's rows as that many parts at once
+PARAM_STREAMS = "streams"
 
 # Defaults.
 DEFAULT_MAX_LENGTH = 128

@@ -241,6 +241,23 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
         "the environment variable ELANG_REMOTE_STAGES overrides it where the router runs",
     )
     p.add_argument("--router-instances", type=int, default=None, help="instances of each router")
+    p.add_argument(
+        "--streams",
+        default=None,
+        metavar="N|STAGE=N,...",
+        help="OpenVINO CPU streams of the engine-openvino stages (all, or those named): > 1 runs each batch's "
+        "rows as that many parts at once (docs/BENCHMARKS.md 10.5); routers' inline copies follow",
+    )
+    p.add_argument(
+        "--threads",
+        default=None,
+        metavar="N|STAGE=N,...",
+        help="intra-op threads of the python-ort stages (all, or those named; 0: every core); OpenVINO stages "
+        "given a count are not pinned to cores; routers' inline copies follow",
+    )
+    p.add_argument(
+        "--instances", default=None, metavar="N|STAGE=N,...", help="model instances of the stages (all, or those named)"
+    )
     p.add_argument("--max-queue-delay-us", type=int, default=None, help="dynamic batching delay of every model")
     p.add_argument(
         "--metrics-interval-s", type=float, default=None, help="routers gather metric updates this long (default 0.5)"
@@ -293,6 +310,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         stage_inflight=args.stage_inflight,
         stage_queue_rows=args.stage_queue_rows,
         fault_injection=args.fault_injection,
+        streams=args.streams,
+        threads=args.threads,
+        instances=args.instances,
     )
     if not knobs.given():
         print("nothing to change: give at least one knob (elang tune --help lists them)", file=sys.stderr)

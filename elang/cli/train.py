@@ -242,6 +242,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    help="engine openvino (or runtime openvino): bf16 runs on AMX/AVX512-BF16 where the CPU has "
                    "them, fp32 elsewhere; int8 is quantized here by NNCF on the calibration split's texts and runs "
                    "on AMX-INT8/VNNI")  # fmt: skip
+    s.add_argument("--streams", type=int, default=1,
+                   help="engine or runtime openvino: CPU streams sharing the threads; > 1 runs each batch's rows as "
+                   "that many parts at once (default 1: one latency stream on every thread; docs/BENCHMARKS.md 10.5)")  # fmt: skip
     s.add_argument("--int8-max-drop", type=float, default=DEFAULT_INT8_MAX_DROP_PT, metavar="PT",
                    help="precision int8: operations return to fp32 until validation accuracy is within PT points of "
                    f"fp32 (NNCF's accuracy control; default {DEFAULT_INT8_MAX_DROP_PT}; a negative value turns it off)")  # fmt: skip
@@ -301,6 +304,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             "ort_spinning": args.ort_spinning,
             "engine": args.engine,
             "precision": args.precision,
+            "streams": args.streams,
             "max_queue_size": args.max_queue_size,
             "queue_timeout_s": args.queue_timeout_s,
         },

@@ -47,7 +47,7 @@ from elang.repository.config import (  # noqa: F401 - RepositoryError and parse_
     stages_declare,
 )
 from elang.runtimes.classifier import ONNX_FILE, TOKEN_INPUTS, TOKENIZER_FILE
-from elang.runtimes.openvino import INT8_FILES, NATIVE_IR_FILES, PRECISION_HINTS
+from elang.runtimes.openvino import INT8_FILES, NATIVE_IR_FILES, PRECISION_HINTS, compile_config
 from elang.tasks import get_task, task_from_parameters
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class ClassifierSpec:
     fault_injection: bool = False  # honour elang_fault_sleep_s (fault tests and benchmarks only)
     engine: str = "onnxruntime"  # python-ort: onnxruntime or openvino (elang.runtimes.openvino)
     precision: str = "fp32"  # bf16, int8 (the NNCF IR beside model.onnx): openvino only
+    streams: int = 1  # openvino: CPU streams; > 1 runs each batch's rows as that many parts at once
 
 
 @dataclass
@@ -264,7 +265,7 @@ def write_classifier(repo: Path, name: str, spec: ClassifierSpec) -> ModelFolder
     from elang.runtimes.openvino import check_engine
 
     try:  # the native openvino runtime is OpenVINO itself: any precision it takes
-        check_engine("openvino" if spec.runtime == "openvino" else spec.engine, spec.precision)
+        check_engine("openvino" if spec.runtime == "openvino" else spec.engine, spec.precision, spec.streams)
     except ValueError as exc:
         raise RepositoryError(f"{name}: {exc}") from None
     if spec.engine != "onnxruntime" and spec.runtime != "python-ort":
@@ -305,6 +306,7 @@ def _write_stage(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolderI
                 c.PARAM_FAULT_INJECTION: int(spec.fault_injection),
                 c.PARAM_ENGINE: spec.engine,
                 c.PARAM_PRECISION: spec.precision,
+                c.PARAM_STREAMS: spec.streams,
             },
         )
         version = write_model(repo, cfg, "elang.triton.classifier_model.TritonPythonModel")
@@ -345,9 +347,8 @@ def _write_native(repo: Path, name: str, spec: ClassifierSpec, info: ModelFolder
     add_tensor(onnx_cfg.output, c.TensorSpec(info.output_name, "TYPE_FP32", float, (info.num_labels,)))
     set_instances(onnx_cfg, spec.instances, gpu=spec.gpu or spec.runtime == "tensorrt")
     if spec.runtime == "openvino":  # the backend hands these to OpenVINO's compile_model
-        ov = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION_HINTS[spec.precision]}
-        if spec.intra_op_threads:
-            ov["INFERENCE_NUM_THREADS"] = spec.intra_op_threads
+        ov = compile_config(PRECISION_HINTS[spec.precision], spec.intra_op_threads, spec.streams)
+        ov.pop("ENABLE_CPU_PINNING", None)  # not among the parameters the backend documents
         set_parameters(onnx_cfg, ov)
     elif spec.intra_op_threads:  # the onnxruntime backend's own parameter name
         set_parameters(onnx_cfg, {"intra_op_thread_count": spec.intra_op_threads})
@@ -618,6 +619,10 @@ class ServingKnobs:
     stage_inflight: int | None = None  # routers' calls in flight per later stage
     stage_queue_rows: int | None = None  # rows allowed to wait in a router per stage
     fault_injection: bool | None = None  # python-ort stages honour elang_fault_sleep_s
+    # Per stage, each "N" (every stage it applies to) or "STAGE=N,..." (those stages only):
+    streams: str | None = None  # OpenVINO streams of python-ort stages on engine openvino
+    threads: str | None = None  # intra-op threads of python-ort stages (0: every core)
+    instances: str | None = None  # model instances of stages (not routers: router_instances)
 
     def given(self) -> bool:
         return any(v is not None for k, v in vars(self).items() if k != "queue_scope")
@@ -633,6 +638,11 @@ def tune_repository(repo: Path, knobs: ServingKnobs | None = None, **kwargs: obj
     if not names:
         raise RepositoryError(f"{repo} holds no models")
     _check_knobs(k)
+    streams = parse_stage_counts("streams", k.streams, names, minimum=1)
+    threads = parse_stage_counts("threads", k.threads, names, minimum=0)
+    instances = parse_stage_counts("instances", k.instances, names, minimum=1)
+    if instances and any(c.is_router(n) for n in instances):
+        raise RepositoryError("instances: routers take --router-instances")
     changes: list[str] = []
     for name in names:
         path = repo / name / "config.pbtxt"
@@ -643,6 +653,23 @@ def tune_repository(repo: Path, knobs: ServingKnobs | None = None, **kwargs: obj
             cfg.parameters[c.PARAM_ORT_SPINNING].string_value = str(int(k.ort_spinning))
         if k.fault_injection is not None and ort_stage:
             cfg.parameters[c.PARAM_FAULT_INJECTION].string_value = str(int(k.fault_injection))
+        if streams is not None and ort_stage and (name in streams or "*" in streams):
+            if parameter(cfg, c.PARAM_ENGINE) != "openvino":
+                if name in streams:
+                    raise RepositoryError(f"{name}: streams need engine openvino; {name} runs on ONNX Runtime")
+            else:
+                cfg.parameters[c.PARAM_STREAMS].string_value = str(streams.get(name, streams.get("*")))
+        if threads is not None and (name in threads or "*" in threads):
+            if not ort_stage and name in threads:
+                raise RepositoryError(f"{name}: threads are set per python-ort stage (elang export --threads)")
+            if ort_stage:
+                cfg.parameters[c.PARAM_INTRA_OP_THREADS].string_value = str(threads.get(name, threads.get("*")))
+        if instances is not None and not c.is_router(name) and (name in instances or "*" in instances):
+            count = instances.get(name, instances.get("*"))
+            kind = cfg.instance_group[0].kind if cfg.instance_group else mc.ModelInstanceGroup.KIND_CPU
+            del cfg.instance_group[:]
+            group = cfg.instance_group.add()
+            group.count, group.kind = count, kind
         if cfg.HasField("dynamic_batching"):
             if k.queue_delay_us is not None:
                 cfg.dynamic_batching.max_queue_delay_microseconds = int(k.queue_delay_us)
@@ -670,6 +697,30 @@ def tune_repository(repo: Path, knobs: ServingKnobs | None = None, **kwargs: obj
             else:
                 shutil.rmtree(repo / name / "1" / stage, ignore_errors=True)
     return changes
+
+
+def parse_stage_counts(option: str, text: str | None, names: Sequence[str], minimum: int) -> dict[str, int] | None:
+    """A per-stage knob of ``elang tune`` (``--streams``, ``--threads``, ``--instances``): "N" for
+    every stage it applies to ({"*": N}) or "STAGE=N,..." for the named ones; None when not given."""
+    if text is None:
+        return None
+    text = str(text).strip()
+    try:
+        entries = {"*": text} if "=" not in text else dict(e.split("=", 1) for e in text.split(",") if e.strip())
+    except ValueError:
+        raise RepositoryError(f"{option} {text!r}: expected N or STAGE=N,...") from None
+    out = {}
+    for stage, value in entries.items():
+        stage = stage.strip()
+        if stage != "*" and stage not in names:
+            raise RepositoryError(f"{option}: no model {stage!r} in the repository (models: {', '.join(names)})")
+        try:
+            out[stage] = int(str(value).strip())
+        except ValueError:
+            raise RepositoryError(f"{option} {text!r}: {value.strip()!r} is not an integer") from None
+        if out[stage] < minimum:
+            raise RepositoryError(f"{option} {text!r}: {stage if stage != '*' else 'the count'} must be >= {minimum}")
+    return out
 
 
 def _check_knobs(k: ServingKnobs) -> None:

@@ -102,19 +102,20 @@ def make_session(  # noqa: ANN201
     spinning: bool = False,
     engine: str = "onnxruntime",
     precision: str = "fp32",
+    streams: int = 1,
 ):
     """An onnxruntime InferenceSession with the given thread count and providers (CPU default),
     or, with ``engine="openvino"``, an ``OpenVinoSession`` at ``precision`` (fp32, bf16 or int8) that
-    answers the same calls (``elang.runtimes.openvino``).
+    answers the same calls (``elang.runtimes.openvino``), on ``streams`` CPU streams.
 
     ``spinning=False`` (the default) makes idle intra-op threads sleep instead of busy-waiting:
     models that share CPU cores (Swift and Super in one server) otherwise slow each other down.
     """
     from elang.runtimes.openvino import OpenVinoSession, check_engine
 
-    check_engine(engine, precision)
+    check_engine(engine, precision, streams)
     if engine == "openvino":
-        return OpenVinoSession(onnx_path, precision, intra_op_threads)
+        return OpenVinoSession(onnx_path, precision, intra_op_threads, streams)
     import onnxruntime as ort
 
     onnx_path = Path(onnx_path)
@@ -146,6 +147,7 @@ def classifier_options(params: dict[str, str]) -> dict:
             "spinning": params.get(c.PARAM_ORT_SPINNING, "0") == "1",
             "engine": params.get(c.PARAM_ENGINE) or "onnxruntime",
             "precision": params.get(c.PARAM_PRECISION) or "fp32",
+            "streams": int(params.get(c.PARAM_STREAMS) or 1),
         }
     except ValueError as exc:
         raise ValueError(f"classifier config parameters: {exc}") from None
@@ -164,11 +166,14 @@ class OnnxTextClassifier:
         spinning: bool = False,
         engine: str = "onnxruntime",
         precision: str = "fp32",
+        streams: int = 1,
     ) -> None:
         model_dir = Path(model_dir)
         self.length_bucket = int(length_bucket)
         self.tokenizer = TextTokenizer(model_dir, max_length)
-        self.session = make_session(model_dir / ONNX_FILE, intra_op_threads, providers, spinning, engine, precision)
+        self.session = make_session(
+            model_dir / ONNX_FILE, intra_op_threads, providers, spinning, engine, precision, streams
+        )
         self.input_names = [i.name for i in self.session.get_inputs()]
         unknown = [n for n in self.input_names if n not in TOKEN_INPUTS]
         if unknown:

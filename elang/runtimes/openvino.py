@@ -7,11 +7,17 @@ unquantized operations in bf16 where the CPU has it, else fp32.
 ``OpenVinoSession`` answers the part of ONNX Runtime's ``InferenceSession`` interface the
 runtimes use (``run``, ``get_inputs``, ``get_outputs``), so ``elang.runtimes.classifier.make_session``
 hands either to the same code: one runtime interface, no copy per engine.
+
+``streams`` > 1 compiles for throughput: that many CPU streams (``NUM_STREAMS``), the threads
+divided among them, one infer request each. ``run`` then cuts a batch's rows into up to
+``streams`` parts that run at once, one per stream, and joins their outputs in order; callers on
+several threads share the requests. At the few rows a server's batch holds, two one-thread
+streams can finish a batch sooner than one stream of two threads (docs/BENCHMARKS.md 10.5).
 """
 
 from __future__ import annotations
 
-import threading
+import queue
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,8 +65,8 @@ class _Port:
     shape: list[Any]
 
 
-def check_engine(engine: str, precision: str) -> None:
-    """Refuse an engine/precision pair no stage can run, naming what can."""
+def check_engine(engine: str, precision: str, streams: int = 1) -> None:
+    """Refuse an engine/precision/streams combination no stage can run, naming what can."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if precision not in PRECISIONS:
@@ -70,31 +76,35 @@ def check_engine(engine: str, precision: str) -> None:
             f"precision {precision} needs engine openvino: ONNX Runtime's CPU provider runs these graphs in fp32 "
             "(for int8 with ONNX Runtime, export with --quantize int8|int8-static)"
         )
+    check_streams(streams)
+    if engine == "onnxruntime" and streams != 1:
+        raise ValueError(f"streams {streams} needs engine openvino: ONNX Runtime's stages run one stream")
 
 
 class OpenVinoSession:
     """An ONNX model compiled by OpenVINO for the CPU, answering like an ``InferenceSession``."""
 
-    def __init__(self, onnx_path: str | Path, precision: str = "fp32", threads: int = 0) -> None:
+    def __init__(self, onnx_path: str | Path, precision: str = "fp32", threads: int = 0, streams: int = 1) -> None:
         try:
             import openvino as ov
         except ImportError as exc:  # pragma: no cover - the serve extra installs it
             raise ImportError("engine openvino needs the openvino package: pip install 'elang-serve[serve]'") from exc
         check_engine("openvino", precision)
+        check_streams(streams, threads)
         onnx_path = Path(onnx_path)
         if not onnx_path.is_file():
             raise FileNotFoundError(f"{onnx_path} not found")
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": precision_hint(precision, core), "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
         model = core.read_model(str(model_file(onnx_path, precision)))
         self.precision = precision
-        self._compiled = core.compile_model(model, "CPU", config)
+        self.streams = int(streams)
+        self._compiled = core.compile_model(model, "CPU", compile_config(precision_hint(precision, core), threads, streams))
         self._inputs = [_Port(p.get_any_name(), _shape(p)) for p in self._compiled.inputs]
         self._outputs = [_Port(p.get_any_name(), _shape(p)) for p in self._compiled.outputs]
-        self._request = self._compiled.create_infer_request()
-        self._lock = threading.Lock()  # one infer request: callers from several threads take turns
+        # One infer request per stream; callers from several threads take whichever is idle.
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.streams):
+            self._idle.put(self._compiled.create_infer_request())
 
     def get_inputs(self) -> list[_Port]:
         return list(self._inputs)
@@ -103,12 +113,69 @@ class OpenVinoSession:
         return list(self._outputs)
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """``InferenceSession.run``: the named outputs (all when None), as float32/int arrays."""
-        with self._lock:
-            result = self._request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
-            by_name = {p.get_any_name(): np.array(v) for p, v in result.items()}
+        """``InferenceSession.run``: the named outputs (all when None), as float32/int arrays. With
+        several streams, the rows run as that many parts at once (every input and output has the
+        rows on axis 0, as the stages' graphs do)."""
         names = output_names or [o.name for o in self._outputs]
-        return [by_name[n] for n in names]
+        parts = row_parts(feeds, self.streams)
+        requests = [self._idle.get()]  # at least one; more where idle, up to one per part
+        while len(requests) < len(parts):
+            try:
+                requests.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            outs: list[dict[str, np.ndarray]] = []
+            for start in range(0, len(parts), len(requests)):
+                running = list(zip(requests, parts[start : start + len(requests)]))
+                for request, part in running:
+                    request.start_async({k: np.ascontiguousarray(v) for k, v in part.items()})
+                for request, _ in running:
+                    request.wait()
+                    outs.append({p.get_any_name(): np.array(v) for p, v in request.results.items()})
+        finally:
+            for request in requests:
+                self._idle.put(request)
+        if len(outs) == 1:
+            return [outs[0][n] for n in names]
+        return [np.concatenate([o[n] for o in outs], axis=0) for n in names]
+
+
+def check_streams(streams: int, threads: int = 0) -> None:
+    """Refuse a stream count no CPU plugin can compile, naming the problem."""
+    if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
+        raise ValueError(f"streams must be an integer >= 1, got {streams!r}")
+    if threads and streams > threads:
+        raise ValueError(f"streams ({streams}) cannot exceed threads ({threads}): each stream needs a thread")
+
+
+def compile_config(hint: str, threads: int = 0, streams: int = 1) -> dict[str, Any]:
+    """OpenVINO CPU properties of a stage: one latency stream on every core (or ``threads``), or
+    ``streams`` throughput streams sharing them. The native backend's config writes the same.
+
+    A stage given a thread count shares the cores with other stages or instances, and OpenVINO
+    pins each compiled model's threads to the first cores: two one-thread copies then ran on one
+    core, at the speed of one (docs/BENCHMARKS.md 10.5), so such a stage is not pinned. A stage on
+    every core keeps OpenVINO's pinning (turning it off there was slower, 10.4)."""
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint}
+    if streams > 1:
+        config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(streams))
+    else:
+        config["PERFORMANCE_HINT"] = "LATENCY"
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+        config["ENABLE_CPU_PINNING"] = False
+    return config
+
+
+def row_parts(feeds: dict[str, np.ndarray], parts: int) -> list[dict[str, np.ndarray]]:
+    """``feeds`` cut along axis 0 into at most ``parts`` contiguous parts of near-equal rows."""
+    rows = len(next(iter(feeds.values()))) if feeds else 0
+    n = max(1, min(int(parts), rows))
+    if n == 1:
+        return [feeds]
+    bounds = np.linspace(0, rows, n + 1).round().astype(int)
+    return [{k: v[a:b] for k, v in feeds.items()} for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _shape(port: Any) -> list[Any]:

@@ -79,11 +79,12 @@ class Segment:
         spinning: bool = False,
         engine: str = "onnxruntime",
         precision: str = "fp32",
+        streams: int = 1,
     ) -> None:
         folder = Path(folder)
         self.info = SegmentInfo.read(folder)
         self.session = make_session(
-            folder / ONNX_FILE, intra_op_threads, providers, spinning, engine, precision
+            folder / ONNX_FILE, intra_op_threads, providers, spinning, engine, precision, streams
         )
         self.tokenizer = TextTokenizer(folder, max_length) if self.info.first else None
 

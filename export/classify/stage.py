@@ -255,7 +255,7 @@ def export_stage(
     engine = (serving or {}).get("engine", "onnxruntime")
     precision = (serving or {}).get("precision", "fp32")
     try:  # runtime openvino: the NGC image's OpenVINO backend, at any precision it takes
-        check_engine("openvino" if runtime == "openvino" else engine, precision)
+        check_engine("openvino" if runtime == "openvino" else engine, precision, (serving or {}).get("streams", 1))
     except ValueError as exc:
         raise RepositoryError(f"{name or role}: {exc}") from None
     if engine != "onnxruntime" and runtime != "python-ort":

@@ -200,3 +200,41 @@ def test_accuracy_control_validates_quantized_candidates_at_the_served_hint():
         x = np.arange(16, dtype=np.float32).reshape(2, 8) / 4
         assert np.allclose(q(x)[0], x.sum(1, keepdims=True).repeat(3, 1), atol=0.5)  # it still runs
     assert backend.OVPreparedModel is base
+
+
+def test_a_stage_on_two_openvino_streams_serves_what_one_stream_answers(tmp_path):
+    """``--streams 2``: the batch's rows run as two parts at once and join back in order, so the
+    logits equal one stream's, offline, from the stage through the real server, and from the
+    router's inline copy; ``elang tune --streams`` changes it in place and refuses ORT stages."""
+    from elang.repository.writer import tune_repository
+
+    swift = make_tiny_checkpoint(tmp_path / "swift", TINY_SWIFT)
+    sup = make_tiny_checkpoint(tmp_path / "super", TINY_SUPER)
+    repo = tmp_path / "repo"
+    export_stage(swift, "swift", repo, sample_texts=TEXTS, serving={"engine": "openvino", "streams": 2})
+    export_stage(sup, "super", repo, sample_texts=TEXTS)
+    params = parameters(model_config(repo, "swift"))
+    assert params[c.PARAM_STREAMS] == "2"
+    max_length = int(params["max_length"])
+    one = OnnxTextClassifier(repo / "swift" / "1", max_length=max_length, engine="openvino")
+    two = OnnxTextClassifier(repo / "swift" / "1", max_length=max_length, engine="openvino", streams=2)
+    assert two.session.streams == 2
+    for n in (1, 2, 3, 24):  # odd counts too: parts of unequal rows
+        np.testing.assert_allclose(two(TEXTS[:n]), one(TEXTS[:n]), atol=1e-5, err_msg=f"{n} texts")
+    texts = TEXTS[:24]
+    expected = one(texts)
+    with TritonServer(repo, startup_timeout_s=180) as srv:
+        got = ElangClient(srv.grpc_url, model="swift").infer_batch(texts)[c.LOGITS]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        res = ElangClient(srv.grpc_url).classify(texts, threshold="inf")  # the inline Swift, on two streams
+        np.testing.assert_allclose([p.logits for p in res.predictions], expected, atol=1e-5)
+    assert tune_repository(repo, streams="swift=1") == ["swift"]
+    assert parameters(model_config(repo, "swift"))[c.PARAM_STREAMS] == "1"
+    import json
+
+    inline = json.loads((repo / "elang" / "1" / "swift" / c.INLINE_STAGE_FILE).read_text())
+    assert inline["parameters"][c.PARAM_STREAMS] == "1"  # the router's copy follows its stage
+    with pytest.raises(RepositoryError, match="super: streams need engine openvino"):
+        tune_repository(repo, streams="super=2")
+    with pytest.raises(RepositoryError, match="streams 2 needs engine openvino"):
+        export_stage(sup, "super", tmp_path / "r2", sample_texts=TEXTS, serving={"streams": 2})

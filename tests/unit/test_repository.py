@@ -224,6 +224,24 @@ def test_tune_changes_knobs_in_place(tiny_repo, tmp_path):
         tune_repository(tmp_path / "empty")
 
 
+def test_tune_sets_threads_and_instances_per_stage_and_the_inline_copy_follows(tiny_repo, tmp_path):
+    work = tiny_repo["work"]
+    repo = write_repository(tmp_path / "r", ClassifierSpec(work / "swift"), ClassifierSpec(work / "super"))
+    assert tune_repository(repo, threads="swift=1", instances="super=2") == ["super", "swift"]
+    cfgs = _configs(repo)
+    assert cfgs["swift"].parameters[c.PARAM_INTRA_OP_THREADS].string_value == "1"
+    assert cfgs["super"].parameters[c.PARAM_INTRA_OP_THREADS].string_value == "0"  # not named: unchanged
+    assert [g.count for g in cfgs["super"].instance_group] == [2] and cfgs["swift"].instance_group[0].count == 1
+    meta = json.loads((repo / "elang" / "1" / "swift" / c.INLINE_STAGE_FILE).read_text())
+    assert meta["parameters"][c.PARAM_INTRA_OP_THREADS] == "1"  # the router's inline Swift follows
+    assert tune_repository(repo, threads="0") == ["swift"]  # every python-ort stage; super was 0 already
+    with pytest.raises(RepositoryError, match="routers take --router-instances"):
+        tune_repository(repo, instances="elang=2")
+    with pytest.raises(RepositoryError, match="streams need engine openvino"):
+        tune_repository(repo, streams="swift=2")
+    assert tune_repository(repo, streams="2") == []  # "every OpenVINO stage": here there is none
+
+
 def test_tune_refuses_inline_for_a_native_first_stage(tiny_repo, tmp_path):
     work = tiny_repo["work"]
     repo = write_repository(
