@@ -664,6 +664,8 @@ def tune_repository(repo: Path, knobs: ServingKnobs | None = None, **kwargs: obj
                 raise RepositoryError(f"{name}: threads are set per python-ort stage (elang export --threads)")
             if ort_stage:
                 cfg.parameters[c.PARAM_INTRA_OP_THREADS].string_value = str(threads.get(name, threads.get("*")))
+        if ort_stage and (streams is not None or threads is not None):
+            _check_stage_streams(name, cfg)
         if instances is not None and not c.is_router(name) and (name in instances or "*" in instances):
             count = instances.get(name, instances.get("*"))
             kind = cfg.instance_group[0].kind if cfg.instance_group else mc.ModelInstanceGroup.KIND_CPU
@@ -721,6 +723,17 @@ def parse_stage_counts(option: str, text: str | None, names: Sequence[str], mini
         if out[stage] < minimum:
             raise RepositoryError(f"{option} {text!r}: {stage if stage != '*' else 'the count'} must be >= {minimum}")
     return out
+
+
+def _check_stage_streams(name: str, cfg: mc.ModelConfig) -> None:
+    """A stage's streams and threads as tuned must compile (each stream needs a thread)."""
+    from elang.runtimes.openvino import check_streams
+
+    try:
+        streams = int(parameter(cfg, c.PARAM_STREAMS) or 1)
+        check_streams(streams, int(parameter(cfg, c.PARAM_INTRA_OP_THREADS) or 0))
+    except ValueError as exc:
+        raise RepositoryError(f"{name}: {exc}") from None
 
 
 def _check_knobs(k: ServingKnobs) -> None:

@@ -234,6 +234,9 @@ def test_a_stage_on_two_openvino_streams_serves_what_one_stream_answers(tmp_path
 
     inline = json.loads((repo / "elang" / "1" / "swift" / c.INLINE_STAGE_FILE).read_text())
     assert inline["parameters"][c.PARAM_STREAMS] == "1"  # the router's copy follows its stage
+    with pytest.raises(RepositoryError, match=r"swift: streams \(2\) cannot exceed threads \(1\)"):
+        tune_repository(repo, streams="swift=2", threads="swift=1")
+    assert parameters(model_config(repo, "swift"))[c.PARAM_STREAMS] == "1"  # refused: nothing written
     with pytest.raises(RepositoryError, match="super: streams need engine openvino"):
         tune_repository(repo, streams="super=2")
     with pytest.raises(RepositoryError, match="streams 2 needs engine openvino"):
