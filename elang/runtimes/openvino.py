@@ -126,6 +126,10 @@ class OpenVinoSession:
                 break
         try:
             outs: list[dict[str, np.ndarray]] = []
+            if len(parts) == 1:  # one part: the synchronous call, as with one stream
+                result = requests[0].infer({k: np.ascontiguousarray(v) for k, v in parts[0].items()})
+                by_name = {p.get_any_name(): np.array(v) for p, v in result.items()}
+                return [by_name[n] for n in names]
             for start in range(0, len(parts), len(requests)):
                 running = list(zip(requests, parts[start : start + len(requests)]))
                 for request, part in running:
@@ -136,8 +140,6 @@ class OpenVinoSession:
         finally:
             for request in requests:
                 self._idle.put(request)
-        if len(outs) == 1:
-            return [outs[0][n] for n in names]
         return [np.concatenate([o[n] for o in outs], axis=0) for n in names]
 
 
