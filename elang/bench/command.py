@@ -83,6 +83,7 @@ def run_bench_command(args, test, command: str) -> int:  # noqa: ANN001 - argpar
                     "super_fraction": r.super_fraction,
                     "mean_exit_layer": r.mean_exit_layer,
                     "per": r.per,
+                    "client_cpu_s": r.client_cpu_s,
                     "rows_per_exit": {str(k): int(v) for k, v in sorted(Counter(r.exits).items())},
                     "errors": r.errors,
                 }

@@ -51,9 +51,12 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     edits: int = 0  # generating systems: token edits to the closest reference (PER numerator)
     ref_tokens: int = 0  # ... and that reference's length (PER denominator)
+    # CPU seconds the load generator itself spent (this process, every thread): on a machine that
+    # also runs the server, the clients' share of the cores is taken from every system measured
+    client_cpu_s: float = 0.0
 
     def merge(self, other: LoadResult) -> None:
-        for f in ("sent", "answered", "failed", "timed_out", "wall_s", "edits", "ref_tokens"):
+        for f in ("sent", "answered", "failed", "timed_out", "wall_s", "edits", "ref_tokens", "client_cpu_s"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         self.latencies_s += other.latencies_s
         self.routes += other.routes
@@ -65,6 +68,12 @@ class LoadResult:
     def throughput(self) -> float:
         """Texts answered per second."""
         return len(self.routes) / self.wall_s if self.wall_s > 0 else float("nan")
+
+    @property
+    def client_cpu_share(self) -> float:
+        """The load generator's CPU over the wall time of all this machine's cores."""
+        cores = os.cpu_count() or 1
+        return self.client_cpu_s / (self.wall_s * cores) if self.wall_s > 0 else float("nan")
 
     @property
     def accuracy(self) -> float:
@@ -117,6 +126,7 @@ def run_load(
     source = itertools.cycle(batches) if duration_s else iter(batches)
     lock = threading.Lock()
     res = LoadResult(config.name, concurrency)
+    cpu0 = time.process_time()
     start = time.perf_counter()
     stop_at = start + duration_s if duration_s else None
 
@@ -167,6 +177,7 @@ def run_load(
         for f in [pool.submit(worker) for _ in range(concurrency)]:
             f.result()
     res.wall_s = time.perf_counter() - start
+    res.client_cpu_s = time.process_time() - cpu0
     return res
 
 

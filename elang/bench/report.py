@@ -103,6 +103,16 @@ def bench_markdown(
                     f"({r.accuracy - full.accuracy:+.2%} accuracy, mean exit layer {r.mean_exit_layer:.2f} of "
                     f"{max(full.exits)})" + (f", {r.throughput / sup.throughput:.2f}x Super-only" if sup else "")
                 )
+        mine = [(name, r) for (name, cc), r in results.items() if cc == conc and r.client_cpu_s > 0]
+        if mine:
+            summary.append(
+                f"concurrency {conc}: the load generator's own CPU (it shares this machine's cores with the "
+                "server): "
+                + ", ".join(
+                    f"{name} {1e3 * r.client_cpu_s / max(1, len(r.routes)):.2f} ms/text ({r.client_cpu_share:.0%})"
+                    for name, r in mine
+                )
+            )
         inf = results.get((NO_ESCALATION, conc))
         if sw and inf:
             over = inf.latency_ms()[50] / sw.latency_ms()[50] - 1

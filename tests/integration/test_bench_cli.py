@@ -22,8 +22,10 @@ def test_bench_report(elang_cli, tiny_repo, labelled_csv, tmp_path):
     assert {row["concurrency"] for row in rows} == {1, 4}
     for row in rows:
         assert row["sent"] == row["answered"] > 0 and row["failed"] == row["timed_out"] == 0
+        assert row["client_cpu_s"] > 0  # the load generator's own CPU, measured, not assumed
     md = (r / "bench.md").read_text()
     assert "machine:" in md and "ideal bound" in md and "router overhead" in md
+    assert "the load generator's own CPU" in md
     assert (r / "bench.png").stat().st_size > 10_000
     # Where the router's time went, from the server's own counters.
     assert "where the routers' time went" in md

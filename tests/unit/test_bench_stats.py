@@ -52,6 +52,20 @@ def test_report_ratios():
     assert any("ideal bound 1/(0.100 + 0.200) = 3.33x; measured/ideal 100%" in s for s in summary)
     assert any("router overhead" in s and "+10.0%" in s for s in summary)
     assert not any("headline" in s for s in summary)  # one Super-only variant: the fp32 line says it
+    assert not any("load generator" in s for s in summary)  # not measured: not claimed
+
+
+def test_the_load_generators_own_cpu_is_reported_per_text_and_as_a_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    r = _r("swift", 8, 100, 1.0)
+    r.client_cpu_s = 0.25  # 2.5 ms per text; 0.25 s of 2 cores x 1 s
+    assert r.client_cpu_share == pytest.approx(0.125)
+    other = _r("swift", 8, 100, 1.0)
+    other.client_cpu_s = 0.25
+    r.merge(other)
+    assert r.client_cpu_s == pytest.approx(0.5) and r.client_cpu_share == pytest.approx(0.125)
+    _, summary = bench_markdown({("swift", 8): r}, (8,))
+    assert any("load generator" in s and "swift 2.50 ms/text (12%)" in s for s in summary)
 
 
 def test_the_headline_is_against_the_fastest_super_only_variant_at_equal_accuracy():
