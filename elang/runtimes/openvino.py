@@ -11,8 +11,9 @@ hands either to the same code: one runtime interface, no copy per engine.
 ``streams`` > 1 compiles for throughput: that many CPU streams (``NUM_STREAMS``), the threads
 divided among them, one infer request each. ``run`` then cuts a batch's rows into up to
 ``streams`` parts that run at once, one per stream, and joins their outputs in order; callers on
-several threads share the requests. At the few rows a server's batch holds, two one-thread
-streams can finish a batch sooner than one stream of two threads (docs/BENCHMARKS.md 10.5).
+several threads share the requests. Measured on a 2-core CPU (docs/BENCHMARKS.md 10.5): two
+callers on two one-thread streams did up to 1.35x the work of one two-thread stream at batch 1,
+one call split over them at most 1.1x, and through the server no layout beat the default.
 """
 
 from __future__ import annotations
