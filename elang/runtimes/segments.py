@@ -63,6 +63,12 @@ class SegmentInfo:
         (Path(folder) / SEGMENT_FILE).write_text(json.dumps(self.__dict__, indent=2))
 
 
+def used_width(mask: np.ndarray) -> int:
+    """Columns up to the last one any row attends to (at least one): the rest is padding."""
+    cols = np.flatnonzero(np.asarray(mask).any(axis=0))
+    return int(cols[-1]) + 1 if cols.size else 1
+
+
 def is_segment(folder: Path) -> bool:
     return (Path(folder) / SEGMENT_FILE).is_file()
 
@@ -114,8 +120,14 @@ class Segment:
                 f"segment {self.info.index}: {c.HIDDEN} must be [rows, tokens, {h}] and {c.MASK} [rows, tokens], "
                 f"got {list(hidden.shape)} and {list(mask.shape)}"
             )
-        logits, hidden = self.session.run(None, {IN_HIDDEN: hidden, IN_MASK: mask})
-        return self._out(logits, hidden, None)
+        # Rows sent on are a subset of the batch that padded them: run them at their own width
+        # (trailing columns no row attends to are dropped), and hand the state back at the width
+        # it came in, so callers see the same shapes.
+        width = used_width(mask)
+        logits, out = self.session.run(None, {IN_HIDDEN: hidden[:, :width], IN_MASK: mask[:, :width]})
+        if width < mask.shape[1]:
+            out = np.pad(out, ((0, 0), (0, mask.shape[1] - width), (0, 0)))
+        return self._out(logits, out, None)
 
     def _out(self, logits: np.ndarray, hidden: np.ndarray, mask: np.ndarray | None) -> StageOutput:
         logits = np.asarray(logits, dtype=np.float32)

@@ -117,6 +117,29 @@ def test_segments_run_in_the_router_unless_asked_otherwise(exit_server):
     assert not (repo / "elang_bls" / "1" / "bls_2").exists()
 
 
+def test_a_later_segment_runs_rows_at_their_own_width(exit_server):
+    """Rows sent on keep the padding of the batch they came from; the segment drops the columns no
+    row attends to, answers as it would at their own width, and hands the state back as wide as it came."""
+    first, second = exit_server["segments"][:2]
+    short = sorted(TEXTS, key=len)[:3]
+    own = first(short).carry
+    wide = first(short + [" ".join(TEXTS[:6])]).carry  # a long row widens the batch's padding
+    rows = {name: v[: len(short)] for name, v in wide.items()}
+    assert rows[c.MASK].shape[1] > own[c.MASK].shape[1]
+    seen = []
+    run = second.session.run
+    second.session.run = lambda names, feeds: seen.append(feeds["hidden_in"].shape) or run(names, feeds)
+    try:
+        got = second(rows)
+    finally:
+        second.session.run = run
+    assert seen == [(len(short), own[c.MASK].shape[1], own[c.HIDDEN].shape[2])]
+    ref = second(own)
+    np.testing.assert_allclose(got.logits, ref.logits, atol=1e-5)
+    assert got.carry[c.HIDDEN].shape == rows[c.HIDDEN].shape
+    np.testing.assert_allclose(got.carry[c.HIDDEN][:, : own[c.MASK].shape[1]], ref.carry[c.HIDDEN], atol=1e-5)
+
+
 @pytest.mark.parametrize("router", ["elang_exits", "elang_bls"])
 @pytest.mark.parametrize("where", ["first", "second", "last", "middle"])
 def test_exits_through_the_server_are_the_offline_ones(exit_server, where, router):
