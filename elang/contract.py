@@ -106,6 +106,7 @@ PARAM_IO_BINDING = "io_binding"
 # stages in the router's version folder) instead of over BLS, comma-separated: the first stage
 # of a pair, every segment of a multi-exit router; "" = every stage over BLS.
 PARAM_INLINE_STAGE = "inline_stage"
+PARAM_INLINE_MODE = "inline_mode"  # which stages the router was asked to run in-process (INLINE_MODES)
 # Stages on other Triton servers: "STAGE=grpc://HOST:PORT[/MODEL],..." (grpcs:// for TLS); the
 # environment variable ELANG_REMOTE_STAGES, when set, replaces it (elang.runtimes.remote).
 PARAM_REMOTE_STAGES = "remote_stages"

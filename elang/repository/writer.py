@@ -494,6 +494,24 @@ def _declare_truncation(cfg: mc.ModelConfig, repo: Path, stages: tuple[str, ...]
     return True
 
 
+def _inline_if_wanted(cfg: mc.ModelConfig, repo: Path, router: str, stages: tuple[str, ...], stage: str) -> bool:
+    """A router written before ``stage`` could run in its process (the stage was missing, or was
+    another kind) runs it there now if its inline mode asks for it; True if the config changed."""
+    mode = parameter(cfg, c.PARAM_INLINE_MODE)
+    inline = c.parse_names(parameter(cfg, c.PARAM_INLINE_STAGE))
+    from elang.runtimes.remote import parse_remote_stages
+
+    remote = parse_remote_stages(parameter(cfg, c.PARAM_REMOTE_STAGES) or None)
+    if not mode or stage in inline or stage in remote:
+        return False
+    task = task_from_parameters(parameters(cfg)).name
+    wanted = [name for _, name, _ in inline_plan([repo], router, stages, task, mode)]
+    if stage not in wanted:
+        return False
+    cfg.parameters[c.PARAM_INLINE_STAGE].string_value = ",".join(s for s in stages if s in inline or s == stage)
+    return True
+
+
 def _router_stages(cfg: mc.ModelConfig) -> tuple[str, ...]:
     return c.parse_stages(parameter(cfg, c.PARAM_STAGES) or None)
 
@@ -515,6 +533,7 @@ def refresh_routers(repo: Path, stage: str) -> list[str]:
         changed = cfg.parameters[c.PARAM_STAGE_MAX_BATCH].string_value != limits
         cfg.parameters[c.PARAM_STAGE_MAX_BATCH].string_value = limits
         changed |= _declare_truncation(cfg, repo, stages)
+        changed |= _inline_if_wanted(cfg, repo, router, stages, stage)
         if changed:
             write_text(cfg_path, render_config(cfg))
         if stage in c.parse_names(parameter(cfg, c.PARAM_INLINE_STAGE)):
@@ -561,6 +580,7 @@ def write_router(repo: Path, spec: RouterSpec, labels: tuple[str, ...] = (), sta
         "energy_buckets": ",".join(f"{b:g}" for b in DEFAULT_ENERGY_BUCKETS),
         "window_rows": 1000,
         c.PARAM_INLINE_STAGE: ",".join(stage for _, stage, _ in inline),
+        c.PARAM_INLINE_MODE: spec.inline,
     }
     # What only some tasks' routers carry (labels, a token cap, exit layers): written when given.
     optional = {
@@ -788,6 +808,7 @@ def _tune_router(repo: Path, name: str, cfg: mc.ModelConfig, k: ServingKnobs) ->
                 "it cannot run inline"
             )
         cfg.parameters[c.PARAM_INLINE_STAGE].string_value = ",".join(stage for _, stage, _ in plan)
+        cfg.parameters[c.PARAM_INLINE_MODE].string_value = "default" if k.inline else "none"
 
 
 def write_repository(

@@ -200,6 +200,30 @@ def test_rewriting_a_stage_refreshes_its_inline_copy(tiny_repo, tmp_path):
         copy_inline_stage(repo, "elang", "nonexistent")
 
 
+def test_a_stage_that_can_run_inline_later_is_taken_in_by_routers_that_asked_for_it(tiny_repo, tmp_path):
+    """A router written while its Swift could not run in its process (missing, or another kind)
+    takes it in when the stage is rewritten, as its inline mode asked; a router written with
+    inline "none" does not."""
+    work = tiny_repo["work"]
+    for mode, want in (("default", "swift"), ("none", "")):
+        repo = write_repository(
+            tmp_path / mode,
+            ClassifierSpec(work / "swift", runtime="python-ensemble"),
+            ClassifierSpec(work / "super"),
+            RouterSpec(inline=mode),
+        )
+        params = _configs(repo)["elang"].parameters
+        assert params[c.PARAM_INLINE_STAGE].string_value == ""
+        assert params[c.PARAM_INLINE_MODE].string_value == mode
+        write_classifier(repo, "swift", ClassifierSpec(work / "swift"))  # now python-ort
+        assert refresh_routers(repo, "swift") == ["elang"]
+        assert _configs(repo)["elang"].parameters[c.PARAM_INLINE_STAGE].string_value == want
+        copy = repo / "elang" / "1" / "swift" / "model.onnx"
+        assert copy.is_file() == bool(want)
+    tune_repository(repo, inline=True)  # tune records the mode it sets
+    assert _configs(repo)["elang"].parameters[c.PARAM_INLINE_MODE].string_value == "default"
+
+
 def test_tune_changes_knobs_in_place(tiny_repo, tmp_path):
     work = tiny_repo["work"]
     repo = write_repository(tmp_path / "r", ClassifierSpec(work / "swift"), ClassifierSpec(work / "super"))
