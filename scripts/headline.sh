@@ -30,7 +30,7 @@ if [ "$STEP" = all ] || [ "$STEP" = export ]; then
     export_once super "$SU" --as super
     export_once super_int8ov "$SU" --as super --name super_int8ov --engine openvino --precision int8
     export_once super_bf16 "$SU" --as super --name super_bf16 --engine openvino --precision bf16
-    $E tune --repository "$R" --inline on  # the Swift inside every router, however the exports were ordered
+    $E tune "$R" --inline on  # the Swift inside every router, however the exports were ordered
   } | tee "$OUT/export.txt"
 fi
 if [ "$STEP" = all ] || [ "$STEP" = calibrate ]; then
