@@ -246,8 +246,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    help="engine or runtime openvino: CPU streams sharing the threads; > 1 runs each batch's rows as "
                    "that many parts at once (default 1: one latency stream on every thread; docs/BENCHMARKS.md 10.5)")  # fmt: skip
     s.add_argument("--int8-max-drop", type=float, default=DEFAULT_INT8_MAX_DROP_PT, metavar="PT",
-                   help="precision int8: operations return to fp32 until validation accuracy is within PT points of "
-                   f"fp32 (NNCF's accuracy control; default {DEFAULT_INT8_MAX_DROP_PT}; a negative value turns it off)")  # fmt: skip
+                   help="precision int8: operations return to fp32 until the int8 stage gives fp32's answer on all but "
+                   "PT percent of the validation texts (NNCF's accuracy control on agreement; a changed answer costs at "
+                   f"most one right one; default {DEFAULT_INT8_MAX_DROP_PT}; a negative value turns it off)")  # fmt: skip
     s.add_argument(
         "--ort-spinning",
         action="store_true",

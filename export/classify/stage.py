@@ -244,8 +244,9 @@ def export_stage(
     ``serving`` sets ClassifierSpec serving fields (instances, intra_op_threads,
     max_queue_delay_us, max_batch_size, length_bucket, ort_spinning, engine, precision).
     Precision int8 on OpenVINO is quantized here by NNCF on the calibration split's texts
-    (``elang.export.classify.int8_openvino``); with validation labels, operations go back to fp32
-    until it is within ``int8_max_drop_pt`` of fp32 on validation (None: no accuracy control).
+    (``elang.export.classify.int8_openvino``); with validation texts, operations go back to fp32
+    until it gives fp32's answer on all but ``int8_max_drop_pt`` percent of the validation texts (None: no
+    accuracy control).
     """
     if role not in c.STAGES:
         raise RepositoryError(f"--as must be one of {', '.join(c.STAGES)}, got {role!r}")
@@ -324,8 +325,7 @@ def export_stage(
                 cal_texts,
                 max_length,
                 pairs=cal_pairs,
-                validation_texts=texts if labels is not None else None,
-                validation_labels=labels,
+                validation_texts=texts,
                 validation_pairs=pairs,
                 max_drop_pt=int8_max_drop_pt,
             )
