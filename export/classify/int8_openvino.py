@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 CALIBRATION_TEXTS = 512  # NNCF's default subset is 300 samples; more moved nothing on the default pair
 VALIDATION_TEXTS = 1000  # accuracy control's texts (each check runs them all)
 BATCH = 16
-DEFAULT_INT8_MAX_DROP_PT = 1.0  # accuracy control: validation texts (%) whose answer may differ from fp32's
+# Accuracy control: validation texts (%) whose answer may differ from fp32's. 3: on MPNet-base each
+# revert re-ranks every quantizer (~10 min on 2 cores), so a 1% floor did not finish in 25 min
+# (BENCHMARKS 10.6); NNCF's int8 Super started at 97.6%.
+DEFAULT_INT8_MAX_DROP_PT = 3.0
 
 
 @dataclass

@@ -97,11 +97,11 @@ def test_an_int8_openvino_stage_is_quantized_on_calibration_texts_and_serves_exa
     report = export_stage(sup, "super", repo, splits=splits, serving={"engine": "openvino", "precision": "int8"})
     (t,) = report.transforms
     assert t["name"].startswith("engine openvino int8: OpenVINO int8 (NNCF, 40 calibration texts")  # calibration split
-    assert "accuracy control: fp32's answer on >= 99% of 60 validation texts" in t["name"]
+    assert "accuracy control: fp32's answer on >= 97% of 60 validation texts" in t["name"]
     assert t["texts"] == 60 and t["accuracy_fp32"] == 1.0  # validation labelled by the Super's own fp32
     # what accuracy control promised, on validation, for the stage as served (its rest in bf16 where
-    # the CPU has it): fp32's answer on >= 99% of the texts, so here on all 60
-    assert t["argmax_agreement"] == 1.0 and t["accuracy_new"] == t["accuracy_fp32"]
+    # the CPU has it): fp32's answer on >= 97% of the texts; a changed answer costs at most one right one
+    assert t["argmax_agreement"] >= 0.97 and t["accuracy_new"] >= t["accuracy_fp32"] - 0.03 - 1e-9
     for name in ("swift", "super"):
         assert (repo / name / "1" / INT8_IR).is_file() and (repo / name / "1" / "model.int8.bin").is_file()
     params = parameters(model_config(repo, "super"))
@@ -180,8 +180,8 @@ def test_accuracy_control_keeps_fp32_answers_whatever_the_labels_say(tmp_path):
     sup = make_tiny_checkpoint(tmp_path / "super", TINY_SUPER)
     report = export_stage(sup, "super", tmp_path / "repo", splits=splits, serving={"engine": "openvino", "precision": "int8"})
     (t,) = report.transforms
-    assert "fp32's answer on >= 99% of 60 validation texts" in t["name"]
-    assert t["argmax_agreement"] == 1.0  # >= 99% of 60 texts is all of them
+    assert "fp32's answer on >= 97% of 60 validation texts" in t["name"]
+    assert t["argmax_agreement"] >= 0.97
 
 
 def test_accuracy_control_validates_quantized_candidates_at_the_served_hint():
