@@ -497,10 +497,10 @@ def _declare_truncation(cfg: mc.ModelConfig, repo: Path, stages: tuple[str, ...]
 def _inline_if_wanted(cfg: mc.ModelConfig, repo: Path, router: str, stages: tuple[str, ...], stage: str) -> bool:
     """A router written before ``stage`` could run in its process (the stage was missing, or was
     another kind) runs it there now if its inline mode asks for it; True if the config changed."""
-    mode = parameter(cfg, c.PARAM_INLINE_MODE)
-    inline = c.parse_names(parameter(cfg, c.PARAM_INLINE_STAGE))
     from elang.runtimes.remote import parse_remote_stages
 
+    mode = parameter(cfg, c.PARAM_INLINE_MODE)
+    inline = c.parse_names(parameter(cfg, c.PARAM_INLINE_STAGE))
     remote = parse_remote_stages(parameter(cfg, c.PARAM_REMOTE_STAGES) or None)
     if not mode or stage in inline or stage in remote:
         return False

@@ -37,7 +37,7 @@ CALIBRATION_TEXTS = 512  # NNCF's default subset is 300 samples; more moved noth
 VALIDATION_TEXTS = 1000  # accuracy control's texts (each check runs them all)
 BATCH = 16
 # Accuracy control: validation texts (%) whose answer may differ from fp32's. 3: on MPNet-base each
-# revert re-ranks every quantizer (~10 min on 2 cores), so a 1% floor did not finish in 25 min
+# revert re-ranks every quantizer (~10 min on 2 cores), so a 1% floor did not finish in 33 min
 # (BENCHMARKS 10.6); NNCF's int8 Super started at 97.6%.
 DEFAULT_INT8_MAX_DROP_PT = 3.0
 
